@@ -1,0 +1,68 @@
+"""Exit codes and the one exception type every script turns into a one-line error.
+
+The table below is the contract documented in README.md and SKILL.md; tests read
+it from here so the documentation and the code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+OK = 0
+INTERNAL = 1          # a bug: reported in one line, never a traceback
+USAGE = 2             # bad command-line arguments (argparse uses 2 as well)
+NO_KEY = 3            # key not set, placeholder or malformed; nothing was sent
+TOKEN_PLAN_KEY = 4    # an sk-sp- key where a standard key is needed; nothing was sent
+AUTH_REJECTED = 5     # the service answered 401 or 403
+RATE_LIMITED = 6      # the service answered 429
+HTTP_ERROR = 7        # any other HTTP error from the service
+NETWORK = 8           # connection refused/reset, DNS failure, timeout
+CONFIG = 9            # bad QWEN_BASE_URL / QWEN_REGION / OSS settings / unreadable .env
+INPUT_FILE = 10       # an input file is missing, a directory, empty, too large, unreadable
+MISSING_DEPENDENCY = 11  # an optional package (oss2) is needed but not installed
+REFUSED_WRITE = 12    # would write through a symlink or over user data
+
+EXIT_CODES = {
+    OK: "success",
+    INTERNAL: "internal error (a bug; please report it)",
+    USAGE: "bad command-line arguments",
+    NO_KEY: "no usable API key (not set, placeholder or malformed); nothing was sent",
+    TOKEN_PLAN_KEY: "Token Plan key (sk-sp-) where a standard key is needed; nothing was sent",
+    AUTH_REJECTED: "key rejected by the service (HTTP 401/403)",
+    RATE_LIMITED: "rate limited (HTTP 429)",
+    HTTP_ERROR: "other HTTP error from the service",
+    NETWORK: "network failure or timeout",
+    CONFIG: "configuration error (endpoint, OSS settings, unreadable .env)",
+    INPUT_FILE: "input file error (missing, directory, empty, too large, unreadable)",
+    MISSING_DEPENDENCY: "optional dependency missing (e.g. oss2)",
+    REFUSED_WRITE: "refused to write (symlink or existing user data)",
+}
+
+
+class QwenOpsError(Exception):
+    """An expected failure: a one-line, secret-free message and an exit code.
+
+    ``code`` is a service error code when there is one (``InvalidApiKey``,
+    ``AccessDenied``...); ``status`` the HTTP status when a response arrived.
+    """
+
+    def __init__(self, message: str, exit_code: int = INTERNAL, *,
+                 code: str = "", status: int | None = None, retryable: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+        self.code = code
+        self.status = status
+        self.retryable = retryable
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def exit_code_for_status(status: int) -> int:
+    """Map an HTTP status to our exit code."""
+    if 200 <= status < 300:
+        return OK
+    if status in (401, 403):
+        return AUTH_REJECTED
+    if status == 429:
+        return RATE_LIMITED
+    return HTTP_ERROR

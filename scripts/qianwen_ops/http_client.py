@@ -1,0 +1,219 @@
+"""The one place that speaks HTTP: timeouts, retries, redaction, no redirects.
+
+Built on ``http.client`` so that
+
+* redirects are never followed (a key is never replayed to another host),
+* request bodies can be streamed from disk with a known Content-Length,
+* connections are reused per thread within a session (batches stay fast).
+
+Every error raised from here is a ``QwenOpsError`` whose message names the host
+only: never a URL query, a header or a body.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Protocol
+from urllib.parse import urlsplit
+
+from .errors import NETWORK, QwenOpsError
+
+USER_AGENT = "qianwen-ops-auth"
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+STREAM_CHUNK = 256 * 1024
+
+_REDACTIONS = [
+    (re.compile(r"(?i)bearer\s+[^\s\"',;]+"), "Bearer <redacted>"),
+    (re.compile(r"sk-[A-Za-z0-9_\-]{3,}"), "sk-<redacted>"),
+    (re.compile(r"(?i)\b(signature|x-oss-signature|ossaccesskeyid|x-oss-credential|"
+                r"security-token|x-oss-security-token|policy)=[^&\s\"'<]+"), r"\1=<redacted>"),
+    (re.compile(r"OSS4-HMAC-SHA256\s+[^\"'<\n]+"), "OSS4-HMAC-SHA256 <redacted>"),
+    (re.compile(r"\bOSS\s+[A-Za-z0-9.]+:[A-Za-z0-9+/=]+"), "OSS <redacted>"),
+    (re.compile(r"(?i)\"(signature|policy|oss_access_key_id|api_key|access_key_secret)\"\s*:\s*\"[^\"]*\""),
+     r'"\1": "<redacted>"'),
+    (re.compile(r"(?is)<(SignatureProvided|StringToSign|StringToSignBytes|CanonicalRequest|"
+                r"OSSAccessKeyId)>.*?</\1>"), r"<\1><redacted></\1>"),
+]
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Remove anything that looks like a credential or a signature from ``text``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "<redacted>")
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class BodySource(Protocol):
+    """A request body that knows its length and can be streamed (again)."""
+
+    length: int
+
+    def chunks(self) -> Iterator[bytes]: ...
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict
+    body: bytes
+
+    def json(self) -> dict | None:
+        try:
+            data = json.loads(self.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def header(self, name: str, default: str = "") -> str:
+        return self.headers.get(name.lower(), default)
+
+
+def _network_error(exc: BaseException, host: str, timeout: float) -> QwenOpsError:
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        text = f"timed out after {timeout:g}s waiting for {host}"
+    elif isinstance(exc, ConnectionRefusedError):
+        text = f"connection refused by {host}"
+    elif isinstance(exc, socket.gaierror):
+        text = f"cannot resolve host {host}"
+    elif isinstance(exc, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected,
+                          http.client.IncompleteRead, ConnectionAbortedError)):
+        text = f"connection to {host} was dropped"
+    elif exc.__class__.__module__ == "ssl":
+        text = f"TLS error talking to {host} ({exc.__class__.__name__})"
+    else:
+        text = f"network error talking to {host} ({exc.__class__.__name__})"
+    return QwenOpsError(text, NETWORK, retryable=True)
+
+
+@dataclass
+class HttpSession:
+    """Reusable connections (one per host and thread) with a fixed timeout."""
+
+    timeout: float = 15.0
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+
+    def _connection(self, scheme: str, host: str, port: int | None, fresh: bool):
+        pool = getattr(self._local, "pool", None)
+        if pool is None:
+            pool = self._local.pool = {}
+        key = (scheme, host, port)
+        conn = pool.get(key)
+        if conn is not None and not fresh:
+            return conn, True
+        if conn is not None:
+            conn.close()
+        if scheme == "https":
+            import ssl
+
+            conn = http.client.HTTPSConnection(host, port, timeout=self.timeout,
+                                               context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
+        pool[key] = conn
+        return conn, False
+
+    def close(self) -> None:
+        for conn in getattr(self._local, "pool", {}).values():
+            conn.close()
+        self._local.pool = {}
+
+    def request(self, method: str, url: str, headers: dict | None = None,
+                body: bytes | BodySource | None = None) -> Response:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise QwenOpsError("refusing to send a request to a non-http(s) URL", NETWORK)
+        host = parts.hostname
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
+        if body is not None:
+            headers["Content-Length"] = str(len(body) if isinstance(body, bytes) else body.length)
+        for attempt in (0, 1):
+            conn, reused = self._connection(parts.scheme, host, parts.port, fresh=attempt > 0)
+            try:
+                conn.putrequest(method, path, skip_host=False, skip_accept_encoding=True)
+                for name, value in headers.items():
+                    conn.putheader(name, value)
+                conn.endheaders()
+                if isinstance(body, bytes):
+                    conn.send(body)
+                elif body is not None:
+                    for chunk in body.chunks():
+                        conn.send(chunk)
+                raw = conn.getresponse()
+                data = raw.read(MAX_RESPONSE_BYTES + 1)
+                if len(data) > MAX_RESPONSE_BYTES:
+                    conn.close()
+                    raise QwenOpsError(f"response from {host} is larger than expected", NETWORK)
+                response = Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, data)
+                if raw.will_close:
+                    conn.close()
+                return response
+            except QwenOpsError:
+                raise
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                conn.close()
+                if reused and attempt == 0:
+                    continue  # a stale keep-alive connection: one fresh try
+                raise _network_error(exc, host, self.timeout) from None
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                raise _network_error(exc, host, self.timeout) from None
+        raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    base_delay: float = 0.2
+    max_delay: float = 3.0
+
+
+def call_with_retries(call: Callable[[], Response], policy: RetryPolicy = RetryPolicy(),
+                      sleep: Callable[[float], None] = time.sleep,
+                      rand: Callable[[], float] = random.random) -> Response:
+    """Run ``call``; retry 429/5xx responses and retryable errors with full-jitter backoff."""
+    for attempt in range(policy.attempts):
+        last = attempt == policy.attempts - 1
+        try:
+            response = call()
+        except QwenOpsError as exc:
+            if not exc.retryable or last:
+                raise
+            sleep(rand() * min(policy.max_delay, policy.base_delay * 2 ** attempt))
+            continue
+        if response.status not in RETRY_STATUSES or last:
+            return response
+        delay = rand() * min(policy.max_delay, policy.base_delay * 2 ** attempt)
+        retry_after = response.header("retry-after")
+        if retry_after.isdigit():
+            delay = min(policy.max_delay, max(delay, float(retry_after)))
+        sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def error_fields(response: Response) -> tuple[str, str, str]:
+    """(code, message, request_id) from a DashScope JSON or OSS XML error body, redacted."""
+    data = response.json()
+    if data is not None:
+        inner = data.get("error") if isinstance(data.get("error"), dict) else {}
+        code = str(data.get("code") or inner.get("code") or "")
+        message = str(data.get("message") or inner.get("message") or "")
+        request_id = str(data.get("request_id") or data.get("id") or "")
+        return code, redact(message)[:300], request_id
+    text = response.body[:65536].decode("utf-8", "replace")
+    found = {}
+    for tag in ("Code", "Message", "RequestId"):
+        m = re.search(rf"<{tag}>(.*?)</{tag}>", text, re.S)
+        found[tag] = m.group(1).strip() if m else ""
+    return found["Code"], redact(found["Message"])[:300], found["RequestId"]

@@ -1,0 +1,81 @@
+"""Where configuration values come from: the one place that decides.
+
+Order, first match wins: the process environment, ``.env`` in the current
+directory, ``.env`` at the repository root (nearest ancestor of the current
+directory holding ``.git`` or ``skills/``). Nothing here writes to
+``os.environ``: a value already in the environment is never overwritten.
+
+``.env`` files are read lazily, only when a value is not in the environment, so a
+broken ``.env`` never gets in the way of a variable that is set.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from .dotenv_parser import read_dotenv_file
+
+
+@dataclass(frozen=True)
+class Found:
+    """A value and where it came from (``env:NAME`` or a ``.env`` path)."""
+
+    value: str
+    source: str
+
+
+def find_repo_root(start: Path) -> Path | None:
+    """Nearest ancestor of ``start`` (itself included) holding ``.git`` or ``skills/``."""
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists() or (folder / "skills").is_dir():
+            return folder
+    return None
+
+
+@dataclass
+class Settings:
+    """Looks names up in the environment, then the ``.env`` files, in order."""
+
+    env: Mapping[str, str]
+    cwd: Path
+    home: Path
+    _dotenv_cache: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_process(cls, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        home = Path(env.get("HOME") or os.path.expanduser("~"))
+        return cls(env=env, cwd=Path(cwd or os.getcwd()), home=home)
+
+    def dotenv_paths(self) -> list[Path]:
+        paths = [self.cwd / ".env"]
+        root = find_repo_root(self.cwd)
+        if root is not None and root != self.cwd:
+            paths.append(root / ".env")
+        return paths
+
+    def _dotenv(self, path: Path) -> dict:
+        if path not in self._dotenv_cache:
+            self._dotenv_cache[path] = read_dotenv_file(path) if path.is_file() else {}
+        return self._dotenv_cache[path]
+
+    def get(self, *names: str) -> Found | None:
+        """First non-empty value for any of ``names`` (earlier names win at each level)."""
+        for name in names:
+            value = self.env.get(name)
+            if value:
+                return Found(value, f"env:{name}")
+        for path in self.dotenv_paths():
+            values = self._dotenv(path)
+            for name in names:
+                value = values.get(name)
+                if value:
+                    return Found(value, str(path))
+        return None
+
+    def value(self, name: str, default: str = "") -> str:
+        found = self.get(name)
+        return found.value if found else default
