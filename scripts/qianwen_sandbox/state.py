@@ -1,0 +1,138 @@
+"""Everything the sandbox remembers: configuration, keys, objects, counters, faults."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .oss_signing import Credential
+from .store import ObjectStore
+
+ROUTES = ("chat", "getPolicy", "postObject", "oss")
+MEDIA_TTL_SECONDS = 48 * 3600
+
+
+@dataclass
+class SandboxConfig:
+    host: str = "127.0.0.1"
+    port: int = 0
+    oss_port: int = 0
+    data_dir: Path | None = None
+    qps: int = 100
+    policy_ttl: int = 300
+    max_file_mb: int = 100
+    region: str = "cn-beijing"
+    bucket: str = "sandbox-bucket"
+    temp_bucket: str = "dashscope-sandbox-temp"
+
+
+@dataclass
+class Fault:
+    status: int = 0
+    action: str = ""          # "reset": drop the connection mid-body
+    delay_s: float = 0.0
+    remaining: int = 1
+
+
+def _token(n: int = 12) -> str:
+    return secrets.token_hex(n)
+
+
+@dataclass
+class SandboxState:
+    config: SandboxConfig
+    store: ObjectStore
+    api_keys: dict = field(default_factory=dict)        # key -> account id
+    token_plan_key: str = ""
+    credentials: dict = field(default_factory=dict)     # access key id -> Credential
+    named: dict = field(default_factory=dict)           # "temp" / "user" / "sts" -> Credential
+    base_url: str = ""
+    oss_endpoint: str = ""
+    counts: Counter = field(default_factory=Counter)
+    faults: dict = field(default_factory=dict)
+    upload_dirs: dict = field(default_factory=dict)     # upload_dir -> (account, model)
+    _windows: dict = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def create(cls, config: SandboxConfig, data_dir: Path) -> "SandboxState":
+        state = cls(config, ObjectStore(data_dir))
+        state.api_keys = {f"sk-sandbox{_token()}": "acct-main", f"sk-sandbox{_token()}": "acct-other"}
+        state.token_plan_key = f"sk-sp-sandbox{_token()}"
+        user_bucket = frozenset({config.bucket})
+        state.named = {
+            "temp": Credential(f"LTAIsandboxTemp{_token(6)}", _token(15), frozenset({config.temp_bucket})),
+            "user": Credential(f"LTAIsandbox{_token(6)}", _token(15), user_bucket),
+            "sts": Credential(f"STS.sandbox{_token(6)}", _token(15), user_bucket, security_token=_token(24)),
+        }
+        state.credentials = {cred.access_key_id: cred for cred in state.named.values()}
+        return state
+
+    def info(self) -> dict:
+        """The one JSON line printed at start-up (sandbox-only secrets, by design)."""
+        keys = list(self.api_keys)
+        user, sts = self.named["user"], self.named["sts"]
+        return {
+            "base_url": self.base_url,
+            "api_key": keys[0],
+            "other_api_key": keys[1],
+            "token_plan_key": self.token_plan_key,
+            "oss_endpoint": self.oss_endpoint,
+            "oss_bucket": self.config.bucket,
+            "oss_region": self.config.region,
+            "oss_access_key_id": user.access_key_id,
+            "oss_access_key_secret": user.secret,
+            "oss_sts_access_key_id": sts.access_key_id,
+            "oss_sts_access_key_secret": sts.secret,
+            "oss_session_token": sts.security_token,
+            "temp_bucket": self.config.temp_bucket,
+            "policy_ttl": self.config.policy_ttl,
+            "max_file_mb": self.config.max_file_mb,
+            "qps": self.config.qps,
+        }
+
+    # -- observability and faults
+    def count(self, route: str) -> None:
+        with self.lock:
+            self.counts[route] += 1
+
+    def stats(self) -> dict:
+        with self.lock:
+            counts = {route: self.counts.get(route, 0) for route in ROUTES}
+            counts.update(self.counts)
+        return {"counts": counts, "objects": self.store.listing()}
+
+    def add_fault(self, route: str, fault: Fault) -> None:
+        with self.lock:
+            self.faults.setdefault(route, deque()).append(fault)
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    def take_fault(self, route: str) -> Fault | None:
+        with self.lock:
+            queue = self.faults.get(route)
+            if not queue:
+                return None
+            fault = queue[0]
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                queue.popleft()
+            return fault
+
+    def allow_rate(self, key: str, model: str, now: float | None = None) -> bool:
+        """Sliding one-second window per key and model."""
+        now = time.monotonic() if now is None else now
+        with self.lock:
+            window = self._windows.setdefault((key, model), deque())
+            while window and now - window[0] >= 1.0:
+                window.popleft()
+            if len(window) >= self.config.qps:
+                return False
+            window.append(now)
+            return True

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Run the local DashScope + OSS sandbox on loopback, in the foreground.
+
+When ready, prints one JSON line on stdout: base_url, api_key (a standard sk- key
+it accepts), other_api_key (a second account), token_plan_key (sk-sp-),
+oss_endpoint, oss_bucket, oss_region, oss_access_key_id, oss_access_key_secret,
+the STS trio, and limits. These are throw-away sandbox credentials, created fresh
+at every start. Logs (method, path, status; never queries or headers) go to stderr.
+Stops cleanly on SIGINT/SIGTERM.
+
+Test hooks: GET {base_url}/_sandbox/stats and POST {base_url}/_sandbox/faults with
+{"route": "chat"|"getPolicy"|"postObject"|"oss", "status": 503, "count": 2} or
+{"action": "reset"} or {"delay_s": 2.5}; {"clear": true} drops queued faults.
+"""
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from qianwen_ops import cli, errors
+from qianwen_ops.endpoints import is_loopback_host
+from qianwen_sandbox import SandboxConfig, start
+
+
+def main() -> int:
+    parser = cli.ArgumentParser(prog="sandbox.py", description=__doc__,
+                                epilog=cli.exit_code_epilog([errors.OK, errors.USAGE, errors.CONFIG]))
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="DashScope API port (default 0: any free port)")
+    parser.add_argument("--oss-port", type=int, default=0, help="OSS port (default 0: any free port)")
+    parser.add_argument("--data-dir", type=Path, help="where objects are kept (default: a temp dir, removed at exit)")
+    parser.add_argument("--qps", type=int, default=100, help="getPolicy requests per second per key+model (default 100)")
+    parser.add_argument("--policy-ttl", type=int, default=300, help="upload policy lifetime in seconds (default 300)")
+    parser.add_argument("--max-file-mb", type=int, default=100, help="largest temporary-storage upload (default 100)")
+    parser.add_argument("--quiet", action="store_true", help="no request log on stderr")
+    args = parser.parse_args()
+    if not is_loopback_host(args.host):
+        parser.error("--host must be a loopback address (the sandbox prints its credentials)")
+    for name, value, low, high in (("--port", args.port, 0, 65535), ("--oss-port", args.oss_port, 0, 65535),
+                                   ("--qps", args.qps, 1, 100000), ("--policy-ttl", args.policy_ttl, 1, 86400),
+                                   ("--max-file-mb", args.max_file_mb, 1, 5120)):
+        if not low <= value <= high:
+            parser.error(f"{name} must be between {low} and {high}")
+    if args.data_dir is not None:
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+    config = SandboxConfig(host=args.host, port=args.port, oss_port=args.oss_port, data_dir=args.data_dir,
+                           qps=args.qps, policy_ttl=args.policy_ttl, max_file_mb=args.max_file_mb)
+    try:
+        sandbox = start(config, quiet=args.quiet)
+    except OSError as exc:
+        raise errors.QwenOpsError(f"cannot start the sandbox: {exc.strerror or exc}", errors.CONFIG) from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(json.dumps(sandbox.info), flush=True)
+    print(f"sandbox: listening on {sandbox.info['base_url']} (api) and {sandbox.info['oss_endpoint']} (oss)",
+          file=sys.stderr, flush=True)
+    stop.wait()
+    sandbox.stop()
+    print("sandbox: stopped", file=sys.stderr)
+    return errors.OK
+
+
+if __name__ == "__main__":
+    cli.run(main)
