@@ -1,0 +1,25 @@
+"""qianwen-ops-auth's library: credentials, endpoints, probe and file uploads.
+
+Public surface (imported lazily, so the probe stays fast)::
+
+    from qianwen_ops import resolve_file, upload_file, upload_many, request_headers_for, Upload
+"""
+
+from __future__ import annotations
+
+_PUBLIC = {
+    "resolve_file": "uploads", "upload_file": "uploads", "upload_many": "uploads",
+    "request_headers_for": "uploads", "Upload": "uploads", "RESOLVE_HEADER": "uploads",
+    "QwenOpsError": "errors", "Settings": "settings", "find_api_key": "credentials",
+    "resolve_endpoint": "endpoints",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    raise AttributeError(f"module 'qianwen_ops' has no attribute {name!r}")

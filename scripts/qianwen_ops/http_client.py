@@ -160,6 +160,7 @@ class HttpSession:
                     conn.close()
                 return response
             except QwenOpsError:
+                conn.close()  # e.g. a file changed while streaming: never leave a half-sent request
                 raise
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 conn.close()
@@ -179,6 +180,11 @@ class RetryPolicy:
     max_delay: float = 3.0
 
 
+def backoff_delay(policy: RetryPolicy, attempt: int, rand: Callable[[], float] = random.random) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(max_delay, base * 2**attempt)]."""
+    return rand() * min(policy.max_delay, policy.base_delay * 2 ** attempt)
+
+
 def call_with_retries(call: Callable[[], Response], policy: RetryPolicy = RetryPolicy(),
                       sleep: Callable[[float], None] = time.sleep,
                       rand: Callable[[], float] = random.random) -> Response:
@@ -190,11 +196,11 @@ def call_with_retries(call: Callable[[], Response], policy: RetryPolicy = RetryP
         except QwenOpsError as exc:
             if not exc.retryable or last:
                 raise
-            sleep(rand() * min(policy.max_delay, policy.base_delay * 2 ** attempt))
+            sleep(backoff_delay(policy, attempt, rand))
             continue
         if response.status not in RETRY_STATUSES or last:
             return response
-        delay = rand() * min(policy.max_delay, policy.base_delay * 2 ** attempt)
+        delay = backoff_delay(policy, attempt, rand)
         retry_after = response.header("retry-after")
         if retry_after.isdigit():
             delay = min(policy.max_delay, max(delay, float(retry_after)))

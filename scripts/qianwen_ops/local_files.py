@@ -1,0 +1,149 @@
+"""Local inputs: telling paths from URLs, and opening files safely.
+
+A FIFO, a device or a directory is refused before anything is read (never a read
+that blocks forever); the size is fixed when the file is checked, and a file that
+changes while it is being sent is reported, never uploaded half-way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import unquote, urlsplit
+
+from .errors import INPUT_FILE, QwenOpsError
+
+READ_CHUNK = 256 * 1024
+PASS_THROUGH_SCHEMES = ("http", "https", "oss", "data")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def display(source: str) -> str:
+    """A one-line, printable form of an input for error messages (no URL secrets)."""
+    text = source
+    if "://" in source and not source.startswith("file:"):
+        parts = urlsplit(source)
+        text = f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+    text = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return text if len(text) <= 200 else text[:97] + "…" + text[-100:]
+
+
+def is_remote(source: str) -> bool:
+    """True for inputs handed to the model unchanged (http(s)://, oss://, data:)."""
+    scheme = source.split(":", 1)[0].lower() if ":" in source else ""
+    if scheme == "data":
+        return True
+    if scheme not in PASS_THROUGH_SCHEMES or not source[len(scheme):].startswith("://"):
+        return False
+    if scheme in ("http", "https"):
+        parts = urlsplit(source)
+        if parts.username is not None or parts.password is not None:
+            raise QwenOpsError(f"{display(source)}: the URL carries a user name or password; "
+                               "refusing to pass credentials to the model", INPUT_FILE)
+    return True
+
+
+def local_path(source: str) -> Path:
+    """The path for a local input: a plain path (``~`` expanded) or a ``file://`` URI."""
+    if source == "":
+        raise QwenOpsError("an empty string is not a file", INPUT_FILE)
+    if "\x00" in source:
+        raise QwenOpsError(f"{display(source)}: path contains a NUL byte", INPUT_FILE)
+    if source.lower().startswith("file:"):
+        parts = urlsplit(source)
+        if parts.query or parts.fragment:
+            raise QwenOpsError(f"{display(source)}: file:// URI with a query or fragment; "
+                               "percent-encode '?' as %3F and '#' as %23", INPUT_FILE)
+        path = unquote(parts.path)
+        if parts.netloc in ("~",) or parts.netloc.startswith("~"):
+            path = parts.netloc + path
+        elif parts.netloc not in ("", "localhost"):
+            raise QwenOpsError(f"{display(source)}: file:// URI names a remote host", INPUT_FILE)
+        if not path:
+            raise QwenOpsError(f"{display(source)}: file:// URI has no path", INPUT_FILE)
+        return Path(os.path.expanduser(path))
+    if _SCHEME.match(source):
+        raise QwenOpsError(f"{display(source)}: unsupported URL scheme", INPUT_FILE)
+    return Path(os.path.expanduser(source))
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    path: Path
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def check_file(path: Path, max_bytes: int | None = None) -> LocalFile:
+    """Everything that can be wrong with an input, found before a byte is sent."""
+    shown = display(str(path))
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        broken = os.path.islink(path)
+        raise QwenOpsError(f"{shown}: {'broken symbolic link' if broken else 'no such file'}", INPUT_FILE) from None
+    except OSError as exc:
+        reason = "symbolic link loop" if exc.errno == 40 else (exc.strerror or "cannot access")
+        raise QwenOpsError(f"{shown}: {reason}", INPUT_FILE) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise QwenOpsError(f"{shown}: is a directory, not a file", INPUT_FILE)
+    if not stat.S_ISREG(info.st_mode):
+        raise QwenOpsError(f"{shown}: not a regular file (FIFO, socket or device)", INPUT_FILE)
+    if info.st_size == 0:
+        raise QwenOpsError(f"{shown}: file is empty (0 bytes)", INPUT_FILE)
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise QwenOpsError(f"{shown}: {info.st_size} bytes is over the {max_bytes // (1024 * 1024)} MiB limit",
+                           INPUT_FILE)
+    if not os.access(path, os.R_OK):
+        raise QwenOpsError(f"{shown}: permission denied", INPUT_FILE)
+    return LocalFile(path, info.st_size, info.st_mtime_ns, info.st_ino)
+
+
+def _open_regular(local: LocalFile) -> int:
+    shown = display(str(local.path))
+    try:
+        fd = os.open(local.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise QwenOpsError(f"{shown}: {exc.strerror or 'cannot open'}", INPUT_FILE) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise QwenOpsError(f"{shown}: not a regular file (FIFO, socket or device)", INPUT_FILE)
+    return fd
+
+
+def read_chunks(local: LocalFile, hasher=None) -> Iterator[bytes]:
+    """Exactly ``local.size`` bytes, or an error if the file changed underneath."""
+    fd = _open_regular(local)
+    left = local.size
+    try:
+        while left > 0:
+            chunk = os.read(fd, min(READ_CHUNK, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            if hasher is not None:
+                hasher.update(chunk)
+            yield chunk
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if left or after.st_size != local.size or after.st_mtime_ns != local.mtime_ns:
+        raise QwenOpsError(f"{display(str(local.path))}: file changed while it was being read", INPUT_FILE)
+
+
+def sha256_of(local: LocalFile) -> str:
+    hasher = hashlib.sha256()
+    for _ in read_chunks(local, hasher):
+        pass
+    return hasher.hexdigest()

@@ -1,0 +1,202 @@
+"""DashScope temporary storage: getPolicy, then a streamed PostObject with ``file`` last.
+
+One policy per (account, model) is shared by every upload until shortly before it
+expires, so a batch costs one getPolicy per policy lifetime. Object keys are
+``<upload_dir>/<random>_<readable name>``: unique per upload, never colliding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import re
+import threading
+import time
+import unicodedata
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+from urllib.parse import quote
+
+from . import errors
+from .credentials import Secret
+from .endpoints import Endpoint
+from .errors import QwenOpsError
+from .http_client import HttpSession, Response, RetryPolicy, backoff_delay, call_with_retries, error_fields
+from .local_files import LocalFile, display, read_chunks
+
+MEDIA_TTL_SECONDS = 48 * 3600
+POLICY_MARGIN_SECONDS = 30
+MAX_KEY_BYTES = 1023
+_UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Policy:
+    data: dict
+    expires_at: float
+
+    @property
+    def max_bytes(self) -> int:
+        return int(float(self.data.get("max_file_size_mb") or 100) * 1024 * 1024)
+
+
+def readable_name(name: str, budget: int) -> str:
+    """The file name with anything URL-hostile replaced, cut to ``budget`` UTF-8 bytes."""
+    name = unicodedata.normalize("NFC", name)
+    name = _UNSAFE.sub("_", name).strip("._") or "file"
+    stem, dot, ext = name.rpartition(".")
+    if not dot or len(ext.encode()) > 16:
+        stem, ext = name, ""
+    ext = f".{ext}" if ext else ""
+    while len((stem + ext).encode("utf-8")) > budget and stem:
+        stem = stem[:-1]
+    return (stem + ext) if stem else ext.lstrip(".")[: max(1, budget)] or "f"
+
+
+def object_key(upload_dir: str, name: str) -> str:
+    prefix = f"{upload_dir}/{uuid.uuid4().hex[:12]}_"
+    return prefix + readable_name(name, MAX_KEY_BYTES - len(prefix.encode("utf-8")))
+
+
+class MultipartFile:
+    """A multipart/form-data body: fields first, then the file streamed from disk."""
+
+    def __init__(self, fields: list, local: LocalFile, filename: str, content_type: str,
+                 progress: Callable[[int], None] | None = None):
+        self.boundary = f"----qianwen{uuid.uuid4().hex}"
+        head = b"".join(
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+            for name, value in fields)
+        safe_filename = filename.replace('"', "_").replace("\r", "_").replace("\n", "_")
+        head += (f'--{self.boundary}\r\nContent-Disposition: form-data; name="file"; '
+                 f'filename="{safe_filename}"\r\nContent-Type: {content_type}\r\n\r\n').encode()
+        self._head = head
+        self._tail = f"\r\n--{self.boundary}--\r\n".encode()
+        self._local = local
+        self._progress = progress
+        self.length = len(head) + local.size + len(self._tail)
+        self.sha256 = ""
+
+    def chunks(self) -> Iterator[bytes]:
+        hasher = hashlib.sha256()
+        yield self._head
+        sent = 0
+        for chunk in read_chunks(self._local, hasher):
+            yield chunk
+            sent += len(chunk)
+            if self._progress is not None:
+                self._progress(sent)
+        yield self._tail
+        self.sha256 = hasher.hexdigest()
+
+
+@dataclass
+class TempStorage:
+    """Uploads to DashScope temporary storage for one key and endpoint."""
+
+    endpoint: Endpoint
+    api_key: Secret
+    session: HttpSession
+    retry: RetryPolicy = RetryPolicy()
+    _policies: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    backend = "temp-storage"
+    needs_resolve_header = True
+
+    @property
+    def cache_scope(self) -> str:
+        return f"temp:{self.endpoint.root}:{self.api_key.fingerprint()}"
+
+    def _fetch_policy(self, model: str) -> Policy:
+        url = f"{self.endpoint.native_base}/uploads?action=getPolicy&model={_quote(model)}"
+        headers = {"Authorization": f"Bearer {self.api_key.reveal()}", "Accept": "application/json"}
+        response = call_with_retries(lambda: self.session.request("GET", url, headers), self.retry)
+        if response.status != 200:
+            raise _service_error("getPolicy", response)
+        data = (response.json() or {}).get("data")
+        if not isinstance(data, dict) or not all(k in data for k in ("policy", "signature", "upload_dir",
+                                                                      "upload_host", "oss_access_key_id")):
+            raise QwenOpsError("getPolicy answered without a usable upload policy", errors.HTTP_ERROR)
+        ttl = float(data.get("expire_in_seconds") or 300)
+        return Policy(data, time.time() + ttl)
+
+    def policy(self, model: str, stale: Policy | None = None) -> Policy:
+        """The shared policy for ``model``; a new one when it is close to expiry or ``stale``."""
+        with self._lock:
+            current = self._policies.get(model)
+            margin = min(POLICY_MARGIN_SECONDS, (current.expires_at - time.time()) / 2) if current else 0
+            if current is None or current is stale or current.expires_at - time.time() <= max(margin, 5):
+                current = self._fetch_policy(model)
+                self._policies[model] = current
+            return current
+
+    def max_bytes(self, model: str) -> int:
+        return self.policy(model).max_bytes
+
+    def upload(self, local: LocalFile, model: str,
+               progress: Callable[[int], None] | None = None) -> tuple[str, float, str]:
+        """Upload one checked file; returns (oss:// URL, expires_at, sha256)."""
+        policy = self.policy(model)
+        refreshed = renamed = False
+        attempt = 0
+        while True:
+            key = object_key(policy.data["upload_dir"], local.name)
+            form = MultipartFile(_form_fields(policy.data, key, local), local, local.name,
+                                 mimetypes.guess_type(local.name)[0] or "application/octet-stream", progress)
+            try:
+                response = self.session.request(
+                    "POST", policy.data["upload_host"],
+                    {"Content-Type": f"multipart/form-data; boundary={form.boundary}"}, form)
+            except QwenOpsError as exc:
+                if not exc.retryable or attempt >= self.retry.attempts - 1:
+                    raise
+                attempt += 1
+                _backoff(self.retry, attempt)
+                continue
+            if response.status in (200, 201, 204):
+                return f"oss://{key}", time.time() + MEDIA_TTL_SECONDS, form.sha256
+            code, message, _ = error_fields(response)
+            if response.status == 403 and "expired" in message.lower() and not refreshed:
+                refreshed = True
+                policy = self.policy(model, stale=policy)
+                continue
+            if response.status == 409 and not renamed:
+                renamed = True
+                continue
+            if response.status in (429, 500, 502, 503, 504) and attempt < self.retry.attempts - 1:
+                attempt += 1
+                _backoff(self.retry, attempt)
+                continue
+            raise _service_error(f"upload of {display(str(local.path))}", response)
+
+
+def _form_fields(data: dict, key: str, local: LocalFile) -> list:
+    return [
+        ("OSSAccessKeyId", data["oss_access_key_id"]),
+        ("Signature", data["signature"]),
+        ("policy", data["policy"]),
+        ("key", key),
+        ("x-oss-object-acl", data.get("x_oss_object_acl", "private")),
+        ("x-oss-forbid-overwrite", data.get("x_oss_forbid_overwrite", "true")),
+        ("success_action_status", "200"),
+        ("x-oss-content-type", mimetypes.guess_type(local.name)[0] or "application/octet-stream"),
+    ]
+
+
+def _quote(text: str) -> str:
+    return quote(text, safe="")
+
+
+def _backoff(policy: RetryPolicy, attempt: int) -> None:
+    time.sleep(backoff_delay(policy, attempt))
+
+
+def _service_error(what: str, response: Response) -> QwenOpsError:
+    code, message, request_id = error_fields(response)
+    detail = f"{code}: {message}" if code else message or "no details"
+    rid = f" (request_id {request_id})" if request_id else ""
+    return QwenOpsError(f"{what} failed with HTTP {response.status} {detail}{rid}",
+                        errors.exit_code_for_status(response.status), code=code, status=response.status)
+
