@@ -238,3 +238,40 @@ def _hash_into(local: LocalFile, out: dict) -> None:
         out["sha256"] = hasher.hexdigest()
     except QwenOpsError as exc:
         out["error"] = exc
+
+
+def round_trip(config: CustomOssConfig, checkpoint_dir: Path) -> list:
+    """doctor --check-oss: put a tiny object, presign it, GET it back, delete it; one row per step."""
+    from .http_client import HttpSession
+
+    steps = []
+    try:
+        oss = CustomOss(config, checkpoint_dir)
+    except QwenOpsError as exc:
+        return [("connect", False, exc.message)]
+    key = f"{config.prefix}/doctor-check-{uuid.uuid4().hex}.txt"
+    payload = f"qianwen-ops-auth doctor {uuid.uuid4().hex}".encode()
+    session = HttpSession(timeout=30)
+    try:
+        try:
+            oss.bucket.put_object(key, payload)
+            steps.append(("put", True, f"{len(payload)} bytes to {config.bucket}/{key}"))
+            url = oss.bucket.sign_url("GET", key, 60, slash_safe=True)
+            steps.append(("presign", True, "V4 presigned GET URL, 60 s"))
+            got = session.request("GET", url)
+            same = got.status == 200 and got.body == payload
+            steps.append(("get", same, f"HTTP {got.status}, {'same bytes' if same else 'different bytes'}"))
+            oss.bucket.delete_object(key)
+            steps.append(("delete", True, "test object removed"))
+        except oss2_errors(oss) as exc:
+            steps.append((("put", "presign", "get", "delete")[len(steps)], False,
+                          map_error(exc, config, "OSS check").message))
+        except QwenOpsError as exc:
+            steps.append((("put", "presign", "get", "delete")[len(steps)], False, exc.message))
+    finally:
+        session.close()
+    return steps
+
+
+def oss2_errors(oss: CustomOss):
+    return oss._oss2.exceptions.OssError

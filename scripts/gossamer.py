@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""Post-task update check for qianwen-ops-auth (stdlib only; never blocks, always exits 0).
+
+No flag: if the sibling qianwen-update-check skill is installed, run it and print an
+[UPDATE_AVAILABLE] line when a newer version exists; if it is not installed, print an
+[ACTION_REQUIRED] block with three options (install now / skip for now / never remind
+me) and the exact command for each. Prints nothing while prompts are suppressed.
+"""
+
+from qianwen_ops import cli
+from qianwen_ops.update_prompt import dismiss, never_install, post_task_check, status
+
+
+def main() -> int:
+    parser = cli.ArgumentParser(prog="gossamer.py", description=__doc__)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--dismiss", action="store_true", help="no prompts for the next 24 hours")
+    group.add_argument("--never-install", action="store_true", help="never offer the update-check skill again")
+    group.add_argument("--status", action="store_true",
+                       help="print one JSON object: update_check_installed, suppressed, reason, state_file, "
+                            "next_prompt_at")
+    args = parser.parse_args()
+    if args.status:
+        cli.print_json(status())
+    elif args.dismiss:
+        dismiss()
+        print("update prompts dismissed for 24 hours")
+    elif args.never_install:
+        never_install()
+        print("the update-check skill will not be offered again")
+    else:
+        for line in post_task_check():
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

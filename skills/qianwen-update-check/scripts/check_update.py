@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Is there a newer qianwen-ops-auth? Compares this skill's version.json with the latest one.
+
+Fetches version.json from the bundle's repository (QWEN_UPDATE_URL overrides the
+whole URL; otherwise it is derived from QWEN_SKILLS_REPO, "owner/name"), with a
+5-second timeout, at most once per 24 hours unless --force (the last answer is
+reused in between). Never blocks an agent: offline, HTTP errors, malformed JSON
+and timeouts give has_update false with an error, and exit code 0.
+Stdlib only, Python 3.9+.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from skill_state import (  # noqa: E402
+    DAY_SECONDS, UPDATE_SKILL, now_seconds, read_state, repo_name, state_path, update_state)
+
+SKILL_DIR = Path(__file__).resolve().parent.parent
+TIMEOUT_SECONDS = 5.0
+MAX_BYTES = 64 * 1024
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
+
+
+def parse_version(text: str) -> tuple:
+    """A sort key: 1.10.0 > 1.9.0, and 1.0.0-rc.1 < 1.0.0 (semantic-versioning order)."""
+    match = _VERSION.match(str(text).strip())
+    if not match:
+        raise ValueError(f"not a version: {str(text)[:40]!r}")
+    release = tuple(int(match.group(i)) for i in (1, 2, 3))
+    pre = match.group(4)
+    if pre is None:
+        return release + ((1,),)
+    idents = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
+    return release + ((0,) + idents,)
+
+
+def update_url(env=None) -> str:
+    env = os.environ if env is None else env
+    return env.get("QWEN_UPDATE_URL") or (
+        f"https://raw.githubusercontent.com/{repo_name(env)}/main/skills/{UPDATE_SKILL}/version.json")
+
+
+def local_version() -> dict:
+    with open(SKILL_DIR / "version.json", encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def fetch_latest(url: str, timeout: float) -> dict:
+    if not url.startswith(("https://", "http://")):
+        raise ValueError("update URL must be http(s)")
+    request = urllib.request.Request(url, headers={"User-Agent": "qianwen-update-check", "Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked above
+        body = response.read(MAX_BYTES + 1)
+    if len(body) > MAX_BYTES:
+        raise ValueError("version.json is too large")
+    data = json.loads(body.decode("utf-8"))
+    if not isinstance(data, dict) or "version" not in data:
+        raise ValueError("version.json has no version")
+    parse_version(data["version"])
+    return data
+
+
+def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} from the update server"
+    if isinstance(exc, urllib.error.URLError):
+        reason = exc.reason
+        if isinstance(reason, OSError) and "timed out" in str(reason).lower():
+            return "timed out"
+        return f"cannot reach the update server ({reason.__class__.__name__ if isinstance(reason, BaseException) else 'unreachable'})"
+    if isinstance(exc, (TimeoutError, OSError)) and "timed out" in str(exc).lower():
+        return "timed out"
+    if isinstance(exc, (ValueError, UnicodeDecodeError)):
+        return f"malformed version.json ({str(exc)[:80]})"
+    return f"update check failed ({exc.__class__.__name__})"
+
+
+def check(force: bool = False, env=None, now: float | None = None) -> dict:
+    env = os.environ if env is None else env
+    now = now_seconds(env) if now is None else now
+    current = local_version()
+    path = state_path(SKILL_DIR, env)
+    state = read_state(path)
+    result = {"has_update": False, "current": current.get("version"), "latest": None, "info": "", "checked_at": None}
+    last_check = state.get("last_check")
+    cached = state.get("last_result")
+    if not force and isinstance(last_check, (int, float)) and now - last_check < DAY_SECONDS and isinstance(cached, dict):
+        latest = cached.get("version")
+        result.update(latest=latest, info=cached.get("info", ""), checked_at=last_check)
+        try:
+            result["has_update"] = latest is not None and parse_version(latest) > parse_version(result["current"])
+        except ValueError:
+            result["has_update"] = False
+        return result
+    try:
+        timeout = float(env.get("QWEN_UPDATE_TIMEOUT") or TIMEOUT_SECONDS)
+        latest = fetch_latest(update_url(env), min(timeout, TIMEOUT_SECONDS))
+    except Exception as exc:  # never block an agent: any failure is reported, not raised
+        result["error"] = describe_error(exc)
+        result["checked_at"] = now
+        return result
+    result.update(latest=latest["version"], info=str(latest.get("info", ""))[:500], checked_at=now)
+    result["has_update"] = parse_version(latest["version"]) > parse_version(result["current"])
+
+    def remember(s: dict) -> None:
+        s.update(last_check=now, last_interaction=now,
+                 last_result={"version": latest["version"], "info": result["info"]})
+        s.setdefault("never_install", False)
+
+    try:
+        update_state(path, remember)
+    except OSError as exc:
+        result["error"] = f"could not save the check time ({exc.__class__.__name__})"
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="check_update.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--print-response", action="store_true",
+                        help="print one JSON object: has_update, current, latest, info, checked_at[, error]")
+    parser.add_argument("--force", action="store_true", help="check now even if checked in the last 24 hours")
+    args = parser.parse_args()
+    try:
+        result = check(force=args.force)
+    except Exception as exc:  # e.g. our own version.json is missing: still never a traceback
+        result = {"has_update": False, "current": None, "latest": None, "info": "", "checked_at": None,
+                  "error": f"update check failed ({exc.__class__.__name__})"}
+    if args.print_response:
+        print(json.dumps(result))
+    elif result.get("error"):
+        print(f"update check: {result['error']} (current {result['current']})")
+    elif result["has_update"]:
+        print(f"update available: {result['current']} -> {result['latest']}. Update with: "
+              f"npx skills add {repo_name()} --full-depth --skill '*' -y")
+    else:
+        print(f"qianwen-ops-auth {result['current']} is up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
