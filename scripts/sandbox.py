@@ -11,6 +11,8 @@ Stops cleanly on SIGINT/SIGTERM.
 Test hooks: GET {base_url}/_sandbox/stats and POST {base_url}/_sandbox/faults with
 {"route": "chat"|"getPolicy"|"postObject"|"oss", "status": 503, "count": 2} or
 {"action": "reset"} or {"delay_s": 2.5}; {"clear": true} drops queued faults.
+POST {base_url}/_sandbox/clock with {"advance_s": 400} moves the sandbox clock forward
+(expiry of policies, presigned URLs and 48-hour media) without waiting.
 """
 
 import json
@@ -31,7 +33,8 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0, help="DashScope API port (default 0: any free port)")
     parser.add_argument("--oss-port", type=int, default=0, help="OSS port (default 0: any free port)")
     parser.add_argument("--data-dir", type=Path, help="where objects are kept (default: a temp dir, removed at exit)")
-    parser.add_argument("--qps", type=int, default=100, help="getPolicy requests per second per key+model (default 100)")
+    parser.add_argument("--qps", type=int, default=100,
+                        help="getPolicy requests per second per key+model (default 100)")
     parser.add_argument("--policy-ttl", type=int, default=300, help="upload policy lifetime in seconds (default 300)")
     parser.add_argument("--max-file-mb", type=int, default=100, help="largest temporary-storage upload (default 100)")
     parser.add_argument("--quiet", action="store_true", help="no request log on stderr")

@@ -11,7 +11,6 @@ not uploaded again while its URL is still valid (the reuse cache). Use -- before
 a path that starts with '-'.
 """
 
-import json
 import sys
 
 from qianwen_ops import cli, errors

@@ -24,7 +24,7 @@ BAILIAN_CONFIG = Path(".bailian") / "config.json"
 NOT_SET = "not set"
 PLACEHOLDER = "placeholder"
 STANDARD = "standard"
-TOKEN_PLAN = "token-plan"
+TOKEN_PLAN = "token-plan"  # noqa: S105 - a status word, not a secret
 MALFORMED = "malformed"
 
 # Real keys are "sk-" plus random letters and digits (hex for standard keys), so
@@ -81,15 +81,15 @@ def classify_key(value: str | None) -> tuple[str, str]:
         return MALFORMED, "surrounding quotes"
     if value.lower().startswith("bearer"):
         return MALFORMED, "includes a 'Bearer ' prefix"
+    lowered = value.lower()
+    if lowered in ("sk-", "sk-sp-") or any(word in lowered for word in _PLACEHOLDER_WORDS):
+        return PLACEHOLDER, ""
     if not value.isascii():
         return MALFORMED, "non-ASCII characters"
     if any(ch.isspace() for ch in value):
         return MALFORMED, "inner whitespace"
     if not value.isprintable():
         return MALFORMED, "control characters"
-    lowered = value.lower()
-    if lowered in ("sk-", "sk-sp-") or any(word in lowered for word in _PLACEHOLDER_WORDS):
-        return PLACEHOLDER, ""
     if lowered.startswith("sk-sp-"):
         return TOKEN_PLAN, ""
     if lowered.startswith("sk-"):

@@ -131,11 +131,13 @@ def diagnose(settings: Settings, offline: bool = False, check_oss: bool = False,
         label = "python-dotenv" if package == "dotenv" else package
         need = {"oss2": "needed only for custom OSS mode", "dotenv": "optional; a stdlib .env parser is built in",
                 "requests": "optional"}[package]
-        report.add(f"package {label}", "ok" if installed else "info", f"{'installed' if installed else 'not installed'} ({need})")
+        state = "installed" if installed else "not installed"
+        report.add(f"package {label}", "ok" if installed else "info", f"{state} ({need})")
     update = update_status(settings.env)
     report.facts["update_check"] = {k: update[k] for k in ("update_check_installed", "suppressed", "reason")}
-    report.add("update check", "ok", ("sibling skill installed" if update["update_check_installed"]
-                                      else "sibling skill not installed") + (f"; prompts suppressed ({update['reason']})"
-                                                                             if update["suppressed"] else ""))
+    detail = "sibling skill installed" if update["update_check_installed"] else "sibling skill not installed"
+    if update["suppressed"]:
+        detail += f"; prompts suppressed ({update['reason']})"
+    report.add("update check", "ok", detail)
     report.facts["evidence_dir"] = str(evidence_dir(Path(settings.cwd)))
     return report

@@ -18,15 +18,15 @@ from .errors import CONFIG, QwenOpsError
 
 MAX_DOTENV_BYTES = 1024 * 1024
 
-_SPACES = re.compile(r"[ \t\f\v]*")
-_EXPORT = re.compile(r"export[ \t\f\v]+")
+_SPACES = re.compile(r"[^\S\n]*")
+_EXPORT = re.compile(r"export[^\S\n]+")
 _UNQUOTED_KEY = re.compile(r"[^=#\s]+")
 _QUOTED_KEY = re.compile(r"'([^']+)'")
 _SINGLE_VALUE = re.compile(r"'((?:\\.|[^'\\])*)'", re.DOTALL)
 _DOUBLE_VALUE = re.compile(r'"((?:\\.|[^"\\])*)"', re.DOTALL)
 _LINE_REST = re.compile(r"[^\n]*")
-_TRAILING_COMMENT = re.compile(r"[ \t\f\v]*(?:#[^\n]*)?")
-_LINE_END = re.compile(r"[ \t\f\v]*(?:\n|$)")
+_TRAILING_COMMENT = re.compile(r"[^\S\n]*(?:#[^\n]*)?")
+_LINE_END = re.compile(r"[^\S\n]*(?:\n|$)")
 _SINGLE_ESCAPES = re.compile(r"\\[\\']")
 _DOUBLE_ESCAPES = re.compile(r"\\[\\'\"abfnrtv]")
 

@@ -20,7 +20,7 @@ REGION_ROOTS = {
     "intl": "https://dashscope-intl.aliyuncs.com",
     "us": "https://dashscope-us.aliyuncs.com",
 }
-TOKEN_PLAN_ROOT = "https://token-plan.cn-beijing.maas.aliyuncs.com"
+TOKEN_PLAN_ROOT = "https://token-plan.cn-beijing.maas.aliyuncs.com"  # noqa: S105 - a host
 COMPATIBLE_PATH = "/compatible-mode/v1"
 NATIVE_PATH = "/api/v1"
 ANTHROPIC_PATH = "/apps/anthropic"

@@ -9,8 +9,16 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-from .skill_state import (MAIN_SKILL, UPDATE_SKILL, now_seconds, read_state, repo_name, state_path,
-                          suppression, update_state)
+from .skill_state import (
+    MAIN_SKILL,
+    UPDATE_SKILL,
+    now_seconds,
+    read_state,
+    repo_name,
+    state_path,
+    suppression,
+    update_state,
+)
 
 SKILL_DIR = Path(__file__).resolve().parents[2]
 CHECK_TIMEOUT_SECONDS = 10

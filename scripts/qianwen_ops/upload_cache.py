@@ -53,8 +53,9 @@ class UploadCache:
         try:
             with open(self.path, encoding="utf-8") as handle:
                 data = json.load(handle)
-            if isinstance(data, dict) and data.get("version") == CACHE_VERSION and isinstance(data.get("entries"), dict):
-                return data["entries"]
+            entries = data.get("entries") if isinstance(data, dict) else None
+            if isinstance(entries, dict) and data.get("version") == CACHE_VERSION:
+                return entries
         except (OSError, ValueError, UnicodeDecodeError):
             pass
         return {}

@@ -23,7 +23,7 @@ from .custom_oss import CustomOss, load_config
 from .endpoints import resolve_endpoint
 from .errors import QwenOpsError
 from .http_client import HttpSession
-from .local_files import LocalFile, check_file, display, is_remote, local_path, sha256_of
+from .local_files import check_file, display, is_remote, local_path, sha256_of
 from .probe import key_advice
 from .settings import Settings
 from .temp_storage import TempStorage

@@ -64,7 +64,7 @@ def get_policy(h, state) -> None:
     with state.lock:
         state.upload_dirs[upload_dir] = (account, model)
     max_bytes = cfg.max_file_mb * 1024 * 1024
-    expiration = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + cfg.policy_ttl))
+    expiration = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(state.now() + cfg.policy_ttl))
     doc = {"expiration": expiration, "conditions": [
         {"bucket": cfg.temp_bucket},
         ["content-length-range", 0, max_bytes],
@@ -117,7 +117,7 @@ def _describe_media(h, state, url: str, account: str, model: str) -> tuple[int, 
         meta = state.store.get(state.config.temp_bucket, url[len("oss://"):])
         if meta is None or not meta.extra:
             raise ApiError(400, "InvalidParameter", "The oss:// resource does not exist.")
-        if time.time() > meta.extra["expires_at"]:
+        if state.now() > meta.extra["expires_at"]:
             raise ApiError(400, "InvalidParameter", "The oss:// resource has expired (48 hours).")
         if meta.extra["account"] != account:
             raise ApiError(400, "InvalidParameter", "The oss:// resource belongs to another account.")
@@ -138,7 +138,8 @@ def _describe_media(h, state, url: str, account: str, model: str) -> tuple[int, 
         try:
             if bucket != state.config.bucket:
                 raise OssError(404, "NoSuchBucket", "The specified bucket does not exist.")
-            authenticate("GET", bucket, key, query, {}, state.credentials.get, state.config.region)
+            authenticate("GET", bucket, key, query, {}, state.credentials.get, state.config.region,
+                         now=state.now())
         except OssError as err:
             raise ApiError(400, "InvalidParameter",
                            f"Failed to download the media resource: {err.status} {err.code}") from None

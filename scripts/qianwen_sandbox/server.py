@@ -189,6 +189,8 @@ class DashScopeHandler(Handler):
             self.send_json(200, self.state.stats())
         elif path == "/_sandbox/faults" and method == "POST":
             self._faults()
+        elif path == "/_sandbox/clock" and method == "POST":
+            self._clock()
         elif path == "/compatible-mode/v1/chat/completions" and method == "POST":
             dashscope_api.chat(self, self.state, native=False)
         elif path in ("/api/v1/services/aigc/multimodal-generation/generation",
@@ -198,6 +200,19 @@ class DashScopeHandler(Handler):
             dashscope_api.get_policy(self, self.state)
         else:
             self.send_ds_error(404, "NotFound", "No such API in the sandbox.")
+
+    def _clock(self) -> None:
+        """Move the sandbox clock forward (expiry tests without waiting)."""
+        try:
+            advance = float(json.loads(self.read_small_body() or b"{}").get("advance_s", 0))
+            if not 0 <= advance <= 30 * 86400:
+                raise ValueError(advance)
+        except (ValueError, TypeError, AttributeError):
+            self.send_ds_error(400, "InvalidParameter", "clock needs advance_s between 0 and 2592000")
+            return
+        with self.state.lock:
+            self.state.clock_offset += advance
+        self.send_json(200, {"clock_offset": self.state.clock_offset})
 
     def _faults(self) -> None:
         try:

@@ -55,13 +55,15 @@ class SandboxState:
     counts: Counter = field(default_factory=Counter)
     faults: dict = field(default_factory=dict)
     upload_dirs: dict = field(default_factory=dict)     # upload_dir -> (account, model)
+    clock_offset: float = 0.0                           # test hook: POST /_sandbox/clock
     _windows: dict = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def create(cls, config: SandboxConfig, data_dir: Path) -> "SandboxState":
         state = cls(config, ObjectStore(data_dir))
-        state.api_keys = {f"sk-sandbox{_token()}": "acct-main", f"sk-sandbox{_token()}": "acct-other"}
+        main_key, other_key = f"sk-sandbox{_token()}", f"sk-sandbox{_token()}"
+        state.api_keys = {main_key: "acct-main", other_key: "acct-other"}
         state.token_plan_key = f"sk-sp-sandbox{_token()}"
         user_bucket = frozenset({config.bucket})
         state.named = {
@@ -94,6 +96,10 @@ class SandboxState:
             "max_file_mb": self.config.max_file_mb,
             "qps": self.config.qps,
         }
+
+    def now(self) -> float:
+        """Wall clock plus the test offset; every expiry check uses this."""
+        return time.time() + self.clock_offset
 
     # -- observability and faults
     def count(self, route: str) -> None:

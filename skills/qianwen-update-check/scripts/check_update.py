@@ -21,8 +21,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from skill_state import (  # noqa: E402
-    DAY_SECONDS, UPDATE_SKILL, now_seconds, read_state, repo_name, state_path, update_state)
+from skill_state import DAY_SECONDS, UPDATE_SKILL, now_seconds, read_state, repo_name, state_path, update_state  # noqa: E402
 
 SKILL_DIR = Path(__file__).resolve().parent.parent
 TIMEOUT_SECONDS = 5.0
@@ -76,7 +75,8 @@ def describe_error(exc: BaseException) -> str:
         reason = exc.reason
         if isinstance(reason, OSError) and "timed out" in str(reason).lower():
             return "timed out"
-        return f"cannot reach the update server ({reason.__class__.__name__ if isinstance(reason, BaseException) else 'unreachable'})"
+        kind = reason.__class__.__name__ if isinstance(reason, BaseException) else "unreachable"
+        return f"cannot reach the update server ({kind})"
     if isinstance(exc, (TimeoutError, OSError)) and "timed out" in str(exc).lower():
         return "timed out"
     if isinstance(exc, (ValueError, UnicodeDecodeError)):
@@ -93,7 +93,8 @@ def check(force: bool = False, env=None, now: float | None = None) -> dict:
     result = {"has_update": False, "current": current.get("version"), "latest": None, "info": "", "checked_at": None}
     last_check = state.get("last_check")
     cached = state.get("last_result")
-    if not force and isinstance(last_check, (int, float)) and now - last_check < DAY_SECONDS and isinstance(cached, dict):
+    fresh = isinstance(last_check, (int, float)) and now - last_check < DAY_SECONDS
+    if not force and fresh and isinstance(cached, dict):
         latest = cached.get("version")
         result.update(latest=latest, info=cached.get("info", ""), checked_at=last_check)
         try:

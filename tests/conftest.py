@@ -1,0 +1,179 @@
+"""Shared fixtures: the sandbox as a real child process, a clean environment, script runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+UPDATE_SKILL = ROOT / "skills" / "qianwen-update-check"
+sys.path.insert(0, str(SCRIPTS))
+
+# Canary secrets: if any 6-character slice of these ever shows up in output, a test fails.
+# (Hyphens keep them from looking like real keys to the repository scan.)
+CANARY_KEY = "sk-Zq8-Wv4t-Rm2x-Lp6n-Hj3k"
+CANARY_OSS_SECRET = "Oss-Yb7c-Ne5d-Tf9g-Ua1h"
+CANARY_OSS_ID = "LTAI-Gx4s-Kc8v-Pw2m"
+SCRUB_PREFIXES = ("QIANWEN_", "DASHSCOPE_", "QWEN_", "OSS_", "XDG_")
+
+
+def leaks(text: str, secrets=(CANARY_KEY, CANARY_OSS_SECRET)) -> list:
+    """Every 6+ character slice of a secret found in ``text``."""
+    found = []
+    for secret in secrets:
+        for i in range(len(secret) - 5):
+            piece = secret[i:i + 6]
+            if piece in text:
+                found.append(piece)
+    return found
+
+
+@dataclass
+class SandboxProc:
+    info: dict
+    process: subprocess.Popen
+
+    @property
+    def base_url(self) -> str:
+        return self.info["base_url"]
+
+    @property
+    def api_key(self) -> str:
+        return self.info["api_key"]
+
+    def _post(self, path: str, body: dict) -> dict:
+        req = urllib.request.Request(self.base_url + path, json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def stats(self) -> dict:
+        with urllib.request.urlopen(self.base_url + "/_sandbox/stats", timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def counts(self) -> dict:
+        return self.stats()["counts"]
+
+    def fault(self, **spec) -> dict:
+        return self._post("/_sandbox/faults", spec)
+
+    def clear_faults(self) -> None:
+        self._post("/_sandbox/faults", {"clear": True})
+
+    def advance_clock(self, seconds: float) -> None:
+        self._post("/_sandbox/clock", {"advance_s": seconds})
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def start_sandbox(*args: str) -> SandboxProc:
+    proc = subprocess.Popen([sys.executable, str(SCRIPTS / "sandbox.py"), "--quiet", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    ready, _, _ = select.select([proc.stdout], [], [], 20)
+    if not ready:
+        proc.kill()
+        raise RuntimeError("sandbox did not start within 20 s")
+    line = proc.stdout.readline()
+    return SandboxProc(json.loads(line), proc)
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    box = start_sandbox()
+    yield box
+    box.stop()
+
+
+@pytest.fixture
+def sb(sandbox):
+    """The session sandbox, with faults cleared after each test."""
+    yield sandbox
+    sandbox.clear_faults()
+
+
+@pytest.fixture
+def make_sandbox():
+    started = []
+
+    def make(*args: str) -> SandboxProc:
+        box = start_sandbox(*args)
+        started.append(box)
+        return box
+
+    yield make
+    for box in started:
+        box.stop()
+
+
+@pytest.fixture
+def env(tmp_path):
+    """A clean environment: no inherited keys, HOME and caches inside tmp_path."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(SCRUB_PREFIXES)}
+    home = tmp_path / "home"
+    home.mkdir()
+    clean.update(HOME=str(home), XDG_CACHE_HOME=str(tmp_path / "cache"), XDG_STATE_HOME=str(tmp_path / "state"),
+                 PYTHONDONTWRITEBYTECODE="1", QWEN_UPDATE_URL="http://127.0.0.1:9/version.json",
+                 LC_ALL="C.UTF-8")
+    return clean
+
+
+@pytest.fixture
+def project(tmp_path):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    return folder
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_script(script: str, *args: str, env: dict, cwd: Path, stdin: str | None = None,
+               timeout: float = 120, python: list | None = None) -> Result:
+    path = UPDATE_SKILL / "scripts" / script if script == "check_update.py" else SCRIPTS / script
+    done = subprocess.run([*(python or [sys.executable]), str(path), *args], env=env, cwd=cwd, input=stdin,
+                          capture_output=True, text=True, timeout=timeout)
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def assert_clean_error(result: Result) -> None:
+    """A failure is one line on stderr, no traceback."""
+    assert "Traceback" not in result.err
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) >= 1
+    for line in lines:
+        assert line.startswith(("error:", "usage:")) or ": error:" in line, line
+
+
+def sandbox_env(env: dict, box: SandboxProc, key: str | None = None) -> dict:
+    return dict(env, QWEN_BASE_URL=box.base_url, DASHSCOPE_API_KEY=key or box.api_key)
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
+    """Poll a condition (used only for conditions, never as a fixed wait)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")

@@ -1,0 +1,60 @@
+"""Which host the key goes to."""
+
+from __future__ import annotations
+
+import pytest
+
+from qianwen_ops.endpoints import parse_base_url, resolve_endpoint
+from qianwen_ops.errors import QwenOpsError
+from qianwen_ops.settings import Settings
+
+
+def endpoint(tmp_path, **env):
+    return resolve_endpoint(Settings.from_process(cwd=tmp_path, env=env))
+
+
+@pytest.mark.parametrize("region,root", [
+    (None, "https://dashscope.aliyuncs.com"), ("cn", "https://dashscope.aliyuncs.com"),
+    ("intl", "https://dashscope-intl.aliyuncs.com"), ("US", "https://dashscope-us.aliyuncs.com"),
+])
+def test_regions(tmp_path, region, root):
+    ep = endpoint(tmp_path, **({"QWEN_REGION": region} if region else {}))
+    assert ep.root == root
+    assert ep.compatible_base == root + "/compatible-mode/v1" and ep.native_base == root + "/api/v1"
+
+
+@pytest.mark.parametrize("raw", [
+    "https://example.aliyuncs.com", "https://example.aliyuncs.com/", "https://example.aliyuncs.com/compatible-mode/v1",
+    "https://example.aliyuncs.com/api/v1/", "  https://example.aliyuncs.com  ",
+])
+def test_base_url_forms_give_one_root(raw):
+    assert parse_base_url(raw) == "https://example.aliyuncs.com"
+
+
+def test_base_url_keeps_port_and_loopback_http():
+    assert parse_base_url("http://127.0.0.1:8080/api/v1") == "http://127.0.0.1:8080"
+    assert parse_base_url("http://localhost:1") == "http://localhost:1"
+    assert parse_base_url("http://[::1]:9/") == "http://[::1]:9"
+
+
+@pytest.mark.parametrize("raw,fragment", [
+    ("ftp://example.com", "https://"), ("example.com", "https://"), ("http://example.com", "plain http"),
+    ("https://user:pw@example.com", "user name"), ("https://example.com/v2", "path"),
+    ("https://example.com/?x=1", "query"), ("https://", "host"), ("https://example.com:99999", "valid URL"),
+    ("http://10.0.0.1", "plain http"),
+])
+def test_bad_base_urls(raw, fragment):
+    with pytest.raises(QwenOpsError) as info:
+        parse_base_url(raw)
+    assert info.value.exit_code == 9 and fragment in str(info.value)
+    assert "pw" not in str(info.value)
+
+
+def test_unknown_region(tmp_path):
+    with pytest.raises(QwenOpsError, match="QWEN_REGION"):
+        endpoint(tmp_path, QWEN_REGION="mars")
+
+
+def test_base_url_wins_over_region_and_token_plan_host_detected(tmp_path):
+    ep = endpoint(tmp_path, QWEN_REGION="intl", QWEN_BASE_URL="https://token-plan.cn-beijing.maas.aliyuncs.com")
+    assert ep.is_token_plan and ep.region == "custom"
