@@ -48,7 +48,13 @@ def is_remote(source: str) -> bool:
     return True
 
 
-def local_path(source: str) -> Path:
+def _expand_home(path: str, home: Path | None) -> Path:
+    if home is not None and (path == "~" or path.startswith("~/")):
+        return home / path[2:]
+    return Path(os.path.expanduser(path))
+
+
+def local_path(source: str, home: Path | None = None) -> Path:
     """The path for a local input: a plain path (``~`` expanded) or a ``file://`` URI."""
     if source == "":
         raise QwenOpsError("an empty string is not a file", INPUT_FILE)
@@ -66,10 +72,10 @@ def local_path(source: str) -> Path:
             raise QwenOpsError(f"{display(source)}: file:// URI names a remote host", INPUT_FILE)
         if not path:
             raise QwenOpsError(f"{display(source)}: file:// URI has no path", INPUT_FILE)
-        return Path(os.path.expanduser(path))
+        return _expand_home(path, home)
     if _SCHEME.match(source):
         raise QwenOpsError(f"{display(source)}: unsupported URL scheme", INPUT_FILE)
-    return Path(os.path.expanduser(source))
+    return _expand_home(source, home)
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,7 @@ class _Batch:
     def one(self, source: str, model: str) -> Upload:
         if is_remote(source):
             return Upload(source, None, "url", None, None, source.startswith("oss://"), source)
-        local = check_file(local_path(source))
+        local = check_file(local_path(source, self.settings.home))
         backend = self.backend()
         key = entry_key(local, model, backend.cache_scope)
         hit = self.cache.lookup(key)

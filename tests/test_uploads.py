@@ -1,0 +1,203 @@
+"""resolve_file / upload_file / upload_file.py through temporary storage, on the sandbox."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+
+import pytest
+from conftest import assert_clean_error, run_script, sandbox_env
+from test_sandbox_protocol import RESOLVE, chat
+
+from qianwen_ops.errors import QwenOpsError
+from qianwen_ops.settings import Settings
+from qianwen_ops.temp_storage import object_key
+from qianwen_ops.uploads import request_headers_for, resolve_file, upload_file, upload_many
+
+MODEL = "qwen-vl-plus"
+
+
+def make(path, data: bytes):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def lib_settings(env, box, cwd, key=None):
+    return Settings.from_process(cwd=cwd, env=sandbox_env(env, box, key))
+
+
+def test_three_files_distinct_urls_and_model_sees_every_byte(sb, env, project):
+    files = [make(project / "a" / "img.png", os.urandom(3000)), make(project / "b" / "img.png", os.urandom(4000)),
+             make(project / "ünï cöde #?%+ name.png", os.urandom(5000))]
+    result = run_script("upload_file.py", *map(str, files), "--model", MODEL, env=sandbox_env(env, sb), cwd=project)
+    assert result.code == 0, result.err
+    urls = result.out.split()
+    assert len(urls) == 3 and len(set(urls)) == 3 and all(u.startswith("oss://") for u in urls)
+    assert urls[0].endswith("_img.png") and urls[1].endswith("_img.png") and "ünï_cöde" in urls[2]
+    status, body = chat(sb, urls, RESOLVE)
+    content = body["choices"][0]["message"]["content"]
+    assert status == 200
+    for path in files:
+        assert f"sha256={sha(path.read_bytes())}" in content
+
+
+def test_forty_files_one_policy_then_cache_makes_zero_requests(sb, env, project):
+    files = [str(make(project / f"f{i:02d}.bin", os.urandom(1000 + i))) for i in range(40)]
+    run_env = sandbox_env(env, sb)
+    before = sb.counts()
+    first = run_script("upload_file.py", *files, "--model", MODEL, "--concurrency", "8", env=run_env, cwd=project)
+    after = sb.counts()
+    assert first.code == 0 and len(first.out.split()) == 40
+    assert after["getPolicy"] - before["getPolicy"] == 1
+    assert after["postObject"] - before["postObject"] == 40
+    second = run_script("upload_file.py", *files, "--model", MODEL, env=run_env, cwd=project)
+    assert second.out == first.out and sb.counts() == after
+    third = run_script("upload_file.py", *files[:2], "--model", MODEL, "--no-cache", env=run_env, cwd=project)
+    assert third.out.split() != first.out.split()[:2] and sb.counts()["postObject"] == after["postObject"] + 2
+
+
+def test_retries_through_429_and_503(sb, env, project):
+    path = make(project / "retry.png", os.urandom(2000))
+    sb.fault(route="getPolicy", status=429, count=2)
+    sb.fault(route="postObject", status=503, count=1)
+    before = sb.counts()
+    url = resolve_file(str(path), MODEL, settings=lib_settings(env, sb, project), use_cache=False)
+    after = sb.counts()
+    assert url.startswith("oss://")
+    assert after["getPolicy"] - before["getPolicy"] == 3 and after["postObject"] - before["postObject"] == 2
+    assert chat(sb, [url], RESOLVE)[0] == 200
+
+
+def test_bad_inputs_reported_others_uploaded(sb, env, project):
+    good = make(project / "good.png", os.urandom(100))
+    empty = make(project / "empty.png", b"")
+    (project / "folder").mkdir()
+    locked = make(project / "locked.png", b"secret")
+    locked.chmod(0)
+    args = [str(project / "missing.png"), str(project / "folder"), str(empty), str(good)]
+    if os.geteuid() != 0:
+        args.append(str(locked))
+    result = run_script("upload_file.py", *args, "--model", MODEL, env=sandbox_env(env, sb), cwd=project)
+    assert result.code == 10
+    assert result.out.split() and result.out.split()[0].startswith("oss://") and len(result.out.split()) == 1
+    assert_clean_error(result)
+    err = result.err
+    assert "no such file" in err and "is a directory" in err and "empty (0 bytes)" in err
+    assert len(err.strip().splitlines()) == len(args) - 1
+
+
+def test_oversize_refused_before_sending_bytes(make_sandbox, env, project):
+    box = make_sandbox("--max-file-mb", "1")
+    big = make(project / "big.bin", os.urandom(1024 * 1024 + 1))
+    ok = make(project / "ok.bin", os.urandom(1024 * 1024))
+    result = run_script("upload_file.py", str(big), str(ok), "--model", MODEL, env=sandbox_env(env, box), cwd=project)
+    assert result.code == 10 and "over the 1 MiB limit" in result.err
+    assert box.counts()["postObject"] == 1
+
+
+def test_token_plan_key_refuses_and_sends_nothing(sb, env, project):
+    path = make(project / "x.png", b"abc")
+    before = sb.counts()
+    result = run_script("upload_file.py", str(path), "--model", MODEL,
+                        env=sandbox_env(env, sb, key=sb.info["token_plan_key"]), cwd=project)
+    assert result.code == 4 and "URL only" in result.err and sb.counts() == before
+
+
+def test_remote_inputs_pass_through_without_requests(sb, env, project):
+    before = sb.counts()
+    inputs = ["https://example.com/a.png", "oss://dashscope-instant/x/y.png", "data:image/png;base64,AAAA"]
+    outcomes = upload_many(inputs, MODEL, settings=lib_settings(env, sb, project))
+    assert [o.upload.url for o in outcomes] == inputs and sb.counts() == before
+    assert request_headers_for(inputs) == RESOLVE and request_headers_for(inputs[:1]) == {}
+
+
+def test_file_uri_forms(sb, env, project, tmp_path):
+    path = make(project / "with space#.png", os.urandom(50))
+    settings = lib_settings(env, sb, project)
+    uri = "file://" + str(path).replace(" ", "%20").replace("#", "%23")
+    upload = upload_file(uri, MODEL, settings=settings, use_cache=False)
+    assert upload.size == 50 and upload.sha256 == sha(path.read_bytes()) and upload.needs_resolve_header
+    home_file = make(tmp_path / "home" / "pic.png", b"home file")
+    assert resolve_file("file://~/pic.png", MODEL, settings=settings).startswith("oss://")
+    assert resolve_file("~/pic.png", MODEL, settings=settings).startswith("oss://")
+    assert home_file.exists()
+    with pytest.raises(QwenOpsError) as info:
+        resolve_file("file://otherhost/x.png", MODEL, settings=settings)
+    assert info.value.exit_code == 10
+
+
+def test_json_lines_and_evidence(sb, env, project):
+    path = make(project / "j.png", os.urandom(10))
+    result = run_script("upload_file.py", str(path), str(project / "nope.png"), "--json", "--model", MODEL,
+                        env=sandbox_env(env, sb), cwd=project)
+    lines = [json.loads(line) for line in result.out.splitlines()]
+    assert set(lines[0]) == {"source", "url", "expires_at", "backend", "bytes", "sha256"}
+    assert lines[0]["backend"] == "temp-storage" and lines[0]["bytes"] == 10
+    assert set(lines[1]) == {"source", "error"}
+    evidence = (project / "output" / "qianwen-ops-auth" / "uploads.jsonl").read_text().splitlines()
+    assert len(evidence) == 2 and json.loads(evidence[0])["sha256"] == lines[0]["sha256"]
+
+
+def test_cache_file_is_private_keyless_and_survives_corruption(sb, env, project, tmp_path):
+    path = make(project / "c.png", os.urandom(10))
+    settings = lib_settings(env, sb, project)
+    first = resolve_file(str(path), MODEL, settings=settings)
+    cache = tmp_path / "cache" / "qianwen-ops-auth" / "uploads.json"
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600 and sb.api_key not in cache.read_text()
+    assert resolve_file(str(path), MODEL, settings=settings) == first
+    cache.write_text("{not json")
+    before = sb.counts()["postObject"]
+    again = resolve_file(str(path), MODEL, settings=settings)
+    assert again != first and sb.counts()["postObject"] == before + 1
+    assert json.loads(cache.read_text())["version"] == 1
+
+
+def test_cache_misses_when_file_model_or_account_changes(sb, env, project):
+    path = make(project / "m.png", b"version one")
+    settings = lib_settings(env, sb, project)
+    first = resolve_file(str(path), MODEL, settings=settings)
+    assert resolve_file(str(path), "qwen-vl-max", settings=settings) != first
+    assert resolve_file(str(path), MODEL, settings=lib_settings(env, sb, project, sb.info["other_api_key"])) != first
+    path.write_bytes(b"version two!")
+    assert resolve_file(str(path), MODEL, settings=settings) != first
+
+
+def test_policy_refreshed_when_it_expires_mid_batch(make_sandbox, env, project):
+    box = make_sandbox("--policy-ttl", "600")
+    settings = lib_settings(env, box, project)
+    files = [str(make(project / f"p{i}.bin", os.urandom(100))) for i in range(3)]
+    assert all(o.error is None for o in upload_many(files[:1], MODEL, settings=settings, use_cache=False))
+    box.advance_clock(700)  # the policy the client holds is now expired on the server
+    outcomes = upload_many(files, MODEL, settings=settings, use_cache=False, concurrency=1)
+    assert all(o.error is None for o in outcomes)
+
+
+def test_409_gets_a_new_key(sb, env, project):
+    path = make(project / "dup.png", os.urandom(100))
+    sb.fault(route="postObject", status=409, count=1)
+    before = sb.counts()["postObject"]
+    url = resolve_file(str(path), MODEL, settings=lib_settings(env, sb, project), use_cache=False)
+    assert url.startswith("oss://") and sb.counts()["postObject"] == before + 2
+
+
+def test_long_names_fit_the_oss_key_limit(sb, env, project):
+    path = make(project / "x" / (("長" * 80) + ".png"), os.urandom(10))
+    url = resolve_file(str(path), MODEL, settings=lib_settings(env, sb, project))
+    assert url.endswith("長長.png") and chat(sb, [url], RESOLVE)[0] == 200
+    key = object_key("dashscope-instant/acct/2026-11-21/" + "d" * 32, ("長" * 400) + ".png")
+    assert len(key.encode()) <= 1023 and key.endswith("長.png")
+    assert object_key("dir", "a\nb\r\t c?#%+.PNG").split("_", 1)[1] == "a_b_c_.PNG"
+
+
+def test_bad_model_and_concurrency(env, project):
+    result = run_script("upload_file.py", "x", "--model", "bad model!", env=env, cwd=project)
+    assert result.code == 2
+    result = run_script("upload_file.py", "x", "--model", MODEL, "--concurrency", "0", env=env, cwd=project)
+    assert result.code == 2
