@@ -39,7 +39,9 @@ def find_update_skill(skill_dir: Path = SKILL_DIR, env: Mapping[str, str] | None
     env = os.environ if env is None else env
     candidates = []
     for base in (Path(os.path.abspath(skill_dir)), skill_dir.resolve()):
-        candidates += [base.parent / UPDATE_SKILL, base / "skills" / UPDATE_SKILL]
+        candidates.append(base.parent / UPDATE_SKILL)
+        if (base / ".git").exists():  # a git checkout carries the sibling under skills/;
+            candidates.append(base / "skills" / UPDATE_SKILL)  # an installed copy's nested one does not count
     for folder in _ancestors(skill_dir):
         candidates += [folder / ".agents" / "skills" / UPDATE_SKILL, folder / ".claude" / "skills" / UPDATE_SKILL]
     home = Path(env.get("HOME") or os.path.expanduser("~"))
