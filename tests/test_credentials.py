@@ -23,7 +23,7 @@ def settings(cwd, env=None, home=None):
     (None, NOT_SET), ("", NOT_SET),
     ("sk-your-key-here", PLACEHOLDER), ("sk-xxxxxxxxxxxxxxxx", PLACEHOLDER), ("sk-...", PLACEHOLDER),
     ("sk-<your key>", PLACEHOLDER), ("sk-", PLACEHOLDER), ("sk-sp-your-key-here", PLACEHOLDER),
-    ("sk-0123456789abcdef0123456789abcdef", STANDARD), ("sk-sp-0123456789abcdef", TOKEN_PLAN),
+    ("sk-0123456789abcdef0123", STANDARD), ("sk-sp-0123456789abcdef", TOKEN_PLAN),
     (" sk-abc123", MALFORMED), ("sk-abc123\n", MALFORMED), ("'sk-abc123'", MALFORMED), ('"sk-abc123"', MALFORMED),
     ("Bearer sk-abc123", MALFORMED), ("sk-abc 123", MALFORMED), ("sk-abc123é", MALFORMED),
     ("abc123", MALFORMED), ("sk-abc\x01def", MALFORMED),
