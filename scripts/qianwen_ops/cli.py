@@ -23,7 +23,7 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401 - argparse API
-        self.exit(USAGE, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(USAGE, f"{self.prog}: error: {redact(message)} (see --help)\n")
 
 
 def fail(message: str) -> None:
