@@ -16,7 +16,7 @@ import sys
 from qianwen_ops import cli, errors
 from qianwen_ops.evidence import append_records
 from qianwen_ops.local_files import display
-from qianwen_ops.uploads import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, upload_many
+from qianwen_ops.uploads import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, MAX_CONCURRENCY, upload_many
 
 CODES = [errors.OK, errors.USAGE, errors.NO_KEY, errors.TOKEN_PLAN_KEY, errors.AUTH_REJECTED,
          errors.RATE_LIMITED, errors.HTTP_ERROR, errors.NETWORK, errors.CONFIG, errors.INPUT_FILE,
@@ -49,11 +49,15 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
                         help=f"uploads in parallel, 1-{MAX_CONCURRENCY} (default {DEFAULT_CONCURRENCY})")
     parser.add_argument("--no-cache", action="store_true", help="upload again even if a cached URL is valid")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help=f"seconds to wait on a stalled request before retrying (default {DEFAULT_TIMEOUT:g})")
     args = parser.parse_args()
     if not 1 <= args.concurrency <= MAX_CONCURRENCY:
         parser.error(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
+    if not 0 < args.timeout <= 3600:
+        parser.error("--timeout must be between 0 and 3600 seconds")
     outcomes = upload_many(args.inputs, args.model, use_cache=not args.no_cache,
-                           concurrency=args.concurrency, progress=progress_bar())
+                           concurrency=args.concurrency, progress=progress_bar(), timeout=args.timeout)
     records = []
     exit_code = errors.OK
     for outcome in outcomes:

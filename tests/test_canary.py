@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CANARY_KEY, CANARY_OSS_ID, CANARY_OSS_SECRET, SCRIPTS, leaks, run_script, start_sandbox
+
+from conftest import CANARY_KEY, CANARY_OSS_ID, CANARY_OSS_SECRET, SCRIPTS, leaks, run_script
 
 MODEL = "qwen-vl-plus"
 
@@ -47,13 +48,15 @@ def canary_env(env, box, key=CANARY_KEY, oss=None):
         out.update(QWEN_TMP_OSS_BUCKET=info["oss_bucket"], QWEN_TMP_OSS_REGION=info["oss_region"],
                    QWEN_TMP_OSS_ENDPOINT=info["oss_endpoint"])
         if oss == "good":
-            out.update(QWEN_TMP_OSS_AK_ID=info["oss_access_key_id"], QWEN_TMP_OSS_AK_SECRET=info["oss_access_key_secret"])
+            out.update(QWEN_TMP_OSS_AK_ID=info["oss_access_key_id"],
+                       QWEN_TMP_OSS_AK_SECRET=info["oss_access_key_secret"])
         elif oss == "wrong":
             out.update(QWEN_TMP_OSS_AK_ID=info["oss_access_key_id"], QWEN_TMP_OSS_AK_SECRET=CANARY_OSS_SECRET)
     return out
 
 
-DOTENV = f"DASHSCOPE_API_KEY={CANARY_KEY}\nQWEN_TMP_OSS_AK_SECRET={CANARY_OSS_SECRET}\nOSS_ACCESS_KEY_SECRET={CANARY_OSS_SECRET}\n"
+DOTENV = (f"DASHSCOPE_API_KEY={CANARY_KEY}\nQWEN_TMP_OSS_AK_SECRET={CANARY_OSS_SECRET}\n"
+          f"OSS_ACCESS_KEY_SECRET={CANARY_OSS_SECRET}\n")
 
 # (name, script args, key: "good"|"canary"|literal, oss mode, fault, expected exit)
 CASES = [

@@ -6,8 +6,16 @@ import json
 
 import pytest
 
-from qianwen_ops.credentials import (MALFORMED, NOT_SET, PLACEHOLDER, STANDARD, TOKEN_PLAN, Secret, classify_key,
-                                     find_api_key)
+from qianwen_ops.credentials import (
+    MALFORMED,
+    NOT_SET,
+    PLACEHOLDER,
+    STANDARD,
+    TOKEN_PLAN,
+    Secret,
+    classify_key,
+    find_api_key,
+)
 from qianwen_ops.errors import QwenOpsError
 from qianwen_ops.settings import Settings, find_repo_root
 

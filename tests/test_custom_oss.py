@@ -10,12 +10,12 @@ import urllib.request
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import assert_clean_error, run_script
-from test_sandbox_protocol import chat
 
+from conftest import assert_clean_error, run_script
 from qianwen_ops.custom_oss import load_config
 from qianwen_ops.errors import QwenOpsError
 from qianwen_ops.settings import Settings
+from test_sandbox_protocol import chat
 
 MODEL = "qwen-vl-plus"
 
@@ -46,7 +46,8 @@ def test_each_credential_source_gives_a_working_url(sb, env, project, pair):
     data = os.urandom(5000)
     (project / "pic.png").write_bytes(data)
     before = sb.counts()["getPolicy"]
-    result = run_script("upload_file.py", "pic.png", "--model", MODEL, "--json", env=oss_env(env, sb, pair), cwd=project)
+    result = run_script("upload_file.py", "pic.png", "--model", MODEL, "--json", env=oss_env(env, sb, pair),
+                        cwd=project)
     assert result.code == 0, result.err
     record = json.loads(result.out)
     assert record["backend"] == "custom-oss" and record["sha256"] == hashlib.sha256(data).hexdigest()

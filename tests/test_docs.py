@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT, SCRIPTS, UPDATE_SKILL, run_script, sandbox_env
 
 TRACKED = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
@@ -148,7 +149,7 @@ def test_scenario_prints_what_skill_md_says(situation, sb, env, project, tmp_pat
     run_env = dict(env, QWEN_BASE_URL=sb.base_url)
     if situation.startswith("placeholder"):
         run_env["DASHSCOPE_API_KEY"] = "sk-your-key-here"
-    elif situation.startswith("working") or situation.startswith("local image"):
+    elif situation.startswith(("working", "local image")):
         run_env = sandbox_env(env, sb)
     elif situation.startswith("key rejected"):
         run_env["DASHSCOPE_API_KEY"] = "sk-revokedrevoked1"

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import assert_clean_error, run_script, sandbox_env
 
+from conftest import assert_clean_error, run_script, sandbox_env
 from qianwen_ops.errors import QwenOpsError
 from qianwen_ops.local_files import check_file, read_chunks
 from qianwen_ops.settings import Settings
@@ -105,7 +105,7 @@ def test_upload_inputs(small_sandbox, env, project, case, args, code, word):
     result = run_script("upload_file.py", *args, env=sandbox_env(env, small_sandbox), cwd=project, timeout=60)
     assert result.code == code, (case, result.err)
     if code == 0:
-        assert result.out.startswith(word) and "\n" == result.out[-1] and len(result.out.splitlines()) == 1
+        assert result.out.startswith(word) and result.out[-1] == "\n" and len(result.out.splitlines()) == 1
     else:
         assert_clean_error(result)
         assert word in result.err

@@ -8,6 +8,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+
 from conftest import assert_clean_error, run_script, sandbox_env
 
 

@@ -13,6 +13,7 @@ import urllib.request
 
 import oss2
 import pytest
+
 from conftest import wait_until
 
 MODEL = "qwen-vl-plus"
@@ -354,6 +355,6 @@ def test_sandbox_stops_cleanly_on_sigterm(make_sandbox):
 
 
 def test_sandbox_refuses_non_loopback_host():
-    done = subprocess.run([sys.executable, str(__import__("conftest").SCRIPTS / "sandbox.py"), "--host", "0.0.0.0"],
+    done = subprocess.run([sys.executable, str(__import__("conftest").SCRIPTS / "sandbox.py"), "--host", "0.0.0.0"],  # noqa: S104
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "loopback" in done.stderr

@@ -7,10 +7,10 @@ import stat
 import subprocess
 from pathlib import Path
 
-from conftest import SCRIPTS, assert_clean_error, run_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import SCRIPTS, assert_clean_error, run_script
 from qianwen_ops.credentials import PLACEHOLDER, STANDARD, Secret
 from qianwen_ops.envfile import PLACEHOLDER_LINE, setup_env
 

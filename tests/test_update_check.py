@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT, SCRIPTS, UPDATE_SKILL, run_script
 
 sys.path.insert(0, str(UPDATE_SKILL / "scripts"))
@@ -119,7 +120,7 @@ def test_checks_at_most_once_per_day(server, uenv, project):
     server.version(CURRENT)
     cached = check(uenv, project, now=start + DAY - 1)
     assert server.hits == 1 and cached["has_update"] is True and cached["checked_at"] == start
-    assert check(uenv, project, now=start + DAY - 1, *["--force"])["has_update"] is False and server.hits == 2
+    assert check(uenv, project, "--force", now=start + DAY - 1)["has_update"] is False and server.hits == 2
     assert check(uenv, project, now=start + 2 * DAY)["has_update"] is False and server.hits == 3
 
 

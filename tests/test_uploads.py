@@ -8,13 +8,13 @@ import os
 import stat
 
 import pytest
-from conftest import assert_clean_error, run_script, sandbox_env
-from test_sandbox_protocol import RESOLVE, chat
 
+from conftest import assert_clean_error, run_script, sandbox_env
 from qianwen_ops.errors import QwenOpsError
 from qianwen_ops.settings import Settings
 from qianwen_ops.temp_storage import object_key
 from qianwen_ops.uploads import request_headers_for, resolve_file, upload_file, upload_many
+from test_sandbox_protocol import RESOLVE, chat
 
 MODEL = "qwen-vl-plus"
 

@@ -100,6 +100,7 @@ class TempStorage:
     session: HttpSession
     retry: RetryPolicy = RetryPolicy()
     _policies: dict = field(default_factory=dict)
+    _failures: dict = field(default_factory=dict)   # model -> error: a batch does not retry a failed policy
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     backend = "temp-storage"
@@ -125,10 +126,16 @@ class TempStorage:
     def policy(self, model: str, stale: Policy | None = None) -> Policy:
         """The shared policy for ``model``; a new one when it is close to expiry or ``stale``."""
         with self._lock:
+            if model in self._failures:
+                raise self._failures[model]
             current = self._policies.get(model)
             margin = min(POLICY_MARGIN_SECONDS, (current.expires_at - time.time()) / 2) if current else 0
             if current is None or current is stale or current.expires_at - time.time() <= max(margin, 5):
-                current = self._fetch_policy(model)
+                try:
+                    current = self._fetch_policy(model)
+                except QwenOpsError as exc:
+                    self._failures[model] = exc
+                    raise
                 self._policies[model] = current
             return current
 

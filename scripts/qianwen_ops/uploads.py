@@ -31,6 +31,7 @@ from .upload_cache import UploadCache, cache_path, entry_key
 
 RESOLVE_HEADER = "X-DashScope-OssResourceResolve"
 DEFAULT_CONCURRENCY = 4
+DEFAULT_TIMEOUT = 60.0  # seconds without progress on one request
 MAX_CONCURRENCY = 16
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 
@@ -85,9 +86,9 @@ def _check_model(model: str) -> None:
 class _Batch:
     """Shared state of one call: backend (opened lazily), cache, HTTP session."""
 
-    def __init__(self, settings: Settings, use_cache: bool, progress: Callable | None):
+    def __init__(self, settings: Settings, use_cache: bool, progress: Callable | None, timeout: float):
         self.settings = settings
-        self.session = HttpSession(timeout=60.0)
+        self.session = HttpSession(timeout=timeout)
         self.cache = UploadCache(cache_path(settings.env), enabled=use_cache)
         self.progress = progress
         self._backend = None
@@ -133,12 +134,14 @@ class _Batch:
 
 def upload_many(sources: Sequence[str], model: str, settings: Settings | None = None,
                 use_cache: bool = True, concurrency: int = DEFAULT_CONCURRENCY,
-                progress: Callable | None = None) -> list:
+                progress: Callable | None = None, timeout: float = DEFAULT_TIMEOUT) -> list:
     """Resolve every input; one ``Outcome`` per input, in input order (errors do not stop the rest)."""
     _check_model(model)
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise QwenOpsError(f"concurrency must be between 1 and {MAX_CONCURRENCY}", errors.USAGE)
-    batch = _Batch(settings or Settings.from_process(), use_cache, progress)
+    if not 0 < timeout <= 3600:
+        raise QwenOpsError("timeout must be between 0 and 3600 seconds", errors.USAGE)
+    batch = _Batch(settings or Settings.from_process(), use_cache, progress, timeout)
 
     def run(source: str) -> Outcome:
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 import threading
 import time
@@ -61,7 +63,19 @@ class SandboxState:
 
     @classmethod
     def create(cls, config: SandboxConfig, data_dir: Path) -> "SandboxState":
+        """Fresh keys, or the ones saved in ``data_dir`` by an earlier run (so a restart is seamless)."""
+        saved = data_dir / "sandbox-state.json"
         state = cls(config, ObjectStore(data_dir))
+        try:
+            old = json.loads(saved.read_text(encoding="utf-8"))
+            state.api_keys, state.token_plan_key = old["api_keys"], old["token_plan_key"]
+            state.named = {name: Credential(c["access_key_id"], c["secret"], frozenset(c["buckets"]),
+                                            c["security_token"]) for name, c in old["named"].items()}
+            state.credentials = {cred.access_key_id: cred for cred in state.named.values()}
+            state.upload_dirs = {k: tuple(v) for k, v in old["upload_dirs"].items()}
+            return state
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
         main_key, other_key = f"sk-sandbox{_token()}", f"sk-sandbox{_token()}"
         state.api_keys = {main_key: "acct-main", other_key: "acct-other"}
         state.token_plan_key = f"sk-sp-sandbox{_token()}"
@@ -72,7 +86,21 @@ class SandboxState:
             "sts": Credential(f"STS.sandbox{_token(6)}", _token(15), user_bucket, security_token=_token(24)),
         }
         state.credentials = {cred.access_key_id: cred for cred in state.named.values()}
+        state.save()
         return state
+
+    def save(self) -> None:
+        """Keys and upload dirs to ``sandbox-state.json`` (sandbox-only throw-away credentials)."""
+        data = {"api_keys": self.api_keys, "token_plan_key": self.token_plan_key,
+                "named": {name: {"access_key_id": c.access_key_id, "secret": c.secret, "buckets": sorted(c.buckets),
+                                 "security_token": c.security_token} for name, c in self.named.items()},
+                "upload_dirs": self.upload_dirs}
+        path = self.store.root / "sandbox-state.json"
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        os.replace(tmp, path)
 
     def info(self) -> dict:
         """The one JSON line printed at start-up (sandbox-only secrets, by design)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -68,15 +69,36 @@ class MultipartUpload:
 
 
 class ObjectStore:
+    """Objects under ``root/objects``; their index in ``root/index.json`` survives a restart."""
+
     def __init__(self, root: Path):
         self.root = root
         self._tmp = root / "tmp"
         self._data = root / "objects"
+        self._index = root / "index.json"
         self._tmp.mkdir(parents=True, exist_ok=True)
         self._data.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._objects: dict = {}
         self._uploads: dict = {}
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            rows = json.loads(self._index.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        for row in rows:
+            meta = ObjectMeta(**{**row, "path": Path(row["path"])})
+            if meta.path.exists():
+                self._objects[(meta.bucket, meta.key)] = meta
+
+    def _save(self) -> None:
+        """Called with the lock held: write the index atomically."""
+        rows = [{**m.__dict__, "path": str(m.path)} for m in self._objects.values()]
+        tmp = self._index.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rows), encoding="utf-8")
+        os.replace(tmp, self._index)
 
     def writer(self) -> Writer:
         return Writer(self._tmp)
@@ -98,6 +120,7 @@ class ObjectStore:
             meta = ObjectMeta(bucket, key, writer.size, etag or f'"{md5.upper()}"', sha, content_type,
                               time.time(), target, parts, dict(extra))
             self._objects[(bucket, key)] = meta
+            self._save()
         if old is not None:
             old.path.unlink(missing_ok=True)
         return meta
@@ -109,6 +132,7 @@ class ObjectStore:
     def delete(self, bucket: str, key: str) -> None:
         with self._lock:
             meta = self._objects.pop((bucket, key), None)
+            self._save()
         if meta is not None:
             meta.path.unlink(missing_ok=True)
 
