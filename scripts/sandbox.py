@@ -12,7 +12,8 @@ Test hooks: GET {base_url}/_sandbox/stats and POST {base_url}/_sandbox/faults wi
 {"route": "chat"|"getPolicy"|"postObject"|"oss", "status": 503, "count": 2} or
 {"action": "reset"} or {"delay_s": 2.5}; {"clear": true} drops queued faults.
 POST {base_url}/_sandbox/clock with {"advance_s": 400} moves the sandbox clock forward
-(expiry of policies, presigned URLs and 48-hour media) without waiting.
+(expiry of policies, presigned URLs and 48-hour media) without waiting;
+POST {base_url}/_sandbox/purge deletes every stored object.
 """
 
 import json

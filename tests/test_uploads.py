@@ -149,14 +149,39 @@ def test_cache_file_is_private_keyless_and_survives_corruption(sb, env, project,
     path = make(project / "c.png", os.urandom(10))
     settings = lib_settings(env, sb, project)
     first = resolve_file(str(path), MODEL, settings=settings)
-    cache = tmp_path / "cache" / "qianwen-ops-auth" / "uploads.json"
+    cache = tmp_path / "cache" / "qianwen-ops-auth" / "uploads.jsonl"
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600 and sb.api_key not in cache.read_text()
     assert resolve_file(str(path), MODEL, settings=settings) == first
-    cache.write_text("{not json")
+    cache.write_text("{not json\n\x00\x01 garbage")
     before = sb.counts()["postObject"]
     again = resolve_file(str(path), MODEL, settings=settings)
     assert again != first and sb.counts()["postObject"] == before + 1
-    assert json.loads(cache.read_text())["version"] == 1
+    assert json.loads(cache.read_text().splitlines()[-1])["v"] == 1
+    assert resolve_file(str(path), MODEL, settings=settings) == again and sb.counts()["postObject"] == before + 1
+
+
+def test_cache_compacts_and_survives_concurrent_writers(tmp_path):
+    import threading
+
+    from qianwen_ops.upload_cache import COMPACT_BYTES, UploadCache
+
+    path = tmp_path / "c" / "uploads.jsonl"
+    far = {"url": "oss://x", "expires_at": 4e9, "issued_at": 1e9, "sha256": "0" * 64}
+
+    def writer(n):
+        cache = UploadCache(path)
+        for i in range(300):
+            cache.store({f"{n}-{i}": dict(far, url=f"oss://{n}/{i}" + "x" * 200)})
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    entries = UploadCache(path)
+    assert all(entries.lookup(f"{n}-{i}")["url"].startswith(f"oss://{n}/{i}") for n in range(4) for i in range(300))
+    assert path.stat().st_size < COMPACT_BYTES + 4 * 300 * 400
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_cache_misses_when_file_model_or_account_changes(sb, env, project):

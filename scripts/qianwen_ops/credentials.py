@@ -11,10 +11,9 @@ The value lives in a ``Secret`` whose ``repr``/``str`` never show it; only
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .settings import Settings
 
@@ -46,6 +45,8 @@ class Secret:
 
     def fingerprint(self, salt: str = "qianwen-ops-auth/v1") -> str:
         """A salted hash that identifies the account without holding the key."""
+        import hashlib
+
         return hashlib.sha256((salt + "\0" + self._value).encode("utf-8")).hexdigest()[:16]
 
     def __repr__(self) -> str:
@@ -57,8 +58,7 @@ class Secret:
         raise TypeError("a Secret cannot be pickled")
 
 
-@dataclass(frozen=True)
-class ApiKey:
+class ApiKey(NamedTuple):
     """What the chain found: status word, source, and the hidden value."""
 
     status: str          # one of NOT_SET, PLACEHOLDER, STANDARD, TOKEN_PLAN, MALFORMED

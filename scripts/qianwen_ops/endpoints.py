@@ -8,8 +8,7 @@ host and port. Plain ``http://`` is accepted only for loopback hosts (the sandbo
 
 from __future__ import annotations
 
-import ipaddress
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from .errors import CONFIG, QwenOpsError
@@ -27,8 +26,7 @@ ANTHROPIC_PATH = "/apps/anthropic"
 _ALLOWED_PATHS = ("", "/", COMPATIBLE_PATH, NATIVE_PATH)
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     root: str            # scheme://host[:port], no path
     region: str          # cn / intl / us / custom
     source: str          # "QWEN_BASE_URL (env:...)", "QWEN_REGION", "default"
@@ -55,12 +53,13 @@ class Endpoint:
 
 
 def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
+    """localhost, 127.0.0.0/8 or ::1 (written out to keep ipaddress off the probe's start-up path)."""
+    host = host.lower().strip("[]")
+    if host in ("localhost", "::1", "0:0:0:0:0:0:0:1"):
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    parts = host.split(".")
+    return (len(parts) == 4 and parts[0] == "127"
+            and all(p.isdigit() and p.isascii() and int(p) <= 255 for p in parts))
 
 
 def parse_base_url(raw: str, what: str = "QWEN_BASE_URL") -> str:

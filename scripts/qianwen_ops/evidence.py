@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-SKILL_ROOT = Path(__file__).resolve().parents[2]
+SKILL_ROOT = Path(__file__).parents[2]  # resolved when used (no filesystem work at import)
 EVIDENCE_SUBDIR = Path("output") / "qianwen-ops-auth"
 _INSTALL_DIRS = {"skills", ".agents", ".claude", ".cursor", ".codex", ".gemini", ".qwen"}
 
@@ -28,9 +28,10 @@ ALLOWED_FIELDS = {
 def evidence_dir(cwd: Path | None = None) -> Path:
     cwd = Path(cwd or os.getcwd()).resolve()
     base = cwd
-    installed_copy = not (SKILL_ROOT / ".git").exists()
-    if installed_copy and (cwd == SKILL_ROOT or SKILL_ROOT in cwd.parents):
-        base = SKILL_ROOT.parent
+    skill_root = SKILL_ROOT.resolve()
+    installed_copy = not (skill_root / ".git").exists()
+    if installed_copy and (cwd == skill_root or skill_root in cwd.parents):
+        base = skill_root.parent
         while base.name in _INSTALL_DIRS and base.parent != base:
             base = base.parent
     return base / EVIDENCE_SUBDIR

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import random
 import re
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Callable, Iterable, NamedTuple
 from urllib.parse import urlsplit
 
 from .errors import NETWORK, QwenOpsError
@@ -30,40 +28,39 @@ MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 STREAM_CHUNK = 256 * 1024
 
-_REDACTIONS = [
-    (re.compile(r"(?i)bearer\s+[^\s\"',;]+"), "Bearer <redacted>"),
-    (re.compile(r"sk-[A-Za-z0-9_\-]{3,}"), "sk-<redacted>"),
-    (re.compile(r"(?i)\b(signature|x-oss-signature|ossaccesskeyid|x-oss-credential|"
-                r"security-token|x-oss-security-token|policy)=[^&\s\"'<]+"), r"\1=<redacted>"),
-    (re.compile(r"OSS4-HMAC-SHA256\s+[^\"'<\n]+"), "OSS4-HMAC-SHA256 <redacted>"),
-    (re.compile(r"\bOSS\s+[A-Za-z0-9.]+:[A-Za-z0-9+/=]+"), "OSS <redacted>"),
-    (re.compile(r"(?i)\"(signature|policy|oss_access_key_id|api_key|access_key_secret)\"\s*:\s*\"[^\"]*\""),
+_REDACTION_RULES = [
+    (r"(?i)bearer\s+[^\s\"',;]+", "Bearer <redacted>"),
+    (r"sk-[A-Za-z0-9_\-]{3,}", "sk-<redacted>"),
+    (r"(?i)\b(signature|x-oss-signature|ossaccesskeyid|x-oss-credential|"
+     r"security-token|x-oss-security-token|policy)=[^&\s\"'<]+", r"\1=<redacted>"),
+    (r"OSS4-HMAC-SHA256\s+[^\"'<\n]+", "OSS4-HMAC-SHA256 <redacted>"),
+    (r"\bOSS\s+[A-Za-z0-9.]+:[A-Za-z0-9+/=]+", "OSS <redacted>"),
+    (r"(?i)\"(signature|policy|oss_access_key_id|api_key|access_key_secret)\"\s*:\s*\"[^\"]*\"",
      r'"\1": "<redacted>"'),
-    (re.compile(r"(?is)<(SignatureProvided|StringToSign|StringToSignBytes|CanonicalRequest|"
-                r"OSSAccessKeyId)>.*?</\1>"), r"<\1><redacted></\1>"),
+    (r"(?is)<(SignatureProvided|StringToSign|StringToSignBytes|CanonicalRequest|"
+     r"OSSAccessKeyId)>.*?</\1>", r"<\1><redacted></\1>"),
 ]
+_compiled_redactions: list = []
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """Remove anything that looks like a credential or a signature from ``text``."""
+    if not _compiled_redactions:  # compiled on first use: the probe's happy path never needs them
+        _compiled_redactions.extend((re.compile(p), r) for p, r in _REDACTION_RULES)
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "<redacted>")
-    for pattern, replacement in _REDACTIONS:
+    for pattern, replacement in _compiled_redactions:
         text = pattern.sub(replacement, text)
     return text
 
 
-class BodySource(Protocol):
-    """A request body that knows its length and can be streamed (again)."""
-
-    length: int
-
-    def chunks(self) -> Iterator[bytes]: ...
+# A request body may also be any object with ``length`` (int) and ``chunks()`` (an iterator of
+# bytes that can be called again for a retry): see temp_storage.MultipartFile.
+BodySource = object
 
 
-@dataclass
-class Response:
+class Response(NamedTuple):
     status: int
     headers: dict
     body: bytes
@@ -96,12 +93,12 @@ def _network_error(exc: BaseException, host: str, timeout: float) -> QwenOpsErro
     return QwenOpsError(text, NETWORK, retryable=True)
 
 
-@dataclass
 class HttpSession:
     """Reusable connections (one per host and thread) with a fixed timeout."""
 
-    timeout: float = 15.0
-    _local: threading.local = field(default_factory=threading.local, repr=False)
+    def __init__(self, timeout: float = 15.0):
+        self.timeout = timeout
+        self._local = threading.local()
 
     def _connection(self, scheme: str, host: str, port: int | None, fresh: bool):
         pool = getattr(self._local, "pool", None)
@@ -173,21 +170,32 @@ class HttpSession:
         raise AssertionError("unreachable")
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 4
+class RetryPolicy(NamedTuple):
+    attempts: int = 5
     base_delay: float = 0.2
     max_delay: float = 3.0
 
 
-def backoff_delay(policy: RetryPolicy, attempt: int, rand: Callable[[], float] = random.random) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(max_delay, base * 2**attempt)]."""
-    return rand() * min(policy.max_delay, policy.base_delay * 2 ** attempt)
+DEFAULT_RETRY = RetryPolicy()
 
 
-def call_with_retries(call: Callable[[], Response], policy: RetryPolicy = RetryPolicy(),
+def backoff_delay(policy: RetryPolicy, attempt: int, rand: Callable[[], float] | None = None) -> float:
+    """Equal-jitter exponential backoff: uniform in [cap/2, cap], cap = min(max_delay, base * 2**attempt).
+
+    With the defaults the waits add up to 1.5-3 s over five attempts: long enough to outlast a
+    one-second rate-limit window (getPolicy's 100 QPS), short enough never to stall an agent.
+    """
+    if rand is None:
+        import random
+
+        rand = random.random
+    cap = min(policy.max_delay, policy.base_delay * 2 ** attempt)
+    return cap / 2 + rand() * cap / 2
+
+
+def call_with_retries(call: Callable[[], Response], policy: RetryPolicy = DEFAULT_RETRY,
                       sleep: Callable[[float], None] = time.sleep,
-                      rand: Callable[[], float] = random.random) -> Response:
+                      rand: Callable[[], float] | None = None) -> Response:
     """Run ``call``; retry 429/5xx responses and retryable errors with full-jitter backoff."""
     for attempt in range(policy.attempts):
         last = attempt == policy.attempts - 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import errors
 from .credentials import MALFORMED, NOT_SET, PLACEHOLDER, STANDARD, TOKEN_PLAN, ApiKey, find_api_key
@@ -24,8 +24,7 @@ KEY_ADVICE = {
 }
 
 
-@dataclass
-class ProbeResult:
+class ProbeResult(NamedTuple):
     exit_code: int
     key: ApiKey
     endpoint: Endpoint | None = None
@@ -76,12 +75,12 @@ def run_probe(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = D
     finally:
         session.close()
     latency = int((time.monotonic() - started) * 1000)
-    result = ProbeResult(errors.exit_code_for_status(response.status), key, endpoint,
-                         status=response.status, latency_ms=latency, sent=True)
+    code = message = request_id = ""
     if response.status != 200:
-        result.error_code, result.error_message, result.request_id = error_fields(response)
+        code, message, request_id = error_fields(response)
     else:
         data = response.json() or {}
-        result.request_id = str(data.get("request_id") or data.get("id") or "")
-    result.request_id = result.request_id or response.header("x-request-id")
-    return result
+        request_id = str(data.get("request_id") or data.get("id") or "")
+    return ProbeResult(errors.exit_code_for_status(response.status), key, endpoint, status=response.status,
+                       request_id=request_id or response.header("x-request-id"), latency_ms=latency,
+                       error_code=code, error_message=message, sent=True)

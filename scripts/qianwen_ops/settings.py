@@ -12,15 +12,11 @@ broken ``.env`` never gets in the way of a variable that is set.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
-
-from .dotenv_parser import read_dotenv_file
+from typing import Mapping, NamedTuple
 
 
-@dataclass(frozen=True)
-class Found:
+class Found(NamedTuple):
     """A value and where it came from (``env:NAME`` or a ``.env`` path)."""
 
     value: str
@@ -35,14 +31,17 @@ def find_repo_root(start: Path) -> Path | None:
     return None
 
 
-@dataclass
 class Settings:
     """Looks names up in the environment, then the ``.env`` files, in order."""
 
-    env: Mapping[str, str]
-    cwd: Path
-    home: Path
-    _dotenv_cache: dict = field(default_factory=dict, repr=False)
+    def __init__(self, env: Mapping[str, str], cwd: Path, home: Path):
+        self.env = env
+        self.cwd = cwd
+        self.home = home
+        self._dotenv_cache: dict = {}
+
+    def __repr__(self) -> str:  # never the environment: it may hold keys
+        return f"Settings(cwd={str(self.cwd)!r})"
 
     @classmethod
     def from_process(cls, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> "Settings":
@@ -59,6 +58,8 @@ class Settings:
 
     def _dotenv(self, path: Path) -> dict:
         if path not in self._dotenv_cache:
+            from .dotenv_parser import read_dotenv_file  # only when a .env is actually read
+
             self._dotenv_cache[path] = read_dotenv_file(path) if path.is_file() else {}
         return self._dotenv_cache[path]
 

@@ -22,7 +22,15 @@ from . import errors
 from .credentials import Secret
 from .endpoints import Endpoint
 from .errors import QwenOpsError
-from .http_client import HttpSession, Response, RetryPolicy, backoff_delay, call_with_retries, error_fields
+from .http_client import (
+    DEFAULT_RETRY,
+    HttpSession,
+    Response,
+    RetryPolicy,
+    backoff_delay,
+    call_with_retries,
+    error_fields,
+)
 from .local_files import LocalFile, display, read_chunks
 
 MEDIA_TTL_SECONDS = 48 * 3600
@@ -98,7 +106,7 @@ class TempStorage:
     endpoint: Endpoint
     api_key: Secret
     session: HttpSession
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = DEFAULT_RETRY
     _policies: dict = field(default_factory=dict)
     _failures: dict = field(default_factory=dict)   # model -> error: a batch does not retry a failed policy
     _lock: threading.Lock = field(default_factory=threading.Lock)

@@ -1,11 +1,13 @@
 """Reuse cache: the same unchanged file, model, account and backend -> the same URL.
 
-Lives in ``$XDG_CACHE_HOME/qianwen-ops-auth/uploads.json`` (default ``~/.cache``),
-mode 0600. Entries are keyed by a hash of (real path, size, mtime, inode, model,
-backend scope); the scope holds a salted account fingerprint, never a key. A hit
-also re-checks the file's sha256. A URL is reused only while it keeps a safe
-margin of validity. Writers take an exclusive lock and replace the file
-atomically; a corrupt file is ignored and rebuilt.
+Lives in ``$XDG_CACHE_HOME/qianwen-ops-auth/uploads.jsonl`` (default ``~/.cache``),
+mode 0600: one JSON line per upload, appended as each upload finishes (so a batch
+that is interrupted keeps what it did), read once per batch, and compacted (expired
+and superseded lines dropped) when it grows. Entries are keyed by a hash of (real
+path, size, mtime, inode, model, backend scope); the scope holds a salted account
+fingerprint, never a key. A hit also re-checks the file's sha256, and a URL is
+reused only while it keeps a safe margin of validity. Appends and compaction take
+an exclusive lock; unreadable lines or a corrupt file are ignored and rebuilt.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import json
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -24,12 +25,14 @@ from .local_files import LocalFile
 CACHE_VERSION = 1
 MIN_MARGIN_SECONDS = 300
 MARGIN_FRACTION = 0.1
+COMPACT_BYTES = 512 * 1024
+MAX_CACHE_BYTES = 64 * 1024 * 1024
 
 
 def cache_path(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     base = env.get("XDG_CACHE_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".cache")
-    return Path(base) / "qianwen-ops-auth" / "uploads.json"
+    return Path(base) / "qianwen-ops-auth" / "uploads.jsonl"
 
 
 def entry_key(local: LocalFile, model: str, scope: str) -> str:
@@ -44,34 +47,42 @@ def still_valid(entry: dict, now: float | None = None) -> bool:
     return entry["expires_at"] - now > margin
 
 
-@dataclass
-class UploadCache:
-    path: Path
-    enabled: bool = True
-
-    def _read(self) -> dict:
+def _parse(data: bytes) -> dict:
+    entries: dict = {}
+    for line in data.splitlines():
         try:
-            with open(self.path, encoding="utf-8") as handle:
-                data = json.load(handle)
-            entries = data.get("entries") if isinstance(data, dict) else None
-            if isinstance(entries, dict) and data.get("version") == CACHE_VERSION:
-                return entries
-        except (OSError, ValueError, UnicodeDecodeError):
-            pass
-        return {}
+            row = json.loads(line)
+            if row.get("v") == CACHE_VERSION and isinstance(row.get("entry"), dict):
+                entries[row["key"]] = row["entry"]
+        except (ValueError, AttributeError, KeyError, TypeError):
+            continue  # a torn or foreign line is just a miss
+    return entries
+
+
+class UploadCache:
+    def __init__(self, path: Path, enabled: bool = True):
+        self.path = path
+        self.enabled = enabled
+        self._entries: dict | None = None
+
+    def _read_file(self) -> dict:
+        try:
+            if self.path.stat().st_size > MAX_CACHE_BYTES:
+                return {}
+            return _parse(self.path.read_bytes())
+        except OSError:
+            return {}
 
     def lookup(self, key: str) -> dict | None:
         if not self.enabled:
             return None
-        entry = self._read().get(key)
-        if not isinstance(entry, dict):
-            return None
+        if self._entries is None:
+            self._entries = self._read_file()
+        entry = self._entries.get(key)
         try:
-            if not still_valid(entry):
-                return None
+            return entry if isinstance(entry, dict) and still_valid(entry) else None
         except (KeyError, TypeError):
             return None
-        return entry
 
     @contextmanager
     def _locked(self):
@@ -82,26 +93,39 @@ class UploadCache:
                 import fcntl
 
                 fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            except ImportError:  # not on POSIX: the atomic replace still keeps the file whole
+            except ImportError:  # not on POSIX: appends are still whole lines
                 pass
             yield
         finally:
             os.close(lock_fd)
 
     def store(self, new_entries: Mapping[str, dict]) -> None:
-        """Merge entries into the file under the lock; drop expired ones."""
+        """Append entries (one line each); compact the file when it has grown large."""
         if not self.enabled or not new_entries:
             return
+        lines = "".join(json.dumps({"v": CACHE_VERSION, "key": k, "entry": e}) + "\n" for k, e in new_entries.items())
         try:
             with self._locked():
-                entries = {k: v for k, v in self._read().items()
-                           if isinstance(v, dict) and isinstance(v.get("expires_at"), (int, float))
-                           and v["expires_at"] > time.time()}
-                entries.update(new_entries)
-                tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump({"version": CACHE_VERSION, "entries": entries}, handle)
-                os.replace(tmp, self.path)
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+                with os.fdopen(fd, "a+b") as handle:
+                    size = handle.seek(0, os.SEEK_END)
+                    torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+                    handle.write((b"\n" if torn else b"") + lines.encode("utf-8"))
+                if self.path.stat().st_size > COMPACT_BYTES:
+                    self._compact()
         except OSError:
-            pass  # a cache that cannot be written only costs a re-upload next time
+            return  # a cache that cannot be written only costs a re-upload next time
+        if self._entries is not None:
+            self._entries.update(new_entries)
+
+    def _compact(self) -> None:
+        """Rewrite without expired or superseded lines (lock held)."""
+        now = time.time()
+        live = {k: e for k, e in self._read_file().items()
+                if isinstance(e.get("expires_at"), (int, float)) and e["expires_at"] > now}
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write("".join(json.dumps({"v": CACHE_VERSION, "key": k, "entry": e}) + "\n"
+                                 for k, e in live.items()))
+        os.replace(tmp, self.path)

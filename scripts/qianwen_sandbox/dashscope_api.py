@@ -57,7 +57,7 @@ def get_policy(h, state) -> None:
         if not state.allow_rate(key, model):
             raise ApiError(429, "Throttling.RateQuota", "Requests rate limit exceeded, please try again later.")
     except ApiError as err:
-        h.send_ds_error(err.status, err.code, err.message)
+        h.send_ds_error(err.status, err.code, err.message, retry_after=1 if err.status == 429 else None)
         return
     cfg = state.config
     upload_dir = f"dashscope-instant/{account}/{time.strftime('%Y-%m-%d')}/{uuid.uuid4().hex}"
@@ -125,7 +125,7 @@ def _describe_media(h, state, url: str, account: str, model: str) -> tuple[int, 
         if meta.extra["model"] != model:
             raise ApiError(400, "InvalidParameter",
                            "The oss:// resource was uploaded for another model.")
-        return meta.size, meta.sha256, "oss"
+        return meta.size, state.store.sha256(meta), "oss"
     if url.startswith("data:"):
         try:
             raw = base64.b64decode(url.split(",", 1)[1], validate=True)
@@ -147,7 +147,7 @@ def _describe_media(h, state, url: str, account: str, model: str) -> tuple[int, 
         meta = state.store.get(bucket, key)
         if meta is None:
             raise ApiError(400, "InvalidParameter", "Failed to download the media resource: 404 NoSuchKey")
-        return meta.size, meta.sha256, "presigned"
+        return meta.size, state.store.sha256(meta), "presigned"
     raise ApiError(400, "InvalidParameter", "The sandbox cannot download media from outside hosts.")
 
 

@@ -129,8 +129,8 @@ def _object_headers(meta) -> dict:
     }
 
 
-def _store_body(h, state):
-    writer = state.store.writer()
+def _store_body(h, state, sha256: bool = True):
+    writer = state.store.writer(sha256)
     body = h.body()
     try:
         while True:
@@ -161,7 +161,7 @@ def bucket_api(h, state, bucket: str, key: str) -> None:
         number = int(q.get("partNumber", "0") or 0)
         if not 1 <= number <= 10000:
             raise OssError(400, "InvalidArgument", "Part number must be between 1 and 10000.")
-        etag = store.put_part(up, number, _store_body(h, state))
+        etag = store.put_part(up, number, _store_body(h, state, sha256=False))
         h.send_bytes(200, b"", "", {"ETag": etag})
     elif method == "PUT":
         if "x-oss-copy-source" in {k.lower() for k in h.headers}:

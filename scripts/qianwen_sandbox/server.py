@@ -96,12 +96,14 @@ class Handler(BaseHTTPRequestHandler):
     def send_json(self, status: int, obj: dict) -> None:
         self.send_bytes(status, json.dumps(obj).encode(), "application/json")
 
-    def send_ds_error(self, status: int, code: str, message: str, compatible: bool = False) -> None:
+    def send_ds_error(self, status: int, code: str, message: str, compatible: bool = False,
+                      retry_after: int | None = None) -> None:
         self.finish_body()
         body = {"code": code, "message": message, "request_id": self.request_id}
         if compatible:
             body["error"] = {"code": code, "message": message, "type": "invalid_request_error"}
-        self.send_json(status, body)
+        headers = {"Retry-After": str(retry_after)} if retry_after else None
+        self.send_bytes(status, json.dumps(body).encode(), "application/json", headers)
 
     def send_xml(self, status: int, xml: str, headers: dict | None = None) -> None:
         self.send_bytes(status, ('<?xml version="1.0" encoding="UTF-8"?>\n' + xml).encode("utf-8"),
@@ -191,6 +193,9 @@ class DashScopeHandler(Handler):
             self._faults()
         elif path == "/_sandbox/clock" and method == "POST":
             self._clock()
+        elif path == "/_sandbox/purge" and method == "POST":
+            self.finish_body()
+            self.send_json(200, {"deleted": self.state.store.purge()})
         elif path == "/compatible-mode/v1/chat/completions" and method == "POST":
             dashscope_api.chat(self, self.state, native=False)
         elif path in ("/api/v1/services/aigc/multimodal-generation/generation",

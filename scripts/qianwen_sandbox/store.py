@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -33,25 +32,38 @@ class ObjectMeta:
 
 
 class Writer:
-    """A temporary file that hashes what is written to it."""
+    """A temporary file that hashes what is written to it (sha256 only when asked: parts skip it)."""
 
-    def __init__(self, folder: Path):
-        fd, name = tempfile.mkstemp(dir=folder, prefix="upload-")
-        self.path = Path(name)
+    def __init__(self, folder: Path, sha256: bool = True):
+        self.path = folder / f"upload-{uuid.uuid4().hex}"
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._file = os.fdopen(fd, "wb")
         self._md5 = hashlib.md5(usedforsecurity=False)  # OSS ETags are MD5
-        self._sha = hashlib.sha256()
+        self._sha = hashlib.sha256() if sha256 else None
         self.size = 0
 
     def write(self, data: bytes) -> None:
         self._file.write(data)
         self._md5.update(data)
-        self._sha.update(data)
+        if self._sha is not None:
+            self._sha.update(data)
         self.size += len(data)
+
+    def append_file(self, path: Path, size: int) -> None:
+        """Append another file's bytes without hashing them (the caller knows their digest)."""
+        self._file.flush()
+        with open(path, "rb") as src:
+            copied = 0
+            while copied < size:
+                sent = os.sendfile(self._file.fileno(), src.fileno(), copied, size - copied)
+                if sent == 0:
+                    break
+                copied += sent
+        self.size += size
 
     def finish(self) -> tuple[str, str]:
         self._file.close()
-        return self._md5.hexdigest(), self._sha.hexdigest()
+        return self._md5.hexdigest(), self._sha.hexdigest() if self._sha is not None else ""
 
     def discard(self) -> None:
         if not self._file.closed:
@@ -69,13 +81,13 @@ class MultipartUpload:
 
 
 class ObjectStore:
-    """Objects under ``root/objects``; their index in ``root/index.json`` survives a restart."""
+    """Objects under ``root/objects``; their index (an append-only ``root/index.jsonl``) survives a restart."""
 
     def __init__(self, root: Path):
         self.root = root
         self._tmp = root / "tmp"
         self._data = root / "objects"
-        self._index = root / "index.json"
+        self._index = root / "index.jsonl"
         self._tmp.mkdir(parents=True, exist_ok=True)
         self._data.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -84,24 +96,40 @@ class ObjectStore:
         self._load()
 
     def _load(self) -> None:
+        """Replay the journal: later lines win; objects whose file is gone are dropped."""
         try:
-            rows = json.loads(self._index.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            lines = self._index.read_text(encoding="utf-8").splitlines()
+        except OSError:
             return
-        for row in rows:
-            meta = ObjectMeta(**{**row, "path": Path(row["path"])})
-            if meta.path.exists():
-                self._objects[(meta.bucket, meta.key)] = meta
+        for line in lines:
+            try:
+                row = json.loads(line)
+                if row["op"] == "put":
+                    meta = ObjectMeta(**{**row["meta"], "path": Path(row["meta"]["path"])})
+                    self._objects[(meta.bucket, meta.key)] = meta
+                else:
+                    self._objects.pop((row["bucket"], row["key"]), None)
+            except (ValueError, KeyError, TypeError):
+                continue  # a line torn by a crash
+        self._objects = {k: m for k, m in self._objects.items() if m.path.exists()}
 
-    def _save(self) -> None:
-        """Called with the lock held: write the index atomically."""
-        rows = [{**m.__dict__, "path": str(m.path)} for m in self._objects.values()]
-        tmp = self._index.with_suffix(".tmp")
-        tmp.write_text(json.dumps(rows), encoding="utf-8")
-        os.replace(tmp, self._index)
+    def _journal(self, row: dict) -> None:
+        """Called with the lock held: one appended line per change (O(1), crash-safe enough for a sandbox)."""
+        with open(self._index, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
 
-    def writer(self) -> Writer:
-        return Writer(self._tmp)
+    def writer(self, sha256: bool = True) -> Writer:
+        return Writer(self._tmp, sha256)
+
+    def sha256(self, meta: ObjectMeta) -> str:
+        """The object's sha256, computed on first use for objects joined from parts."""
+        if not meta.sha256:
+            digest = hashlib.sha256()
+            with open(meta.path, "rb") as src:
+                for chunk in iter(lambda: src.read(1024 * 1024), b""):
+                    digest.update(chunk)
+            meta.sha256 = digest.hexdigest()
+        return meta.sha256
 
     def _object_path(self, bucket: str, key: str) -> Path:
         digest = hashlib.sha256(f"{bucket}\0{key}".encode("utf-8")).hexdigest()
@@ -120,7 +148,7 @@ class ObjectStore:
             meta = ObjectMeta(bucket, key, writer.size, etag or f'"{md5.upper()}"', sha, content_type,
                               time.time(), target, parts, dict(extra))
             self._objects[(bucket, key)] = meta
-            self._save()
+            self._journal({"op": "put", "meta": {**meta.__dict__, "path": str(meta.path)}})
         if old is not None:
             old.path.unlink(missing_ok=True)
         return meta
@@ -132,15 +160,25 @@ class ObjectStore:
     def delete(self, bucket: str, key: str) -> None:
         with self._lock:
             meta = self._objects.pop((bucket, key), None)
-            self._save()
+            self._journal({"op": "del", "bucket": bucket, "key": key})
         if meta is not None:
             meta.path.unlink(missing_ok=True)
 
+    def purge(self) -> int:
+        """Delete every object (benchmarks reuse one sandbox without filling the disk)."""
+        with self._lock:
+            gone = list(self._objects.values())
+            self._objects.clear()
+            self._index.write_text("", encoding="utf-8")
+        for meta in gone:
+            meta.path.unlink(missing_ok=True)
+        return len(gone)
+
     def listing(self) -> list:
         with self._lock:
-            return [{"bucket": m.bucket, "key": m.key, "size": m.size, "sha256": m.sha256,
-                     "parts": m.multipart_parts}
-                    for m in self._objects.values()]
+            objects = list(self._objects.values())
+        return [{"bucket": m.bucket, "key": m.key, "size": m.size, "sha256": self.sha256(m),
+                 "parts": m.multipart_parts} for m in objects]
 
     # -- multipart
     def initiate(self, bucket: str, key: str, content_type: str) -> str:
@@ -165,8 +203,8 @@ class ObjectStore:
         return etag
 
     def complete(self, up: MultipartUpload, wanted: list) -> ObjectMeta:
-        """Join the listed parts (number, etag) in order into the final object."""
-        writer = self.writer()
+        """Join the listed parts (number, etag) in order into the final object (a kernel-side copy)."""
+        writer = self.writer(sha256=False)
         md5s = hashlib.md5(usedforsecurity=False)
         try:
             for number, etag in wanted:
@@ -174,12 +212,7 @@ class ObjectStore:
                 if part is None or part[2].strip('"').upper() != etag.strip('"').upper():
                     raise KeyError(number)
                 md5s.update(bytes.fromhex(part[2].strip('"')))
-                with open(part[0], "rb") as src:
-                    while True:
-                        chunk = src.read(1024 * 1024)
-                        if not chunk:
-                            break
-                        writer.write(chunk)
+                writer.append_file(part[0], part[1])
         except BaseException:
             writer.discard()
             raise

@@ -1,0 +1,85 @@
+"""The benchmark script runs end to end at smoke size; the stdlib scripts run on Python 3.9."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT, SCRIPTS, UPDATE_SKILL, start_sandbox
+
+
+def test_bench_quick_writes_a_report(tmp_path):
+    report, raw = tmp_path / "benchmarks.md", tmp_path / "raw.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--output", str(report),
+                           "--json", str(raw)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = report.read_text()
+    assert "## Ratios (lower is better)" in text and "## Absolute figures" in text and "cores" in text
+    figures = json.loads(raw.read_text())
+    assert figures["batch"]["cache_hit_requests"] == 0
+    assert figures["big"]["ours_rss"] < figures["big"]["sdk_rss"]
+    assert figures["probe"]["probe"] > 0 and figures["oss"]["ours_wall"] > 0
+
+
+def python39() -> str | None:
+    """A working Python 3.9 interpreter: pyenv's builds, then PATH (a pyenv shim may not run)."""
+    candidates = sorted(str(p) for p in (Path.home() / ".pyenv" / "versions").glob("3.9*/bin/python3.9"))
+    candidates += [p for p in (shutil.which("python3.9"),) if p]
+    for candidate in candidates:
+        done = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
+                              text=True, timeout=30)
+        if done.returncode == 0 and done.stdout.strip() == "(3, 9)":
+            return candidate
+    return None
+
+
+def test_stdlib_scripts_on_python_39(tmp_path):
+    interpreter = python39()
+    if interpreter is None:  # no 3.9 on this machine: the vermin check in tests/run.sh is the guard
+        vermin = shutil.which("vermin", path=os.path.dirname(sys.executable))
+        done = subprocess.run([vermin, "-q", "-t=3.9-", "--no-tips", "--violations", str(SCRIPTS),
+                               str(UPDATE_SKILL)], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout
+        return
+    version = subprocess.run([interpreter, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
+                             text=True, timeout=30).stdout
+    assert version.strip() == "(3, 9)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DASHSCOPE_", "QIANWEN_", "QWEN_", "OSS_"))}
+    env.update(HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "c"), XDG_STATE_HOME=str(tmp_path / "s"),
+               QWEN_UPDATE_URL="http://127.0.0.1:9/v.json", PYTHONDONTWRITEBYTECODE="1")
+    bare = [interpreter, "-S"]  # no site-packages: stdlib only
+    box = start_sandbox()
+    try:
+        env.update(QWEN_BASE_URL=box.base_url)
+        steps = [
+            (["setup_env.py"], 0, "Next:"),
+            (["probe.py"], 3, "000"),
+            (["gossamer.py", "--status"], 0, "update_check_installed"),
+            (["doctor.py", "--offline", "--json"], 3, "key_status"),
+        ]
+        for args, code, needle in steps:
+            done = subprocess.run([*bare, str(SCRIPTS / args[0]), *args[1:]], env=env, cwd=tmp_path,
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == code and needle in done.stdout, (args, done.stderr)
+        (tmp_path / "img.png").write_bytes(b"3.9 upload")
+        env["DASHSCOPE_API_KEY"] = box.api_key
+        for args, needle in ((["probe.py"], "200"), (["upload_file.py", "img.png", "--model", "qwen-vl-plus"], "oss://")):
+            done = subprocess.run([*bare, str(SCRIPTS / args[0]), *args[1:]], env=env, cwd=tmp_path,
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0 and done.stdout.startswith(needle), (args, done.stderr)
+        done = subprocess.run([*bare, str(UPDATE_SKILL / "scripts" / "check_update.py"), "--print-response"],
+                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and json.loads(done.stdout)["has_update"] is False
+        sandbox39 = subprocess.Popen([*bare, str(SCRIPTS / "sandbox.py"), "--quiet"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        try:
+            assert json.loads(sandbox39.stdout.readline())["api_key"].startswith("sk-")
+        finally:
+            sandbox39.terminate()
+            assert sandbox39.wait(timeout=20) == 0
+    finally:
+        box.stop()
