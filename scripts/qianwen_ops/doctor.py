@@ -34,6 +34,10 @@ class Report:
         if self.exit_code == errors.OK:
             self.exit_code = exit_code
 
+    def failed(self, name: str, exc: QwenOpsError) -> None:
+        self.add(name, "fail", exc.message)
+        self.fail(exc.exit_code)
+
     def as_dict(self) -> dict:
         return {"ok": self.exit_code == errors.OK, "exit_code": self.exit_code, **self.facts, "checks": self.checks}
 
@@ -59,8 +63,7 @@ def _check_key_and_endpoint(settings: Settings, report: Report, offline: bool, t
     try:
         endpoint = resolve_endpoint(settings)
     except QwenOpsError as exc:
-        report.add("endpoint", "fail", exc.message)
-        report.fail(exc.exit_code)
+        report.failed("endpoint", exc)
         return
     report.facts.update(endpoint_host=endpoint.host)
     report.add("endpoint", "ok", f"{endpoint.root} ({endpoint.source})")
@@ -101,8 +104,7 @@ def _check_custom_oss(settings: Settings, report: Report, check_oss: bool) -> No
     try:
         config = load_config(settings)
     except QwenOpsError as exc:
-        report.add("custom OSS", "fail", exc.message)
-        report.fail(exc.exit_code)
+        report.failed("custom OSS", exc)
         return
     if config is None:
         report.add("custom OSS", "ok", "off: uploads use DashScope temporary storage (48 h oss:// URLs)")

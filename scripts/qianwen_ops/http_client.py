@@ -120,6 +120,13 @@ class HttpSession:
         pool[key] = conn
         return conn, False
 
+    def _discard(self, scheme: str, host: str, port: int | None, conn) -> None:
+        """A connection that failed is closed and forgotten: the next request opens a fresh one."""
+        conn.close()
+        pool = getattr(self._local, "pool", {})
+        if pool.get((scheme, host, port)) is conn:
+            del pool[(scheme, host, port)]
+
     def close(self) -> None:
         for conn in getattr(self._local, "pool", {}).values():
             conn.close()
@@ -150,22 +157,22 @@ class HttpSession:
                 raw = conn.getresponse()
                 data = raw.read(MAX_RESPONSE_BYTES + 1)
                 if len(data) > MAX_RESPONSE_BYTES:
-                    conn.close()
+                    self._discard(parts.scheme, host, parts.port, conn)
                     raise QwenOpsError(f"response from {host} is larger than expected", NETWORK)
                 response = Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, data)
                 if raw.will_close:
-                    conn.close()
+                    self._discard(parts.scheme, host, parts.port, conn)
                 return response
             except QwenOpsError:
-                conn.close()  # e.g. a file changed while streaming: never leave a half-sent request
+                self._discard(parts.scheme, host, parts.port, conn)  # never leave a half-sent request
                 raise
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                conn.close()
+                self._discard(parts.scheme, host, parts.port, conn)
                 if reused and attempt == 0:
-                    continue  # a stale keep-alive connection: one fresh try
+                    continue  # a keep-alive connection the server had closed: one fresh try
                 raise _network_error(exc, host, self.timeout) from None
             except (OSError, http.client.HTTPException) as exc:
-                conn.close()
+                self._discard(parts.scheme, host, parts.port, conn)
                 raise _network_error(exc, host, self.timeout) from None
         raise AssertionError("unreachable")
 

@@ -12,6 +12,7 @@ from typing import Mapping
 from .skill_state import (
     MAIN_SKILL,
     UPDATE_SKILL,
+    ancestors,
     now_seconds,
     read_state,
     repo_name,
@@ -24,16 +25,6 @@ SKILL_DIR = Path(__file__).resolve().parents[2]
 CHECK_TIMEOUT_SECONDS = 10
 
 
-def _ancestors(path: Path) -> list:
-    seen, out = set(), []
-    for start in (Path(os.path.abspath(path)), path.resolve()):
-        for folder in (start, *start.parents):
-            if folder not in seen:
-                seen.add(folder)
-                out.append(folder)
-    return out
-
-
 def find_update_skill(skill_dir: Path = SKILL_DIR, env: Mapping[str, str] | None = None) -> Path | None:
     """The sibling skill's folder in any layout the installer produces, or a git checkout."""
     env = os.environ if env is None else env
@@ -42,7 +33,7 @@ def find_update_skill(skill_dir: Path = SKILL_DIR, env: Mapping[str, str] | None
         candidates.append(base.parent / UPDATE_SKILL)
         if (base / ".git").exists():  # a git checkout carries the sibling under skills/;
             candidates.append(base / "skills" / UPDATE_SKILL)  # an installed copy's nested one does not count
-    for folder in _ancestors(skill_dir):
+    for folder in ancestors(skill_dir):
         candidates += [folder / ".agents" / "skills" / UPDATE_SKILL, folder / ".claude" / "skills" / UPDATE_SKILL]
     home = Path(env.get("HOME") or os.path.expanduser("~"))
     candidates += [home / ".agents" / "skills" / UPDATE_SKILL, home / ".claude" / "skills" / UPDATE_SKILL]

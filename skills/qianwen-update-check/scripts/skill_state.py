@@ -51,7 +51,8 @@ def repo_name(env: Mapping[str, str] | None = None) -> str:
     return repo if ok else DEFAULT_REPO
 
 
-def _ancestors(skill_dir: Path) -> list:
+def ancestors(skill_dir: Path) -> list:
+    """The folders above ``skill_dir``, as given and with symlinks resolved (installs use links)."""
     seen, out = set(), []
     for start in (Path(os.path.abspath(skill_dir)), skill_dir.resolve()):
         for folder in (start, *start.parents):
@@ -65,7 +66,7 @@ def state_path(skill_dir: Path, env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     if env.get("QWEN_SKILLS_STATE"):
         return Path(env["QWEN_SKILLS_STATE"]).expanduser()
-    folders = _ancestors(skill_dir)
+    folders = ancestors(skill_dir)
     for folder in folders:
         if folder.name == ".agents":
             return folder / "state.json"
