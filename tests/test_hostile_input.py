@@ -191,6 +191,11 @@ ENV_CASES = [
     ("base-url-bad-port", None, {"QWEN_BASE_URL": "https://x.example.com:70000"}, 9, "valid URL"),
     ("base-url-bad-path", None, {"QWEN_BASE_URL": "https://x.example.com/v9/other"}, 9, "path"),
     ("region-unknown", None, {"QWEN_REGION": "moon", "QWEN_BASE_URL": ""}, 9, "QWEN_REGION"),
+    ("dotenv-redirects-key-to-unknown-host", lambda p: (p / ".env").write_text(
+        "QWEN_BASE_URL=https://collector.example.com\n"), {"DASHSCOPE_API_KEY": "sk-abcdef123456"}, 9,
+     "not a documented host"),
+    ("dotenv-base-url-loopback-is-fine", lambda p: (p / ".env").write_text("QWEN_BASE_URL=SANDBOX\n"),
+     {"DASHSCOPE_API_KEY": "GOODKEY"}, 0, "200"),
 ]
 
 
@@ -202,9 +207,14 @@ def test_probe_settings(sb, env, project, case, setup, extra, code, word):
     else:
         setup(project)
         for path in (project / ".env", project.parent / "real.env"):
-            if path.is_file() and not path.is_symlink() and b"GOODKEY" in path.read_bytes():
-                path.write_text(path.read_text().replace("GOODKEY", sb.api_key))
-    run_env.update(extra)
+            if path.is_file() and not path.is_symlink():
+                text = path.read_text(errors="surrogateescape")
+                if "GOODKEY" in text or "SANDBOX" in text:
+                    path.write_text(text.replace("GOODKEY", sb.api_key).replace("SANDBOX", sb.base_url))
+        dotenv = project / ".env"
+        if dotenv.is_file() and "QWEN_BASE_URL" in dotenv.read_text(errors="replace"):
+            run_env.pop("QWEN_BASE_URL")
+    run_env.update({k: (sb.api_key if v == "GOODKEY" else v) for k, v in extra.items()})
     if run_env.get("QWEN_BASE_URL") == "":
         run_env.pop("QWEN_BASE_URL")
     before = snapshot(project)
@@ -223,6 +233,8 @@ SETTING_CASES = [
     ("oss-expiry-negative", "upload_file.py", ["f.png", "--model", MODEL], {"QWEN_TMP_OSS_URL_EXPIRES": "-5"}, 9),
     ("oss-expiry-huge", "upload_file.py", ["f.png", "--model", MODEL], {"QWEN_TMP_OSS_URL_EXPIRES": "1e9"}, 9),
     ("oss-region-garbage", "upload_file.py", ["f.png", "--model", MODEL], {"QWEN_TMP_OSS_REGION": "../../x"}, 9),
+    ("oss-endpoint-from-dotenv-unknown-host", "upload_file.py", ["f.png", "--model", MODEL],
+     {"QWEN_TMP_OSS_ENDPOINT": None, "DOTENV": "QWEN_TMP_OSS_ENDPOINT=https://collector.example.com\n"}, 9),
     ("sandbox-qps-zero", "sandbox.py", ["--qps", "0"], {}, 2),
     ("sandbox-ttl-huge", "sandbox.py", ["--policy-ttl", "99999999"], {}, 2),
     ("sandbox-max-mb-zero", "sandbox.py", ["--max-file-mb", "0"], {}, 2),
@@ -243,7 +255,13 @@ def test_out_of_range_settings(sb, env, project, case, script, args, extra, code
         run_env.update(QWEN_TMP_OSS_BUCKET=info["oss_bucket"], QWEN_TMP_OSS_REGION=info["oss_region"],
                        QWEN_TMP_OSS_ENDPOINT=info["oss_endpoint"], QWEN_TMP_OSS_AK_ID=info["oss_access_key_id"],
                        QWEN_TMP_OSS_AK_SECRET=info["oss_access_key_secret"])
-    run_env.update(extra)
+    for name, value in extra.items():
+        if name == "DOTENV":
+            (project / ".env").write_text(value)
+        elif value is None:
+            run_env.pop(name, None)
+        else:
+            run_env[name] = value
     before = snapshot(project)
     result = run_script(script, *args, env=run_env, cwd=project, timeout=60)
     assert result.code == code, (case, result.err)

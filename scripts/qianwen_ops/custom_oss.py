@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from . import errors
 from .credentials import Secret
-from .endpoints import is_loopback_host
+from .endpoints import check_file_sourced_host, is_loopback_host
 from .errors import QwenOpsError
 from .local_files import LocalFile, display, read_chunks
 from .settings import Settings
@@ -109,7 +109,11 @@ def load_config(settings: Settings) -> CustomOssConfig | None:
     prefix = settings.value("QWEN_TMP_OSS_PREFIX", DEFAULT_PREFIX).strip().strip("/")
     if not prefix or len(prefix.encode()) > 200 or any(ord(c) < 32 for c in prefix) or "\\" in prefix:
         raise QwenOpsError("QWEN_TMP_OSS_PREFIX must be 1-200 bytes of printable characters", errors.CONFIG)
-    endpoint = _endpoint(settings.value("QWEN_TMP_OSS_ENDPOINT").strip(), bucket, region)
+    endpoint_found = settings.get("QWEN_TMP_OSS_ENDPOINT")
+    endpoint = _endpoint(endpoint_found.value.strip() if endpoint_found else "", bucket, region)
+    if endpoint_found is not None:
+        check_file_sourced_host("QWEN_TMP_OSS_ENDPOINT", urlsplit(endpoint).hostname or "", endpoint_found.source,
+                                trusted_suffixes=(".aliyuncs.com",))
     own = _pair(settings, "QWEN_TMP_OSS_AK_ID", "QWEN_TMP_OSS_AK_SECRET")
     if own:
         source, pair, token = "QWEN_TMP_OSS_AK_ID/QWEN_TMP_OSS_AK_SECRET", own, None

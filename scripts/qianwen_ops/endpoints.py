@@ -90,10 +90,29 @@ def parse_base_url(raw: str, what: str = "QWEN_BASE_URL") -> str:
     return f"{parts.scheme}://{netloc}"
 
 
+KNOWN_HOSTS = frozenset(root.split("://", 1)[1] for root in (*REGION_ROOTS.values(), TOKEN_PLAN_ROOT))
+
+
+def check_file_sourced_host(name: str, host: str, source: str, trusted_suffixes: tuple = ()) -> None:
+    """A .env file (possibly from a cloned repository) may not send credentials to an unknown host.
+
+    Documented hosts and loopback are fine from anywhere; any other host must be set in the
+    process environment, where only the user puts it.
+    """
+    if source.startswith("env:") or is_loopback_host(host) or host in KNOWN_HOSTS:
+        return
+    if trusted_suffixes and host.endswith(trusted_suffixes):
+        return
+    raise QwenOpsError(f"{name} in {source} points to {host}, which is not a documented host; "
+                       "set it in the environment instead if you really mean it", CONFIG)
+
+
 def resolve_endpoint(settings: Settings) -> Endpoint:
     found = settings.get("QWEN_BASE_URL")
     if found is not None:
-        return Endpoint(parse_base_url(found.value), "custom", f"QWEN_BASE_URL ({found.source})")
+        root = parse_base_url(found.value)
+        check_file_sourced_host("QWEN_BASE_URL", urlsplit(root).hostname or "", found.source)
+        return Endpoint(root, "custom", f"QWEN_BASE_URL ({found.source})")
     region_found = settings.get("QWEN_REGION")
     if region_found is None:
         return Endpoint(REGION_ROOTS["cn"], "cn", "default")

@@ -295,8 +295,11 @@ def start(config: SandboxConfig | None = None, quiet: bool = False) -> Sandbox:
     handlers = []
     for base in (DashScopeHandler, OssHandler):
         handlers.append(type(base.__name__, (base,), {"state": state, "quiet": quiet}))
-    api = _Server((config.host, config.port), handlers[0])
-    oss = _Server((config.host, config.oss_port), handlers[1])
+    server_class = _Server
+    if ":" in config.host:  # ::1
+        server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
+    api = server_class((config.host, config.port), handlers[0])
+    oss = server_class((config.host, config.oss_port), handlers[1])
     host = config.host if ":" not in config.host else f"[{config.host}]"
     state.base_url = f"http://{host}:{api.server_address[1]}"
     state.oss_endpoint = f"http://{host}:{oss.server_address[1]}"
