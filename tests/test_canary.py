@@ -160,3 +160,33 @@ def test_library_exceptions_hold_no_secret(loud_sandbox, env, project):
                          use_cache=False)
         text = f"{info.value} {info.value!r} {info.value.args} {info.value.__cause__!r} {info.value.__context__!r}"
         assert leaks(text) == [], text
+
+
+def test_library_results_hold_no_secret(loud_sandbox, env, project):
+    """The objects other skills' code receives: probe records, doctor reports, upload outcomes."""
+    import json
+
+    from qianwen_ops.credentials import find_api_key
+    from qianwen_ops.doctor import diagnose
+    from qianwen_ops.probe import run_probe
+    from qianwen_ops.settings import Settings
+    from qianwen_ops.uploads import upload_many
+
+    box = loud_sandbox
+    (project / ".env").write_text(DOTENV)
+    (project / "f.png").write_bytes(b"library canary")
+    texts = []
+    for case in (canary_env(env, box), canary_env(env, box, key=box.api_key, oss="wrong"),
+                 canary_env(env, box, key=box.api_key, oss="good")):
+        settings = Settings.from_process(cwd=project, env=case)
+        texts.append(repr(settings) + repr(find_api_key(settings)))
+        texts.append(json.dumps(run_probe(settings).record()))
+        texts.append(json.dumps(diagnose(settings, check_oss="QWEN_TMP_OSS_BUCKET" in case).as_dict()))
+        for outcome in upload_many([str(project / "f.png"), str(project / "missing.png")], MODEL,
+                                   settings=settings, use_cache=False):
+            texts.append(repr(outcome.upload) + str(outcome.error) + repr(outcome.error))
+    joined = "\n".join(texts)
+    assert "QWEN_TMP_OSS_AK_ID/QWEN_TMP_OSS_AK_SECRET is wrong" in joined  # the wrong-secret case ran
+    assert "backend='custom-oss'" in joined and "backend='temp-storage'" not in joined  # first case: 401
+    assert "key rejected" in joined or "Invalid API-key" in joined
+    assert leaks(joined) == [], leaks(joined)

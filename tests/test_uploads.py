@@ -226,3 +226,38 @@ def test_bad_model_and_concurrency(env, project):
     assert result.code == 2
     result = run_script("upload_file.py", "x", "--model", MODEL, "--concurrency", "0", env=env, cwd=project)
     assert result.code == 2
+
+
+def test_progress_bar_on_a_terminal_only(sb, env, project):
+    import pty
+    import subprocess
+    import sys
+
+    from conftest import SCRIPTS
+
+    big = make(project / "big.bin", os.urandom(9 * 1024 * 1024))
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, str(SCRIPTS / "upload_file.py"), str(big), "--model", MODEL,
+                               "--no-cache"], env=sandbox_env(env, sb), cwd=project, stdout=subprocess.PIPE,
+                              stderr=follower, timeout=120)
+        os.close(follower)
+        follower = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if follower != -1:
+            os.close(follower)
+        os.close(leader)
+    assert done.returncode == 0 and done.stdout.startswith(b"oss://")
+    assert b"100%" in shown and b"[######" in shown
+    piped = run_script("upload_file.py", str(big), "--model", MODEL, "--no-cache", env=sandbox_env(env, sb),
+                       cwd=project)
+    assert piped.code == 0 and piped.err == ""
