@@ -126,7 +126,9 @@ def test_sandbox_killed_mid_batch_then_rerun_completes(env, project, tmp_path):
         wait_until(lambda: box.counts()["postObject"] >= 5, timeout=30)
         box.process.kill()
         box.process.wait(timeout=10)
+        killed_at = time.monotonic()
         out, err = upload.communicate(timeout=90)
+        assert time.monotonic() - killed_at < 15  # the rest fail fast once the host is known down
         assert upload.returncode == 8 and "Traceback" not in err
         lines = [json.loads(line) for line in out.splitlines()]
         done = [r for r in lines if "url" in r]

@@ -205,8 +205,8 @@ class CustomOss:
         prefix = f"{self.config.prefix}/{time.strftime('%Y-%m-%d', time.gmtime())}/{stable_id}_"
         return prefix + readable_name(local.name, 1023 - len(prefix.encode("utf-8")))
 
-    def upload(self, local: LocalFile, model: str, stable_id: str | None = None,
-               progress=None) -> tuple[str, float, str]:
+    def upload(self, local: LocalFile, model: str, progress=None,
+               stable_id: str | None = None) -> tuple[str, float, str]:
         oss2 = self._oss2
         key = self.object_key(local, stable_id or uuid.uuid4().hex)
         callback = (lambda consumed, total: progress(consumed)) if progress else None

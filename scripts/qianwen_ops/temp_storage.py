@@ -43,6 +43,10 @@ _UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
 class Policy:
     data: dict
     expires_at: float
+    margin: float          # replaced this long before it expires (an upload must fit in the rest)
+
+    def fresh(self) -> bool:
+        return self.expires_at - time.time() > self.margin
 
     @property
     def max_bytes(self) -> int:
@@ -109,6 +113,7 @@ class TempStorage:
     retry: RetryPolicy = DEFAULT_RETRY
     _policies: dict = field(default_factory=dict)
     _failures: dict = field(default_factory=dict)   # model -> error: a batch does not retry a failed policy
+    _unreachable: bool = False                      # the upload host failed a whole retry sequence
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     backend = "temp-storage"
@@ -129,7 +134,7 @@ class TempStorage:
                                                                       "upload_host", "oss_access_key_id")):
             raise QwenOpsError("getPolicy answered without a usable upload policy", errors.HTTP_ERROR)
         ttl = float(data.get("expire_in_seconds") or 300)
-        return Policy(data, time.time() + ttl)
+        return Policy(data, time.time() + ttl, margin=min(POLICY_MARGIN_SECONDS, ttl / 4))
 
     def policy(self, model: str, stale: Policy | None = None) -> Policy:
         """The shared policy for ``model``; a new one when it is close to expiry or ``stale``."""
@@ -137,8 +142,7 @@ class TempStorage:
             if model in self._failures:
                 raise self._failures[model]
             current = self._policies.get(model)
-            margin = min(POLICY_MARGIN_SECONDS, (current.expires_at - time.time()) / 2) if current else 0
-            if current is None or current is stale or current.expires_at - time.time() <= max(margin, 5):
+            if current is None or current is stale or not current.fresh():
                 try:
                     current = self._fetch_policy(model)
                 except QwenOpsError as exc:
@@ -150,12 +154,18 @@ class TempStorage:
     def max_bytes(self, model: str) -> int:
         return self.policy(model).max_bytes
 
-    def upload(self, local: LocalFile, model: str,
-               progress: Callable[[int], None] | None = None) -> tuple[str, float, str]:
-        """Upload one checked file; returns (oss:// URL, expires_at, sha256)."""
+    def upload(self, local: LocalFile, model: str, progress: Callable[[int], None] | None = None,
+               stable_id: str | None = None) -> tuple[str, float, str]:
+        """Upload one checked file; returns (oss:// URL, expires_at, sha256).
+
+        ``stable_id`` is ignored: every policy has a fresh upload dir, so keys are random here.
+        """
         policy = self.policy(model)
         refreshed = renamed = False
         attempt = 0
+        # Once one file has used up its retries on network errors, the rest of the batch tries each
+        # file once (a dead upload host must not cost every input the full backoff).
+        attempts = 1 if self._unreachable else self.retry.attempts
         while True:
             key = object_key(policy.data["upload_dir"], local.name)
             form = MultipartFile(_form_fields(policy.data, key, local), local, local.name,
@@ -165,11 +175,13 @@ class TempStorage:
                     "POST", policy.data["upload_host"],
                     {"Content-Type": f"multipart/form-data; boundary={form.boundary}"}, form)
             except QwenOpsError as exc:
-                if not exc.retryable or attempt >= self.retry.attempts - 1:
+                if not exc.retryable or attempt >= attempts - 1:
+                    self._unreachable = self._unreachable or exc.exit_code == errors.NETWORK
                     raise
-                attempt += 1
                 _backoff(self.retry, attempt)
+                attempt += 1
                 continue
+            self._unreachable = False
             if response.status in (200, 201, 204):
                 return f"oss://{key}", time.time() + MEDIA_TTL_SECONDS, form.sha256
             code, message, _ = error_fields(response)
@@ -180,9 +192,9 @@ class TempStorage:
             if response.status == 409 and not renamed:
                 renamed = True
                 continue
-            if response.status in (429, 500, 502, 503, 504) and attempt < self.retry.attempts - 1:
-                attempt += 1
+            if response.status in (429, 500, 502, 503, 504) and attempt < attempts - 1:
                 _backoff(self.retry, attempt)
+                attempt += 1
                 continue
             raise _service_error(f"upload of {display(str(local.path))}", response)
 

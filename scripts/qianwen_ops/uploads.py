@@ -120,10 +120,8 @@ class _Batch:
         if limit is not None and local.size > limit:
             check_file(local.path, limit)  # raises the over-size error
         progress = (lambda sent: self.progress(source, sent, local.size)) if self.progress else None
-        if isinstance(backend, CustomOss):
-            url, expires_at, sha = backend.upload(local, model, uuid.UUID(key[:32]).hex, progress)
-        else:
-            url, expires_at, sha = backend.upload(local, model, progress)
+        # A stable object id per file identity lets an interrupted multipart upload resume.
+        url, expires_at, sha = backend.upload(local, model, progress, stable_id=uuid.UUID(key[:32]).hex)
         upload = Upload(url, expires_at, backend.backend, local.size, sha,
                         backend.needs_resolve_header, source)
         self.cache.store({key: {"url": url, "expires_at": expires_at, "issued_at": time.time(),
