@@ -32,8 +32,14 @@ def skills_cli(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def source_repo(tmp_path_factory) -> str:
-    """A git repository holding exactly the files this checkout would commit (tracked + new, not ignored)."""
+    """A ``git clone`` of this checkout (as CI has it); with uncommitted work, a snapshot of the tree."""
     src = tmp_path_factory.mktemp("src") / "qianwen-ops-auth"
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.strip()
+    if not dirty:
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(src)], check=True)
+        (src / ".env").write_text("DASHSCOPE_API_KEY=sk-untracked-must-not-travel\n")  # untracked: must not arrive
+        return f"file://{src}"
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                             capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, listed):
