@@ -15,6 +15,7 @@ import time
 import unicodedata
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Iterator
 from urllib.parse import quote
 
@@ -27,7 +28,6 @@ from .http_client import (
     HttpSession,
     Response,
     RetryPolicy,
-    backoff_delay,
     call_with_retries,
     error_fields,
 )
@@ -124,7 +124,7 @@ class TempStorage:
         return f"temp:{self.endpoint.root}:{self.api_key.fingerprint()}"
 
     def _fetch_policy(self, model: str) -> Policy:
-        url = f"{self.endpoint.native_base}/uploads?action=getPolicy&model={_quote(model)}"
+        url = f"{self.endpoint.native_base}/uploads?action=getPolicy&model={quote(model, safe='')}"
         headers = {"Authorization": f"Bearer {self.api_key.reveal()}", "Accept": "application/json"}
         response = call_with_retries(lambda: self.session.request("GET", url, headers), self.retry)
         if response.status != 200:
@@ -162,25 +162,21 @@ class TempStorage:
         """
         policy = self.policy(model)
         refreshed = renamed = False
-        attempt = 0
         # Once one file has used up its retries on network errors, the rest of the batch tries each
         # file once (a dead upload host must not cost every input the full backoff).
-        attempts = 1 if self._unreachable else self.retry.attempts
+        retry = self.retry._replace(attempts=1) if self._unreachable else self.retry
+        content_type = mimetypes.guess_type(local.name)[0] or "application/octet-stream"
         while True:
             key = object_key(policy.data["upload_dir"], local.name)
-            form = MultipartFile(_form_fields(policy.data, key, local), local, local.name,
-                                 mimetypes.guess_type(local.name)[0] or "application/octet-stream", progress)
-            try:
-                response = self.session.request(
-                    "POST", policy.data["upload_host"],
-                    {"Content-Type": f"multipart/form-data; boundary={form.boundary}"}, form)
+            form = MultipartFile(_form_fields(policy.data, key, content_type), local, local.name, content_type,
+                                 progress)
+            headers = {"Content-Type": f"multipart/form-data; boundary={form.boundary}"}
+            try:  # 429, 5xx and network errors: retried with backoff by the HTTP layer
+                send = partial(self.session.request, "POST", policy.data["upload_host"], headers, form)
+                response = call_with_retries(send, retry)
             except QwenOpsError as exc:
-                if not exc.retryable or attempt >= attempts - 1:
-                    self._unreachable = self._unreachable or exc.exit_code == errors.NETWORK
-                    raise
-                _backoff(self.retry, attempt)
-                attempt += 1
-                continue
+                self._unreachable = self._unreachable or exc.exit_code == errors.NETWORK
+                raise
             self._unreachable = False
             if response.status in (200, 201, 204):
                 return f"oss://{key}", time.time() + MEDIA_TTL_SECONDS, form.sha256
@@ -192,14 +188,10 @@ class TempStorage:
             if response.status == 409 and not renamed:
                 renamed = True
                 continue
-            if response.status in (429, 500, 502, 503, 504) and attempt < attempts - 1:
-                _backoff(self.retry, attempt)
-                attempt += 1
-                continue
             raise _service_error(f"upload of {display(str(local.path))}", response)
 
 
-def _form_fields(data: dict, key: str, local: LocalFile) -> list:
+def _form_fields(data: dict, key: str, content_type: str) -> list:
     return [
         ("OSSAccessKeyId", data["oss_access_key_id"]),
         ("Signature", data["signature"]),
@@ -208,16 +200,8 @@ def _form_fields(data: dict, key: str, local: LocalFile) -> list:
         ("x-oss-object-acl", data.get("x_oss_object_acl", "private")),
         ("x-oss-forbid-overwrite", data.get("x_oss_forbid_overwrite", "true")),
         ("success_action_status", "200"),
-        ("x-oss-content-type", mimetypes.guess_type(local.name)[0] or "application/octet-stream"),
+        ("x-oss-content-type", content_type),
     ]
-
-
-def _quote(text: str) -> str:
-    return quote(text, safe="")
-
-
-def _backoff(policy: RetryPolicy, attempt: int) -> None:
-    time.sleep(backoff_delay(policy, attempt))
 
 
 def _service_error(what: str, response: Response) -> QwenOpsError:
