@@ -90,7 +90,7 @@ class LocalFile:
         return self.path.name
 
 
-def check_file(path: Path, max_bytes: int | None = None) -> LocalFile:
+def check_file(path: Path) -> LocalFile:
     """Everything that can be wrong with an input, found before a byte is sent."""
     shown = display(str(path))
     try:
@@ -107,12 +107,16 @@ def check_file(path: Path, max_bytes: int | None = None) -> LocalFile:
         raise QwenOpsError(f"{shown}: not a regular file (FIFO, socket or device)", INPUT_FILE)
     if info.st_size == 0:
         raise QwenOpsError(f"{shown}: file is empty (0 bytes)", INPUT_FILE)
-    if max_bytes is not None and info.st_size > max_bytes:
-        raise QwenOpsError(f"{shown}: {info.st_size} bytes is over the {max_bytes // (1024 * 1024)} MiB limit",
-                           INPUT_FILE)
     if not os.access(path, os.R_OK):
         raise QwenOpsError(f"{shown}: permission denied", INPUT_FILE)
     return LocalFile(path, info.st_size, info.st_mtime_ns, info.st_ino)
+
+
+def check_size(local: LocalFile, max_bytes: int | None) -> None:
+    """The backend's size limit, checked on the size already read (no second stat)."""
+    if max_bytes is not None and local.size > max_bytes:
+        raise QwenOpsError(f"{display(str(local.path))}: {local.size} bytes is over the "
+                           f"{max_bytes // (1024 * 1024)} MiB limit", INPUT_FILE)
 
 
 def _open_regular(local: LocalFile) -> int:

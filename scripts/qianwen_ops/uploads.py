@@ -23,7 +23,7 @@ from .custom_oss import CustomOss, load_config
 from .endpoints import resolve_endpoint
 from .errors import QwenOpsError
 from .http_client import HttpSession
-from .local_files import check_file, display, is_remote, local_path, sha256_of
+from .local_files import check_file, check_size, display, is_remote, local_path, sha256_of
 from .probe import key_advice
 from .settings import Settings
 from .temp_storage import TempStorage
@@ -116,9 +116,7 @@ class _Batch:
         if hit is not None and hit.get("sha256") == sha256_of(local):
             return Upload(hit["url"], hit["expires_at"], hit["backend"], local.size, hit["sha256"],
                           hit["needs_resolve_header"], source, cached=True)
-        limit = backend.max_bytes(model)
-        if limit is not None and local.size > limit:
-            check_file(local.path, limit)  # raises the over-size error
+        check_size(local, backend.max_bytes(model))
         progress = (lambda sent: self.progress(source, sent, local.size)) if self.progress else None
         # A stable object id per file identity lets an interrupted multipart upload resume.
         url, expires_at, sha = backend.upload(local, model, progress, stable_id=uuid.UUID(key[:32]).hex)
