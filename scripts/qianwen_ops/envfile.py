@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import errors
+from .atomic_file import replace_file
 from .credentials import KEY_NAMES, PLACEHOLDER, STANDARD, TOKEN_PLAN, Secret, classify_key
 from .dotenv_parser import read_dotenv_file
 from .errors import QwenOpsError
@@ -63,21 +64,6 @@ def _append(path: Path, text: bytes) -> None:
         payload = text + b"\n"
     with os.fdopen(fd, "ab") as handle:
         handle.write(payload)
-
-
-def _replace_atomically(path: Path, data: bytes) -> None:
-    _check_target(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _existing_key_status(path: Path) -> str | None:
@@ -163,5 +149,6 @@ def _write_real_key(path: Path, key: Secret, state: str | None, report: SetupRep
                            errors.REFUSED_WRITE)
     report.say(f"replace the placeholder in {path} with the key from stdin ({status})")
     if not dry_run:
-        _replace_atomically(path, new_data)
+        _check_target(path)
+        replace_file(path, new_data)
     return status

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Mapping
 
+from .atomic_file import replace_file
 from .local_files import LocalFile
 
 CACHE_VERSION = 1
@@ -45,6 +46,10 @@ def still_valid(entry: dict, now: float | None = None) -> bool:
     lifetime = max(0.0, entry["expires_at"] - entry["issued_at"])
     margin = max(MIN_MARGIN_SECONDS, MARGIN_FRACTION * lifetime)
     return entry["expires_at"] - now > margin
+
+
+def _lines(entries: Mapping[str, dict]) -> str:
+    return "".join(json.dumps({"v": CACHE_VERSION, "key": k, "entry": e}) + "\n" for k, e in entries.items())
 
 
 def _parse(data: bytes) -> dict:
@@ -103,7 +108,7 @@ class UploadCache:
         """Append entries (one line each); compact the file when it has grown large."""
         if not self.enabled or not new_entries:
             return
-        lines = "".join(json.dumps({"v": CACHE_VERSION, "key": k, "entry": e}) + "\n" for k, e in new_entries.items())
+        lines = _lines(new_entries)
         try:
             with self._locked():
                 fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
@@ -123,9 +128,4 @@ class UploadCache:
         now = time.time()
         live = {k: e for k, e in self._read_file().items()
                 if isinstance(e.get("expires_at"), (int, float)) and e["expires_at"] > now}
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write("".join(json.dumps({"v": CACHE_VERSION, "key": k, "entry": e}) + "\n"
-                                 for k, e in live.items()))
-        os.replace(tmp, self.path)
+        replace_file(self.path, _lines(live).encode("utf-8"))
