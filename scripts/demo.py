@@ -26,6 +26,7 @@ from qianwen_ops import cli, errors
 from qianwen_ops.credentials import STANDARD, find_api_key
 from qianwen_ops.http_client import HttpSession
 from qianwen_ops.settings import Settings
+from qianwen_ops.uploads import request_headers_for
 from qianwen_sandbox import start
 
 SCRIPTS = Path(__file__).resolve().parent
@@ -50,14 +51,14 @@ def run_script(name: str, args: list, cwd: Path, env: dict, stdin: str | None = 
     return done.returncode, done.stdout.strip(), done.stderr.strip()
 
 
-def ask_model(base_url: str, api_key: str, model: str, url: str, headers: dict) -> str:
+def ask_model(base_url: str, api_key: str, model: str, url: str) -> str:
     body = {"model": model, "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "What is in this image?"}]}]}
     session = HttpSession(timeout=30)
     try:
         response = session.request("POST", f"{base_url}/compatible-mode/v1/chat/completions",
                                     {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
-                                     **headers}, json.dumps(body).encode())
+                                     **request_headers_for([url])}, json.dumps(body).encode())
     finally:
         session.close()
     data = response.json() or {}
@@ -94,8 +95,7 @@ def sandbox_demo(keep: bool) -> int:
         if code != 0:
             raise errors.QwenOpsError(f"upload failed: {err}", code)
         say(f"[4/6] upload_file.py 'sample image.png' -> {record['url']} (temporary storage, valid 48 h)")
-        reply = ask_model(info["base_url"], info["api_key"], "qwen-vl-plus", record["url"],
-                          {"X-DashScope-OssResourceResolve": "enable"})
+        reply = ask_model(info["base_url"], info["api_key"], "qwen-vl-plus", record["url"])
         match = "matches" if f"sha256={digest}" in reply else "DOES NOT match"
         say(f"[5/6] model call with the oss:// URL: the model read {record['bytes']} bytes, sha256 {match}")
         try:
@@ -111,7 +111,7 @@ def sandbox_demo(keep: bool) -> int:
             if code != 0:
                 raise errors.QwenOpsError(f"custom OSS upload failed: {err}", code)
             url = json.loads(out.splitlines()[0])["url"]
-            reply = ask_model(info["base_url"], info["api_key"], "qwen-vl-plus", url, {})
+            reply = ask_model(info["base_url"], info["api_key"], "qwen-vl-plus", url)
             match = "matches" if f"sha256={digest}" in reply else "DOES NOT match"
             say(f"[6/6] custom OSS mode: presigned {url.split('?')[0]}?… (no extra header); sha256 {match}")
         where = project if keep else "removed"
