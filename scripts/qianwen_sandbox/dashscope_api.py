@@ -61,9 +61,7 @@ def get_policy(h, state) -> None:
         return
     cfg = state.config
     upload_dir = f"dashscope-instant/{account}/{time.strftime('%Y-%m-%d')}/{uuid.uuid4().hex}"
-    with state.lock:
-        state.upload_dirs[upload_dir] = (account, model)
-        state.save()
+    state.remember_upload_dir(upload_dir, account, model)
     max_bytes = cfg.max_file_mb * 1024 * 1024
     expiration = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(state.now() + cfg.policy_ttl))
     doc = {"expiration": expiration, "conditions": [

@@ -72,7 +72,7 @@ class SandboxState:
             state.named = {name: Credential(c["access_key_id"], c["secret"], frozenset(c["buckets"]),
                                             c["security_token"]) for name, c in old["named"].items()}
             state.credentials = {cred.access_key_id: cred for cred in state.named.values()}
-            state.upload_dirs = {k: tuple(v) for k, v in old["upload_dirs"].items()}
+            state._load_upload_dirs()
             return state
         except (OSError, ValueError, KeyError, TypeError):
             pass
@@ -89,12 +89,30 @@ class SandboxState:
         state.save()
         return state
 
+    def _load_upload_dirs(self) -> None:
+        try:
+            lines = (self.store.root / "upload-dirs.jsonl").read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return
+        for line in lines:
+            try:
+                upload_dir, account, model = json.loads(line)
+                self.upload_dirs[upload_dir] = (account, model)
+            except (ValueError, TypeError):
+                continue  # a line torn by a crash
+
+    def remember_upload_dir(self, upload_dir: str, account: str, model: str) -> None:
+        """Bind a policy's upload dir to its account and model; one appended line (getPolicy is a hot path)."""
+        with self.lock:
+            self.upload_dirs[upload_dir] = (account, model)
+            with open(self.store.root / "upload-dirs.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(json.dumps([upload_dir, account, model]) + "\n")
+
     def save(self) -> None:
-        """Keys and upload dirs to ``sandbox-state.json`` (sandbox-only throw-away credentials)."""
+        """Keys to ``sandbox-state.json`` (sandbox-only throw-away credentials), once at creation."""
         data = {"api_keys": self.api_keys, "token_plan_key": self.token_plan_key,
                 "named": {name: {"access_key_id": c.access_key_id, "secret": c.secret, "buckets": sorted(c.buckets),
-                                 "security_token": c.security_token} for name, c in self.named.items()},
-                "upload_dirs": self.upload_dirs}
+                                 "security_token": c.security_token} for name, c in self.named.items()}}
         path = self.store.root / "sandbox-state.json"
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
