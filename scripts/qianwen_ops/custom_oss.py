@@ -269,7 +269,7 @@ def round_trip(config: CustomOssConfig, checkpoint_dir: Path) -> list:
             steps.append(("get", same, f"HTTP {got.status}, {'same bytes' if same else 'different bytes'}"))
             oss.bucket.delete_object(key)
             steps.append(("delete", True, "test object removed"))
-        except oss2_errors(oss) as exc:
+        except oss._oss2.exceptions.OssError as exc:
             steps.append((("put", "presign", "get", "delete")[len(steps)], False,
                           map_error(exc, config, "OSS check").message))
         except QwenOpsError as exc:
@@ -277,7 +277,3 @@ def round_trip(config: CustomOssConfig, checkpoint_dir: Path) -> list:
     finally:
         session.close()
     return steps
-
-
-def oss2_errors(oss: CustomOss):
-    return oss._oss2.exceptions.OssError
