@@ -8,7 +8,7 @@ import sys
 from typing import Callable, Sequence
 
 from .errors import EXIT_CODES, INTERNAL, USAGE, QwenOpsError
-from .http_client import redact
+from .redaction import redact
 
 
 def exit_code_epilog(codes: Sequence[int]) -> str:

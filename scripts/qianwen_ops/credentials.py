@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
+from .redaction import remember
 from .settings import Settings
 
 KEY_NAMES = ("QIANWEN_API_KEY", "DASHSCOPE_API_KEY")
@@ -39,6 +40,7 @@ class Secret:
 
     def __init__(self, value: str):
         self._value = value
+        remember(value)
 
     def reveal(self) -> str:
         return self._value

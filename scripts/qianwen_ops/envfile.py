@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import errors
-from .atomic_file import replace_file
 from .credentials import KEY_NAMES, PLACEHOLDER, STANDARD, TOKEN_PLAN, Secret, classify_key
 from .dotenv_parser import read_dotenv_file
 from .errors import QwenOpsError
+from .fsutil import replace_file
 
 PLACEHOLDER_VALUE = "sk-your-key-here"
 PLACEHOLDER_LINE = f"DASHSCOPE_API_KEY={PLACEHOLDER_VALUE}"

@@ -18,42 +18,16 @@ import re
 import socket
 import threading
 import time
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, NamedTuple
 from urllib.parse import urlsplit
 
 from .errors import NETWORK, QwenOpsError
+from .redaction import untrusted
 
 USER_AGENT = "qianwen-ops-auth"
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 STREAM_CHUNK = 256 * 1024
-
-_REDACTION_RULES = [
-    (r"(?i)bearer\s+[^\s\"',;]+", "Bearer <redacted>"),
-    (r"sk-[A-Za-z0-9_\-]{3,}", "sk-<redacted>"),
-    (r"(?i)\b(signature|x-oss-signature|ossaccesskeyid|x-oss-credential|"
-     r"security-token|x-oss-security-token|policy)=[^&\s\"'<]+", r"\1=<redacted>"),
-    (r"OSS4-HMAC-SHA256\s+[^\"'<\n]+", "OSS4-HMAC-SHA256 <redacted>"),
-    (r"\bOSS\s+[A-Za-z0-9.]+:[A-Za-z0-9+/=]+", "OSS <redacted>"),
-    (r"(?i)\"(signature|policy|oss_access_key_id|api_key|access_key_secret)\"\s*:\s*\"[^\"]*\"",
-     r'"\1": "<redacted>"'),
-    (r"(?is)<(SignatureProvided|StringToSign|StringToSignBytes|CanonicalRequest|"
-     r"OSSAccessKeyId)>.*?</\1>", r"<\1><redacted></\1>"),
-]
-_compiled_redactions: list = []
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Remove anything that looks like a credential or a signature from ``text``."""
-    if not _compiled_redactions:  # compiled on first use: the probe's happy path never needs them
-        _compiled_redactions.extend((re.compile(p), r) for p, r in _REDACTION_RULES)
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "<redacted>")
-    for pattern, replacement in _compiled_redactions:
-        text = pattern.sub(replacement, text)
-    return text
-
 
 # A request body may also be any object with ``length`` (int) and ``chunks()`` (an iterator of
 # bytes that can be called again for a retry): see temp_storage.MultipartFile.
@@ -228,13 +202,13 @@ def error_fields(response: Response) -> tuple[str, str, str]:
     data = response.json()
     if data is not None:
         inner = data.get("error") if isinstance(data.get("error"), dict) else {}
-        code = str(data.get("code") or inner.get("code") or "")
-        message = str(data.get("message") or inner.get("message") or "")
-        request_id = str(data.get("request_id") or data.get("id") or "")
-        return code, redact(message)[:300], request_id
+        code = untrusted(data.get("code") or inner.get("code"), 80)
+        message = untrusted(data.get("message") or inner.get("message"))
+        request_id = untrusted(data.get("request_id") or data.get("id"), 80)
+        return code, message, request_id
     text = response.body[:65536].decode("utf-8", "replace")
     found = {}
     for tag in ("Code", "Message", "RequestId"):
         m = re.search(rf"<{tag}>(.*?)</{tag}>", text, re.S)
         found[tag] = m.group(1).strip() if m else ""
-    return found["Code"], redact(found["Message"])[:300], found["RequestId"]
+    return untrusted(found["Code"], 80), untrusted(found["Message"]), untrusted(found["RequestId"], 80)

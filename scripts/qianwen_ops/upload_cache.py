@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Mapping
 
-from .atomic_file import replace_file
+from .fsutil import replace_file
 from .local_files import LocalFile
 
 CACHE_VERSION = 1

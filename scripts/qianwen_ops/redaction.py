@@ -1,0 +1,122 @@
+"""What may be shown: the one place that removes secrets from text and tames server text.
+
+Two tools:
+
+* ``redact(text)`` removes credential-shaped strings (bearer tokens, ``sk-`` keys, OSS
+  signatures and policies) and every secret this process has loaded (see ``remember``),
+  with and without its ``sk-``/``sk-sp-`` prefix, and any 6-character piece of one.
+* ``untrusted(text)`` is for anything a server sent (a JSON ``code``, a ``request_id``, a
+  header, an XML message): ``redact``, then one printable line (newlines, control and
+  format characters escaped, so a server cannot forge a line such as "SUCCESS" into an
+  agent's context), then cut to a length. Every field taken from a response passes
+  through it before it reaches stdout, stderr, evidence or an exception.
+
+``credentials.Secret`` calls ``remember`` for each value it holds, so redaction knows the
+secrets actually in use without any caller passing them around.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Iterable
+
+MIN_PIECE = 6          # a run this long taken from a secret counts as showing it
+DEFAULT_LIMIT = 300    # characters of one untrusted field
+_KEY_PREFIXES = ("sk-sp-", "sk-ws-", "sk-")
+
+_RULES = [
+    (r"(?i)bearer\s+[^\s\"',;]+", "Bearer <redacted>"),
+    (r"sk-[A-Za-z0-9_\-]{3,}", "sk-<redacted>"),
+    (r"(?i)\b(signature|x-oss-signature|ossaccesskeyid|x-oss-credential|"
+     r"security-token|x-oss-security-token|policy)=[^&\s\"'<]+", r"\1=<redacted>"),
+    (r"OSS4-HMAC-SHA256\s+[^\"'<\n]+", "OSS4-HMAC-SHA256 <redacted>"),
+    (r"\bOSS\s+[A-Za-z0-9.]+:[A-Za-z0-9+/=]+", "OSS <redacted>"),
+    (r"(?i)\"(signature|policy|oss_access_key_id|api_key|access_key_secret)\"\s*:\s*\"[^\"]*\"",
+     r'"\1": "<redacted>"'),
+    (r"(?is)<(SignatureProvided|StringToSign|StringToSignBytes|CanonicalRequest|"
+     r"OSSAccessKeyId)>.*?</\1>", r"<\1><redacted></\1>"),
+]
+_compiled: list = []
+_lock = threading.Lock()
+_secrets: set = set()        # full values, longest first when used
+_pieces: set = set()         # every MIN_PIECE-long slice of every secret
+
+
+def remember(value: str) -> None:
+    """Register a secret this process holds, so that no text shown later can carry it."""
+    if not isinstance(value, str) or len(value) < MIN_PIECE:
+        return
+    forms = {value}
+    for prefix in _KEY_PREFIXES:
+        if value.startswith(prefix) and len(value) - len(prefix) >= MIN_PIECE:
+            forms.add(value[len(prefix):])
+            break
+    with _lock:
+        _secrets.update(forms)
+        for form in forms:
+            _pieces.update(form[i:i + MIN_PIECE] for i in range(len(form) - MIN_PIECE + 1))
+
+
+def _mask_pieces(text: str) -> str:
+    """Replace every run of text made of secret pieces by ``<redacted>``."""
+    if not _pieces or len(text) < MIN_PIECE:
+        return text
+    hits = [i for i in range(len(text) - MIN_PIECE + 1) if text[i:i + MIN_PIECE] in _pieces]
+    if not hits:
+        return text
+    out, cursor, i = [], 0, 0
+    while i < len(hits):
+        start = hits[i]
+        end = start + MIN_PIECE
+        i += 1
+        while i < len(hits) and hits[i] <= end:
+            end = hits[i] + MIN_PIECE
+            i += 1
+        out.append(text[cursor:start])
+        out.append("<redacted>")
+        cursor = end
+    out.append(text[cursor:])
+    return "".join(out)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` without credential-shaped strings or any known secret (or a piece of one)."""
+    text = str(text)
+    if not _compiled:  # compiled on first use: the probe's happy path never needs them
+        _compiled.extend((re.compile(p), r) for p, r in _RULES)
+    for secret in sorted({*_secrets, *(s for s in secrets if s and len(s) >= 4)}, key=len, reverse=True):
+        text = text.replace(secret, "<redacted>")
+    text = _mask_pieces(text)
+    for pattern, replacement in _compiled:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def one_line(text: str) -> str:
+    """Escape line breaks, control and format characters so ``text`` prints as one inert line."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif ch in "\n\r\t":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch])
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
+
+
+def cap(text: str, limit: int = DEFAULT_LIMIT) -> str:
+    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+
+
+def untrusted(value: object, limit: int = DEFAULT_LIMIT) -> str:
+    """A field a server sent, made safe to show: no secret, one printable line, at most ``limit`` chars."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    text = text[: limit * 8]  # bound the work on hostile input before anything else
+    return cap(one_line(redact(text)), limit)
