@@ -275,12 +275,16 @@ def test_hostile_state_never_breaks_doctor(uenv, project):
         assert json.loads(result.out)["update_check"]["suppressed"] is False
 
 
-@pytest.mark.parametrize("where", ["under a regular file", "in /proc"])
+@pytest.mark.parametrize("where", ["under a regular file", "in /proc", "an unknown user's home"])
 def test_unwritable_state_paths_still_exit_0(where, uenv, tmp_path, project):
     plain = tmp_path / "plain-file"
     plain.write_text("keep\n")
-    path = {"under a regular file": str(plain / "state.json"), "in /proc": "/proc/self/qianwen/state.json"}[where]
+    path = {"under a regular file": str(plain / "state.json"), "in /proc": "/proc/self/qianwen/state.json",
+            "an unknown user's home": "~no-such-user-qw/state.json"}[where]
     run_all_modes(dict(uenv, QWEN_SKILLS_STATE=path), project)
+    if where == "an unknown user's home":  # not absolute once expanded: ignored, the default place is used
+        assert list(project.iterdir()) == []
+        return
     dismissed = subprocess.run([*BARE, str(SCRIPTS / "gossamer.py"), "--dismiss"], capture_output=True, text=True,
                                env=dict(uenv, QWEN_SKILLS_STATE=path), cwd=project, timeout=20)
     assert dismissed.stderr.startswith("warning: update-prompt state not saved") and dismissed.returncode == 0

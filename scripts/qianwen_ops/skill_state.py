@@ -13,7 +13,8 @@ and ``last_result`` (what it said), for check_update.py's once-a-day cache; and
 Where it lives (both skills compute the same file from their own folders, which
 are siblings):
 
-1. ``$QWEN_SKILLS_STATE`` when set;
+1. ``$QWEN_SKILLS_STATE`` when set to an absolute path (``~`` expanded; a relative
+   path is ignored, so the working directory never receives state);
 2. ``<root>/.agents/state.json`` when the skill lives under a ``.agents/`` tree
    (``<root>`` holds that ``.agents/``; a global install gives ``~/.agents/state.json``);
 3. ``<root>/.agents/state.json`` where ``<root>`` is the nearest ancestor holding
@@ -103,8 +104,9 @@ def ancestors(skill_dir: Path) -> list:
 
 def state_path(skill_dir: Path, env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
-    if env.get("QWEN_SKILLS_STATE"):
-        return Path(env["QWEN_SKILLS_STATE"]).expanduser()
+    chosen = Path(os.path.expanduser(env.get("QWEN_SKILLS_STATE") or ""))  # never raises, unlike Path's
+    if chosen.is_absolute():
+        return chosen
     folders = ancestors(skill_dir)
     for folder in folders:
         if folder.name == ".agents":
