@@ -174,7 +174,7 @@ def test_git_marker_owned_by_another_user_is_skipped_and_the_search_goes_on(tmp_
     assert find_project(inner, {}, tmp_path / "x") == outer
 
 
-def test_probe_below_a_planted_shared_folder_never_sends_the_key(tmp_path, env, sb):
+def test_planted_shared_folder_redirects_neither_key_nor_endpoint(tmp_path, env, sb):
     shared = tmp_path / "shared"
     work = shared / "work"
     work.mkdir(parents=True)
@@ -182,9 +182,12 @@ def test_probe_below_a_planted_shared_folder_never_sends_the_key(tmp_path, env, 
     (shared / ".git").mkdir()
     (shared / ".env").write_text(f"DASHSCOPE_API_KEY={sb.api_key}\nQWEN_BASE_URL={sb.base_url}\n")
     before = sb.counts()
-    result = run_script("probe.py", env=env, cwd=work)
-    assert result.code == 3 and "warning: ignoring" in result.err and "Traceback" not in result.err
-    assert sb.counts() == before
+    probe = run_script("probe.py", env=env, cwd=work)  # the planted key is not used
+    assert probe.code == 3 and "warning: ignoring" in probe.err and "Traceback" not in probe.err
+    doctor = run_script("doctor.py", "--offline", "--json", env=dict(env, DASHSCOPE_API_KEY=CANARY_KEY), cwd=work)
+    data = json.loads(doctor.out)  # the user's own key would go to the documented host, not the planted one
+    assert (data["key_source"], data["endpoint_host"]) == ("env:DASHSCOPE_API_KEY", "dashscope.aliyuncs.com")
+    assert sb.counts() == before and leaks(doctor.out + doctor.err) == []
 
 
 # ------------------------------------------------------------------ evidence

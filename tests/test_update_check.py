@@ -236,43 +236,52 @@ def test_state_module_copies_are_identical():
 HOSTILE_STATES = {
     "200k nested brackets": b"[" * 200_000,
     "40k nested brackets": b"[" * 40_000,  # small enough to be parsed: deep nesting, not size, is refused
-    "400-digit timestamp": b'{"last_interaction": 1' + b"0" * 399 + b', "last_outcome": {"at": 9' + b"9" * 399
+    "400-digit timestamp": b'{"last_interaction": 1' + b"0" * 399 + b', "last_check": 2' + b"0" * 399
+                           + b', "last_result": {"version": "9.9.9"}, "last_outcome": {"at": 9' + b"9" * 399
                            + b', "outcome": "failed", "detail": "x"}}',
     "infinite timestamp": b'{"last_interaction": Infinity, "last_check": -Infinity, "last_result": {}}',
     "wrong types": b'{"last_interaction": "soon", "never_install": "yes", "last_outcome": [1], "last_check": true}',
 }
 
 
-def run_all_modes(uenv, project, *, script_dir=SCRIPTS):
+def run_all_modes(uenv, project, *, script_dir=SCRIPTS) -> dict:
+    """gossamer --status, no flag, --dismiss: each exits 0 without a traceback, in bounded time."""
+    results = {}
     for args in (["--status"], [], ["--dismiss"]):
         result = subprocess.run([*BARE, str(script_dir / "gossamer.py"), *args], env=uenv, cwd=project,
                                 capture_output=True, text=True, timeout=20)
         assert result.returncode == 0 and "Traceback" not in result.stderr, (args, result.stderr)
         if args == ["--status"]:
-            status = json.loads(result.stdout)
-            assert status["summary"] and isinstance(status["suppressed"], bool)
+            assert json.loads(result.stdout)["summary"]
+        results[" ".join(args)] = result
+    return results
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_STATES))
-def test_hostile_state_content_never_breaks_gossamer(name, uenv, project):
+def test_hostile_state_content_is_read_as_absent_and_rewritten(name, uenv, monkeypatch):
+    from qianwen_ops import update_prompt
+
     state = Path(uenv["QWEN_SKILLS_STATE"])
     state.write_bytes(HOSTILE_STATES[name])
-    status = json.loads(gossamer(uenv, project, "--status"))
-    assert status["last_check"] is None and status["reason"] in ("", "never_install" if "types" in name else "")
-    gossamer(uenv, project, "--dismiss")
-    assert json.loads(state.read_text())["last_interaction"] == 1_800_000_000  # recovered, rewritten sanely
-    result = run_script("check_update.py", "--print-response", env=uenv, cwd=project, python=BARE)
-    assert result.code == 0 and "Traceback" not in result.err
+    status = update_prompt.status(uenv)
+    assert status["last_check"] is None and status["reason"] == ""  # "never_install": "yes" is not true
+    assert status["summary"].startswith("never checked")
+    monkeypatch.setattr(check_update, "fetch_latest", lambda url, timeout: {"version": CURRENT})
+    result = check_update.check(env=uenv)
+    assert "error" not in result and result["checked_at"] == 1_800_000_000  # the junk cache was not trusted
+    update_prompt.dismiss(uenv)
+    saved = json.loads(state.read_text())
+    assert saved["last_interaction"] == 1_800_000_000 and saved["last_outcome"]["outcome"] == "up-to-date"
 
 
-def test_hostile_state_never_breaks_doctor(uenv, project):
-    Path(uenv["QWEN_SKILLS_STATE"]).write_bytes(b"[" * 200_000)
-    first = run_script("doctor.py", "--offline", "--json", env=uenv, cwd=project)
-    Path(uenv["QWEN_SKILLS_STATE"]).write_bytes(HOSTILE_STATES["400-digit timestamp"])
-    second = run_script("doctor.py", "--offline", "--json", env=uenv, cwd=project)
-    for result in (first, second):
-        assert result.code == 3 and "Traceback" not in result.err  # 3: no key in this environment, not a crash
-        assert json.loads(result.out)["update_check"]["suppressed"] is False
+def test_hostile_state_never_breaks_gossamer_or_doctor(uenv, project):
+    state = Path(uenv["QWEN_SKILLS_STATE"])
+    state.write_bytes(HOSTILE_STATES["40k nested brackets"])
+    run_all_modes(uenv, project)
+    state.write_bytes(HOSTILE_STATES["400-digit timestamp"])
+    doctor = run_script("doctor.py", "--offline", "--json", env=uenv, cwd=project)
+    assert doctor.code == 3 and "Traceback" not in doctor.err  # 3: no key in this environment, not a crash
+    assert json.loads(doctor.out)["update_check"]["suppressed"] is False
 
 
 @pytest.mark.parametrize("where", ["under a regular file", "in /proc", "an unknown user's home"])
@@ -281,44 +290,49 @@ def test_unwritable_state_paths_still_exit_0(where, uenv, tmp_path, project):
     plain.write_text("keep\n")
     path = {"under a regular file": str(plain / "state.json"), "in /proc": "/proc/self/qianwen/state.json",
             "an unknown user's home": "~no-such-user-qw/state.json"}[where]
-    run_all_modes(dict(uenv, QWEN_SKILLS_STATE=path), project)
+    results = run_all_modes(dict(uenv, QWEN_SKILLS_STATE=path), project)
     if where == "an unknown user's home":  # not absolute once expanded: ignored, the default place is used
         assert list(project.iterdir()) == []
         return
-    dismissed = subprocess.run([*BARE, str(SCRIPTS / "gossamer.py"), "--dismiss"], capture_output=True, text=True,
-                               env=dict(uenv, QWEN_SKILLS_STATE=path), cwd=project, timeout=20)
-    assert dismissed.stderr.startswith("warning: update-prompt state not saved") and dismissed.returncode == 0
+    assert results["--dismiss"].stderr.startswith("warning: update-prompt state not saved")
     assert plain.read_text() == "keep\n"
 
 
-def test_proc_file_as_state_is_read_bounded_and_never_written(uenv, project):
-    run_all_modes(dict(uenv, QWEN_SKILLS_STATE="/proc/self/status"), project)
+def test_proc_file_as_state_is_read_bounded_and_never_written(uenv):
+    from qianwen_ops import update_prompt
+
+    proc_env = dict(uenv, QWEN_SKILLS_STATE="/proc/self/status")
+    assert update_prompt.status(proc_env)["summary"].startswith("never checked")
+    with pytest.raises(OSError):
+        update_prompt.dismiss(proc_env)
 
 
-def test_state_file_that_is_a_link_is_never_written_through(uenv, tmp_path, project):
+def test_state_file_or_lock_that_is_a_link_is_never_written_through(uenv, tmp_path):
+    from qianwen_ops import update_prompt
+
     victim = tmp_path / "victim.rc"
     victim.write_text('{"last_interaction": 1800000000}\n')
     state = Path(uenv["QWEN_SKILLS_STATE"])
     state.symlink_to(victim)
-    run_all_modes(uenv, project)
+    assert update_prompt.status(uenv)["suppressed"] is False  # a link is not read either
+    with pytest.raises(OSError):
+        update_prompt.dismiss(uenv)
     assert victim.read_text() == '{"last_interaction": 1800000000}\n' and state.is_symlink()
-    assert json.loads(gossamer(uenv, project, "--status"))["suppressed"] is False  # a link is not read either
+    state.unlink()
     lock = Path(str(state) + ".lock")
-    assert not lock.is_symlink()
-
-
-def test_lock_file_that_is_a_link_is_refused(uenv, tmp_path, project):
-    victim = tmp_path / "victim"
-    victim.write_text("mine\n")
-    Path(uenv["QWEN_SKILLS_STATE"] + ".lock").symlink_to(victim)
-    run_all_modes(uenv, project)
-    assert victim.read_text() == "mine\n" and not Path(uenv["QWEN_SKILLS_STATE"]).exists()
+    lock.unlink()
+    lock.symlink_to(victim)
+    with pytest.raises(OSError):
+        update_prompt.never_install(uenv)
+    assert victim.read_text() == '{"last_interaction": 1800000000}\n' and not state.exists()
+    assert list(tmp_path.glob(".state.json.*.tmp")) == []
 
 
 def test_fifo_state_file_never_hangs(uenv, project):
     state = Path(uenv["QWEN_SKILLS_STATE"])
     os.mkfifo(state)
-    run_all_modes(uenv, project)
+    results = run_all_modes(uenv, project)
+    assert results["--dismiss"].stderr.startswith("warning: update-prompt state not saved")
     assert stat.S_ISFIFO(os.lstat(state).st_mode)
 
 
