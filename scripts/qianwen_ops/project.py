@@ -35,8 +35,12 @@ Anything else is skipped as if it were absent (the search for ``.git`` goes on u
 one line on stderr, once per process and path: ``warning: ignoring /tmp/.env: owned by
 another user``. Where the platform has no user ids (Windows) every entry is trusted.
 
+The update-prompt state file is placed by ``skill_state.state_path`` from the skill's own
+folder (``<folder holding the install>/.agents/state.json``, the same holder as rule 1), because
+the sibling update-check skill computes it too and must work without this package.
+
 ``project_findings`` reports, for doctor, what an agent otherwise finds by hand: a ``.env``
-that git does not ignore, or that others can read. Paths only, never a value.
+that git tracks or does not ignore, or that others can read. Paths only, never a value.
 """
 
 from __future__ import annotations
