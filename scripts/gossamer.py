@@ -1,13 +1,20 @@
 #!/usr/bin/env python3
 """Post-task update check for qianwen-ops-auth (stdlib only; never blocks, always exits 0).
 
-No flag: if the sibling qianwen-update-check skill is installed, run it and print an
-[UPDATE_AVAILABLE] line when a newer version exists; if it is not installed, print an
-[ACTION_REQUIRED] block with three options (install now / skip for now / never remind
-me) and the exact command for each. Prints nothing while prompts are suppressed.
+No flag: if the sibling qianwen-update-check skill is installed next to this skill, run it
+(without credentials in its environment) and print an [UPDATE_AVAILABLE] line when a newer
+version exists; if it is not installed, print an [ACTION_REQUIRED] block with three options
+(install now / skip for now / never remind me) and the exact command for each. Prints nothing
+while prompts are suppressed. --status prints one JSON object whose "summary" starts with one
+of: not installed, never checked, up to date, update available, suppressed until <time>,
+check failed: <why>. A broken or hostile state file never stops it: a state that cannot be
+saved gives one "warning:" line on stderr, and the exit code is still 0.
 """
 
+import sys
+
 from qianwen_ops import cli
+from qianwen_ops.redaction import redact
 from qianwen_ops.update_prompt import dismiss, never_install, post_task_check, status
 
 
@@ -18,19 +25,25 @@ def main() -> int:
     group.add_argument("--never-install", action="store_true", help="never offer the update-check skill again")
     group.add_argument("--status", action="store_true",
                        help="print one JSON object: update_check_installed, suppressed, reason, state_file, "
-                            "next_prompt_at")
+                            "next_prompt_at, last_check, summary")
     args = parser.parse_args()
-    if args.status:
-        cli.print_json(status())
-    elif args.dismiss:
-        dismiss()
-        print("update prompts dismissed for 24 hours")
-    elif args.never_install:
-        never_install()
-        print("the update-check skill will not be offered again")
-    else:
-        for line in post_task_check():
-            print(line)
+    try:
+        if args.status:
+            cli.print_json(status())
+        elif args.dismiss:
+            dismiss()
+            print("update prompts dismissed for 24 hours")
+        elif args.never_install:
+            never_install()
+            print("the update-check skill will not be offered again")
+        else:
+            for line in post_task_check():
+                print(line)
+    except OSError as exc:
+        print(f"warning: update-prompt state not saved: {redact(exc.strerror or exc.__class__.__name__)}",
+              file=sys.stderr)
+    except Exception as exc:  # documented "always exits 0": a hostile state or environment only skips the prompt
+        print(f"warning: update prompt skipped ({exc.__class__.__name__})", file=sys.stderr)
     return 0
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (see README): on a fresh clone it creates .venv with the pinned
-# tools from tests/requirements.txt and skills@1.5.18 from npm, then runs every check:
+# tools from tests/requirements.txt and the skills installer (skills@1.7.4 on Node 22, both
+# pinned, from npm), then runs every check:
 # lint, minimum-Python check, Agent Skills validation, and pytest (unit, end-to-end,
 # installer, docs, canary, hostile-input and fault suites). Extra arguments go to pytest.
 set -euo pipefail
@@ -17,9 +18,13 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/n
   echo "$want" > "$VENV/.requirements.sha256"
 fi
 NPM_PREFIX="$VENV/npm"
-if [ ! -x "$NPM_PREFIX/node_modules/.bin/skills" ]; then
-  echo "== installing the skills installer (skills@1.5.18) from npm"
-  npm install --silent --no-audit --no-fund --prefix "$NPM_PREFIX" skills@1.5.18 >/dev/null
+NPM_PINS="node@22.23.3 skills@1.7.4"  # skills 1.7.x needs Node 22; the node package brings that binary
+if [ ! -x "$NPM_PREFIX/node_modules/.bin/skills" ] || [ "$(cat "$NPM_PREFIX/.pins" 2>/dev/null)" != "$NPM_PINS" ]; then
+  echo "== installing the skills installer ($NPM_PINS) from npm"
+  rm -rf "$NPM_PREFIX"
+  # shellcheck disable=SC2086
+  npm install --silent --no-audit --no-fund --save-exact --prefix "$NPM_PREFIX" $NPM_PINS >/dev/null
+  echo "$NPM_PINS" > "$NPM_PREFIX/.pins"
 fi
 export QWEN_SKILLS_CLI="$NPM_PREFIX/node_modules/.bin/skills"
 BIN="$VENV/bin"

@@ -17,7 +17,8 @@ from qianwen_ops.credentials import (
     find_api_key,
 )
 from qianwen_ops.errors import QwenOpsError
-from qianwen_ops.settings import Settings, find_repo_root
+from qianwen_ops.project import find_project
+from qianwen_ops.settings import Settings
 
 
 def settings(cwd, env=None, home=None):
@@ -72,7 +73,7 @@ def test_cwd_dotenv_then_repo_root_dotenv(tmp_path):
     sub.mkdir(parents=True)
     (root / ".git").mkdir()
     (root / ".env").write_text("DASHSCOPE_API_KEY=sk-rootkey1\n")
-    assert find_repo_root(sub) == root
+    assert find_project(sub) == root
     key = find_api_key(settings(sub))
     assert key.secret.reveal() == "sk-rootkey1" and key.source == str(root / ".env")
     (sub / ".env").write_text("export QIANWEN_API_KEY='sk-cwdkey1'\n")
@@ -80,10 +81,10 @@ def test_cwd_dotenv_then_repo_root_dotenv(tmp_path):
     assert key.secret.reveal() == "sk-cwdkey1" and key.source == str(sub / ".env")
 
 
-def test_repo_root_is_found_by_skills_folder(tmp_path):
+def test_skills_folder_is_not_a_project_marker(tmp_path):
     (tmp_path / "skills").mkdir()
     (tmp_path / "deep").mkdir()
-    assert find_repo_root(tmp_path / "deep") == tmp_path
+    assert find_project(tmp_path / "deep") == tmp_path / "deep"
 
 
 def test_bailian_cli_config_is_last(tmp_path):

@@ -1,7 +1,8 @@
-"""Install with the real installer (skills@1.5.18) and run the scripts from where it put them."""
+"""Install with the real installer (skills@1.7.4 on Node 22) and run the scripts from where an agent would."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -11,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, sandbox_env
+from conftest import ROOT, SCRUB_PREFIXES
 
-SKILLS_VERSION = "1.5.18"
+NPM_PINS = ("node@22.23.3", "skills@1.7.4")  # keep in step with tests/run.sh
 
 
 @pytest.fixture(scope="module")
-def skills_cli(tmp_path_factory) -> str:
+def skills_cli() -> str:
     """The installer: from tests/run.sh (QWEN_SKILLS_CLI) or installed here from npm."""
     path = os.environ.get("QWEN_SKILLS_CLI")
     if path and Path(path).exists():
@@ -25,8 +26,8 @@ def skills_cli(tmp_path_factory) -> str:
     prefix = ROOT / ".venv" / "npm"
     local = prefix / "node_modules" / ".bin" / "skills"
     if not local.exists():
-        subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(prefix),
-                        f"skills@{SKILLS_VERSION}"], check=True, timeout=300)
+        subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--save-exact", "--prefix",
+                        str(prefix), *NPM_PINS], check=True, timeout=300)
     return str(local)
 
 
@@ -57,7 +58,9 @@ def source_repo(tmp_path_factory) -> str:
 
 
 def install(cli: str, source: str, cwd: Path, home: Path, *args: str) -> None:
-    env = dict(os.environ, HOME=str(home), DISABLE_TELEMETRY="1", DO_NOT_TRACK="1")
+    """Run the installer; the ``node`` next to it (the pinned Node 22) comes first on PATH."""
+    path = os.pathsep.join([str(Path(cli).parent), os.environ.get("PATH", "")])
+    env = dict(os.environ, HOME=str(home), DISABLE_TELEMETRY="1", DO_NOT_TRACK="1", PATH=path)
     done = subprocess.run([cli, "add", source, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=300, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -74,35 +77,133 @@ def gossamer_status(skill: Path, env: dict, cwd: Path) -> dict:
     return json.loads(done.stdout)
 
 
-def test_full_depth_install_for_claude_code_and_cursor(skills_cli, source_repo, tmp_path, env, sb):
-    project, home = tmp_path / "proj", Path(env["HOME"])
-    project.mkdir()
-    install(skills_cli, source_repo, project, home, "--full-depth", "--skill", "*", "-y",
+def tree_digest(folder: Path) -> dict:
+    """Every entry below ``folder`` (bytecode caches aside): file bytes, link targets, folders."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        if "__pycache__" in path.parts:
+            continue
+        name = str(path.relative_to(folder))
+        if path.is_symlink():
+            found[name] = "link:" + os.readlink(path)
+        elif path.is_dir():
+            found[name] = "dir"
+        else:
+            found[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def clean_env(tmp: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUB_PREFIXES)}
+    env.update(HOME=str(tmp / "home"), XDG_CACHE_HOME=str(tmp / "cache"), XDG_STATE_HOME=str(tmp / "state"),
+               PYTHONDONTWRITEBYTECODE="1", QWEN_UPDATE_URL="http://127.0.0.1:9/v.json", LC_ALL="C.UTF-8")
+    (tmp / "home").mkdir()
+    return env
+
+
+@pytest.fixture(scope="module")
+def installed(skills_cli, source_repo, tmp_path_factory, sandbox):
+    """One install shared by this module: a fresh git project, claude-code + cursor, the key in its .env."""
+    tmp = tmp_path_factory.mktemp("installed")
+    project = tmp / "proj"
+    (project / "src").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    env = clean_env(tmp)
+    install(skills_cli, source_repo, project, Path(env["HOME"]), "--full-depth", "--skill", "*", "-y",
             "-a", "claude-code", "-a", "cursor")
-    ours, sibling = project / ".agents/skills/qianwen-ops-auth", project / ".agents/skills/qianwen-update-check"
+    (project / ".env").write_text(f"DASHSCOPE_API_KEY={sandbox.api_key}\n")
+    os.chmod(project / ".env", 0o600)
+    run_env = dict(env, QWEN_BASE_URL=sandbox.base_url)  # the endpoint from the environment, the key from .env
+    ours = project / ".agents/skills/qianwen-ops-auth"
+    return project, ours, run_env
+
+
+WHERE = ["project root", "subfolder", ".agents skill folder", ".claude link", "skill scripts/"]
+
+
+def place(project: Path, where: str) -> tuple:
+    """(working directory, how an agent there names the scripts folder)."""
+    link = project / ".claude/skills/qianwen-ops-auth"
+    return {"project root": (project, Path(".agents/skills/qianwen-ops-auth/scripts")),
+            "subfolder": (project / "src", link / "scripts"),
+            ".agents skill folder": (project / ".agents/skills/qianwen-ops-auth", Path("scripts")),
+            ".claude link": (link, Path("scripts")),
+            "skill scripts/": (project / ".agents/skills/qianwen-ops-auth/scripts", Path("."))}[where]
+
+
+def test_layout_the_installer_made(installed):
+    project, ours, _ = installed
+    sibling = project / ".agents/skills/qianwen-update-check"
     assert (ours / "SKILL.md").is_file() and (sibling / "SKILL.md").is_file()
     assert (project / ".claude/skills/qianwen-ops-auth").is_symlink()
     assert not (ours / ".env").exists() and not (ours / ".venv").exists()
     assert os.access(ours / "scripts" / "probe.py", os.X_OK)
-    run_env = dict(sandbox_env(env, sb), QWEN_UPDATE_URL="http://127.0.0.1:9/v.json")
-    for skill in (ours, project / ".claude/skills/qianwen-ops-auth"):
-        probe = run_installed(skill / "scripts" / "probe.py", env=run_env, cwd=project)
-        assert (probe.returncode, probe.stdout.strip()) == (0, "200")
-        status = gossamer_status(skill, run_env, project)
-        assert status["update_check_installed"] is True
-        assert status["state_file"] == str(project / ".agents" / "state.json")
-    assert (project / "output" / "qianwen-ops-auth").is_dir() and not (ours / "output" / "qianwen-ops-auth").exists()
+
+
+def evidence_folders(top: Path) -> list:
+    return sorted(p for p in top.rglob("qianwen-ops-auth") if p.parent.name == "output")
+
+
+def skill_digests(project: Path) -> tuple:
+    agents = project / ".agents/skills"
+    return tree_digest(agents / "qianwen-ops-auth"), tree_digest(agents / "qianwen-update-check")
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_every_script_sees_the_same_project_key_and_evidence(installed, where):
+    project, _, env = installed
+    before, before_env = skill_digests(project), (project / ".env").read_bytes()
+    cwd, scripts = place(project, where)
+    probe = run_installed(scripts / "probe.py", env=env, cwd=cwd)
+    assert (probe.returncode, probe.stdout.strip()) == (0, "200"), probe.stderr
+    doctor = run_installed(scripts / "doctor.py", "--json", env=env, cwd=cwd)
+    data = json.loads(doctor.stdout)
+    assert doctor.returncode == 0, data["checks"]
+    assert (data["key_status"], data["key_source"]) == ("standard", str(project / ".env"))
+    assert data["evidence_dir"] == str(project / "output" / "qianwen-ops-auth")
+    gossamer = run_installed(scripts / "gossamer.py", "--status", env=env, cwd=cwd)
+    status = json.loads(gossamer.stdout)
+    assert status["update_check_installed"] is True
+    assert status["state_file"] == str(project / ".agents" / "state.json")
+    assert status["summary"].startswith(("never checked", "check failed"))
+    dry = run_installed(scripts / "setup_env.py", "--dry-run", env=env, cwd=cwd)
+    assert dry.returncode == 0 and "Traceback" not in dry.stderr
+    assert skill_digests(project) == before and (project / ".env").read_bytes() == before_env
+    evidence = project / "output" / "qianwen-ops-auth"
+    assert evidence_folders(project) == [evidence] and any(evidence.iterdir())
+    assert sorted(project.rglob(".env")) == [project / ".env"]
+
+
+@pytest.mark.xfail(strict=True, reason="setup_env.py still writes to the working directory; the envdocs branch "
+                                       "makes it write to Settings.project_root (remove this mark after that merge)")
+def test_setup_env_never_writes_into_the_skill_or_a_subfolder(installed, tmp_path):
+    project = tmp_path / "proj"  # a copy of the install: this test writes, the shared one stays as installed
+    shutil.copytree(installed[0], project, symlinks=True)
+    env = installed[2]
+    before = skill_digests(project)
+    for where in WHERE:
+        cwd, scripts = place(project, where)
+        run_installed(scripts / "setup_env.py", env=env, cwd=cwd)
+    assert skill_digests(project) == before
+    assert sorted(project.rglob(".env")) == [project / ".env"]
+
+
+def test_upload_update_check_and_library_from_the_project(installed):
+    project, ours, env = installed
+    sibling = project / ".agents/skills/qianwen-update-check"
     (project / "pic.png").write_bytes(b"\x89PNG installed copy")
     upload = run_installed(ours / "scripts" / "upload_file.py", "pic.png", "--model", "qwen-vl-plus",
-                           env=run_env, cwd=project)
+                           env=env, cwd=project)
     assert upload.returncode == 0 and upload.stdout.startswith("oss://")
-    check = run_installed(sibling / "scripts" / "check_update.py", "--print-response", env=run_env, cwd=project)
+    check = run_installed(sibling / "scripts" / "check_update.py", "--print-response", env=env, cwd=project)
     assert check.returncode == 0 and json.loads(check.stdout)["has_update"] is False
+    status = gossamer_status(ours, env, project / "src")
+    assert status["last_check"]["outcome"] == "failed" and status["summary"].startswith("check failed: ")
     lib = subprocess.run([sys.executable, "-c", (
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "from qianwen_ops import resolve_file, request_headers_for;"
         "u = resolve_file('pic.png', model='qwen-vl-plus'); print(u, request_headers_for([u]))"),
-        str(ours / "scripts")], env=run_env, cwd=project, capture_output=True, text=True, timeout=60)
+        str(ours / "scripts")], env=env, cwd=project, capture_output=True, text=True, timeout=60)
     assert lib.returncode == 0 and lib.stdout.startswith("oss://") and "X-DashScope-OssResourceResolve" in lib.stdout
 
 
@@ -113,9 +214,11 @@ def test_claude_code_only_copy(skills_cli, source_repo, tmp_path, env):
             "-a", "claude-code")
     ours = project / ".claude/skills/qianwen-ops-auth"
     assert ours.is_dir() and not ours.is_symlink()
-    status = gossamer_status(ours, env, project)
+    status = gossamer_status(ours, env, ours)
     assert status["update_check_installed"] is True
     assert status["state_file"] == str(project / ".agents" / "state.json")
+    doctor = run_installed(ours / "scripts" / "doctor.py", "--offline", "--json", env=env, cwd=ours / "scripts")
+    assert json.loads(doctor.stdout)["evidence_dir"] == str(project / "output" / "qianwen-ops-auth")
 
 
 def test_global_install(skills_cli, source_repo, tmp_path, env):
@@ -127,6 +230,10 @@ def test_global_install(skills_cli, source_repo, tmp_path, env):
     status = gossamer_status(ours, env, project)
     assert status["update_check_installed"] is True
     assert status["state_file"] == str(home / ".agents" / "state.json")
+    for cwd, expected in ((project, project), (ours, home)):  # a global install's own folder counts as home
+        doctor = run_installed(ours / "scripts" / "doctor.py", "--offline", "--json", env=env, cwd=cwd)
+        assert json.loads(doctor.stdout)["evidence_dir"] == str(expected / "output" / "qianwen-ops-auth")
+    assert evidence_folders(home) == [home / "output" / "qianwen-ops-auth"]
 
 
 def test_without_the_sibling_prompt_once_then_quiet(skills_cli, source_repo, tmp_path, env):
@@ -136,7 +243,8 @@ def test_without_the_sibling_prompt_once_then_quiet(skills_cli, source_repo, tmp
             "-a", "claude-code", "-a", "cursor")
     ours = project / ".agents/skills/qianwen-ops-auth"
     assert not (project / ".agents/skills/qianwen-update-check").exists()
-    assert gossamer_status(ours, env, project)["update_check_installed"] is False
+    status = gossamer_status(ours, env, project)
+    assert status["update_check_installed"] is False and status["summary"].startswith("not installed")
     first = run_installed(ours / "scripts" / "gossamer.py", env=env, cwd=project)
     assert first.stdout.startswith("[ACTION_REQUIRED]") and first.returncode == 0
     run_installed(ours / "scripts" / "gossamer.py", "--dismiss", env=env, cwd=project)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import filecmp
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -227,3 +229,202 @@ def test_state_location_rules(tmp_path):
 def test_state_module_copies_are_identical():
     assert filecmp.cmp(SCRIPTS / "qianwen_ops" / "skill_state.py", UPDATE_SKILL / "scripts" / "skill_state.py",
                        shallow=False)
+
+
+# ------------------------------------------------------------------ hostile state files (gossamer "always exits 0")
+
+HOSTILE_STATES = {
+    "200k nested brackets": b"[" * 200_000,
+    "40k nested brackets": b"[" * 40_000,  # small enough to be parsed: deep nesting, not size, is refused
+    "400-digit timestamp": b'{"last_interaction": 1' + b"0" * 399 + b', "last_check": 2' + b"0" * 399
+                           + b', "last_result": {"version": "9.9.9"}, "last_outcome": {"at": 9' + b"9" * 399
+                           + b', "outcome": "failed", "detail": "x"}}',
+    "infinite timestamp": b'{"last_interaction": Infinity, "last_check": -Infinity, "last_result": {}}',
+    "wrong types": b'{"last_interaction": "soon", "never_install": "yes", "last_outcome": [1], "last_check": true}',
+}
+
+
+def run_all_modes(uenv, project, *, script_dir=SCRIPTS) -> dict:
+    """gossamer --status, no flag, --dismiss: each exits 0 without a traceback, in bounded time."""
+    results = {}
+    for args in (["--status"], [], ["--dismiss"]):
+        result = subprocess.run([*BARE, str(script_dir / "gossamer.py"), *args], env=uenv, cwd=project,
+                                capture_output=True, text=True, timeout=20)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, (args, result.stderr)
+        if args == ["--status"]:
+            assert json.loads(result.stdout)["summary"]
+        results[" ".join(args)] = result
+    return results
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_STATES))
+def test_hostile_state_content_is_read_as_absent_and_rewritten(name, uenv, monkeypatch):
+    from qianwen_ops import update_prompt
+
+    state = Path(uenv["QWEN_SKILLS_STATE"])
+    state.write_bytes(HOSTILE_STATES[name])
+    status = update_prompt.status(uenv)
+    assert status["last_check"] is None and status["reason"] == ""  # "never_install": "yes" is not true
+    assert status["summary"].startswith("never checked")
+    monkeypatch.setattr(check_update, "fetch_latest", lambda url, timeout: {"version": CURRENT})
+    result = check_update.check(env=uenv)
+    assert "error" not in result and result["checked_at"] == 1_800_000_000  # the junk cache was not trusted
+    update_prompt.dismiss(uenv)
+    saved = json.loads(state.read_text())
+    assert saved["last_interaction"] == 1_800_000_000 and saved["last_outcome"]["outcome"] == "up-to-date"
+
+
+def test_hostile_state_never_breaks_gossamer_or_doctor(uenv, project):
+    state = Path(uenv["QWEN_SKILLS_STATE"])
+    state.write_bytes(HOSTILE_STATES["40k nested brackets"])
+    run_all_modes(uenv, project)
+    state.write_bytes(HOSTILE_STATES["400-digit timestamp"])
+    doctor = run_script("doctor.py", "--offline", "--json", env=uenv, cwd=project)
+    assert doctor.code == 3 and "Traceback" not in doctor.err  # 3: no key in this environment, not a crash
+    assert json.loads(doctor.out)["update_check"]["suppressed"] is False
+
+
+@pytest.mark.parametrize("where", ["under a regular file", "in /proc", "an unknown user's home"])
+def test_unwritable_state_paths_still_exit_0(where, uenv, tmp_path, project):
+    plain = tmp_path / "plain-file"
+    plain.write_text("keep\n")
+    path = {"under a regular file": str(plain / "state.json"), "in /proc": "/proc/self/qianwen/state.json",
+            "an unknown user's home": "~no-such-user-qw/state.json"}[where]
+    results = run_all_modes(dict(uenv, QWEN_SKILLS_STATE=path), project)
+    if where == "an unknown user's home":  # not absolute once expanded: ignored, the default place is used
+        assert list(project.iterdir()) == []
+        return
+    assert results["--dismiss"].stderr.startswith("warning: update-prompt state not saved")
+    assert plain.read_text() == "keep\n"
+
+
+def test_proc_file_as_state_is_read_bounded_and_never_written(uenv):
+    from qianwen_ops import update_prompt
+
+    proc_env = dict(uenv, QWEN_SKILLS_STATE="/proc/self/status")
+    assert update_prompt.status(proc_env)["summary"].startswith("never checked")
+    with pytest.raises(OSError):
+        update_prompt.dismiss(proc_env)
+
+
+def test_state_file_or_lock_that_is_a_link_is_never_written_through(uenv, tmp_path):
+    from qianwen_ops import update_prompt
+
+    victim = tmp_path / "victim.rc"
+    victim.write_text('{"last_interaction": 1800000000}\n')
+    state = Path(uenv["QWEN_SKILLS_STATE"])
+    state.symlink_to(victim)
+    assert update_prompt.status(uenv)["suppressed"] is False  # a link is not read either
+    with pytest.raises(OSError):
+        update_prompt.dismiss(uenv)
+    assert victim.read_text() == '{"last_interaction": 1800000000}\n' and state.is_symlink()
+    state.unlink()
+    lock = Path(str(state) + ".lock")
+    lock.unlink()
+    lock.symlink_to(victim)
+    with pytest.raises(OSError):
+        update_prompt.never_install(uenv)
+    assert victim.read_text() == '{"last_interaction": 1800000000}\n' and not state.exists()
+    assert list(tmp_path.glob(".state.json.*.tmp")) == []
+
+
+def test_fifo_state_file_never_hangs(uenv, project):
+    state = Path(uenv["QWEN_SKILLS_STATE"])
+    os.mkfifo(state)
+    results = run_all_modes(uenv, project)
+    assert results["--dismiss"].stderr.startswith("warning: update-prompt state not saved")
+    assert stat.S_ISFIFO(os.lstat(state).st_mode)
+
+
+# ------------------------------------------------------------------ which update-check copy runs, with what
+
+MARKER_SCRIPT = """import json, os, sys
+with open(os.environ["MARKER_FILE"], "a") as f:
+    f.write(json.dumps({"script": sys.argv[0], "env": dict(os.environ)}) + chr(10))
+print(json.dumps({"has_update": False, "current": "1.0.0", "latest": "1.0.0", "info": ""}))
+"""
+
+
+def plant_update_skill(folder: Path) -> None:
+    (folder / "scripts").mkdir(parents=True)
+    (folder / "SKILL.md").write_text("---\nname: qianwen-update-check\n---\n")
+    (folder / "scripts" / "check_update.py").write_text(MARKER_SCRIPT)
+
+
+def installed_copy(skills_folder: Path) -> Path:
+    """Our skill copied as an installer would (no .git, carrying its nested skills/ copy)."""
+    target = skills_folder / "qianwen-ops-auth"
+    shutil.copytree(SCRIPTS, target / "scripts", ignore=shutil.ignore_patterns("__pycache__", "qianwen_sandbox"))
+    (target / "SKILL.md").write_text("---\nname: qianwen-ops-auth\n---\n")
+    plant_update_skill(target / "skills" / "qianwen-update-check")
+    return target / "scripts"
+
+
+def test_only_the_sibling_update_check_runs_and_without_credentials(uenv, tmp_path):
+    ancestor = tmp_path / "shared"
+    plant_update_skill(ancestor / ".agents" / "skills" / "qianwen-update-check")
+    plant_update_skill(Path(uenv["HOME"]) / ".agents" / "skills" / "qianwen-update-check")
+    proj = ancestor / "proj"
+    scripts = installed_copy(proj / ".agents" / "skills")
+    marker = tmp_path / "ran"
+    secrets = {"DASHSCOPE_API_KEY": "sk-s1", "QIANWEN_API_KEY": "sk-s2", "OSS_ACCESS_KEY_SECRET": "s3",
+               "QWEN_TMP_OSS_AK_SECRET": "s4", "GITHUB_TOKEN": "s5", "OPENAI_API_KEY": "s6",
+               "AWS_SECRET_ACCESS_KEY": "s7", "HTTPS_PROXY": "http://user:pw@127.0.0.1:1",
+               "all_proxy": "socks5://u:p@127.0.0.1:2", "ALIBABA_CLOUD_ACCESS_KEY_ID": "s8", "MY_PASSWORD": "s9"}
+    kept = {"http_proxy": "http://127.0.0.1:3", "NO_PROXY": "localhost", "QWEN_BASE_URL": "http://127.0.0.1:4"}
+    run_env = dict(uenv, MARKER_FILE=str(marker), **secrets, **kept)
+    out = gossamer(run_env, proj, script_dir=scripts)
+    assert out.startswith("[ACTION_REQUIRED]")  # neither the ancestor's, the home, nor the nested copy counts
+    assert not marker.exists()
+    sibling = proj / ".agents" / "skills" / "qianwen-update-check"
+    plant_update_skill(sibling)
+    assert gossamer(run_env, proj, script_dir=scripts) == ""
+    [ran] = [json.loads(line) for line in marker.read_text().splitlines()]
+    assert Path(ran["script"]) == sibling / "scripts" / "check_update.py"
+    child = ran["env"]
+    assert not set(secrets) & set(child)
+    assert {k: child.get(k) for k in kept} == kept and child["HOME"] == uenv["HOME"]
+    assert child["QWEN_SKILLS_STATE"] == uenv["QWEN_SKILLS_STATE"]
+
+
+# ------------------------------------------------------------------ --status: last check and summary
+
+def status_of(uenv, project) -> dict:
+    return json.loads(gossamer(uenv, project, "--status"))
+
+
+def test_status_tells_never_checked_up_to_date_update_failed_and_suppressed(server, uenv, project):
+    first = status_of(uenv, project)
+    assert first["last_check"] is None and first["summary"].startswith("never checked")
+    check(dict(uenv, QWEN_UPDATE_URL="http://127.0.0.1:9/v.json"), project)
+    failed = status_of(uenv, project)
+    assert failed["last_check"]["outcome"] == "failed" and failed["last_check"]["at"] == 1_800_000_000
+    assert failed["summary"].startswith("check failed: cannot reach the update server")
+    server.version(CURRENT)
+    check(uenv, project, "--force", now=1_800_000_100)
+    ok = status_of(uenv, project)
+    assert ok["last_check"] == {"at": 1_800_000_100, "outcome": "up-to-date",
+                                "detail": f"installed {CURRENT}, published {CURRENT}"}
+    assert ok["summary"].startswith("up to date")
+    server.version(bump(CURRENT), "line one\nSUCCESS: forged line")
+    check(uenv, project, "--force", now=1_800_000_200)
+    newer = status_of(uenv, project)
+    assert newer["summary"].startswith(f"update available: {CURRENT} -> {bump(CURRENT)}")
+    gossamer(dict(uenv, QWEN_SKILLS_NOW="1800000300"), project, "--dismiss")
+    later = status_of(dict(uenv, QWEN_SKILLS_NOW="1800000400"), project)
+    assert later["summary"].startswith("suppressed until 2027-01-16T08:05:00Z")
+    assert later["last_check"]["outcome"] == "update-available"
+
+
+def test_status_summary_when_not_installed(uenv, tmp_path, project):
+    scripts = lone_copy(tmp_path)
+    assert status_of_copy(uenv, project, scripts)["summary"].startswith("not installed")
+    gossamer(uenv, project, "--dismiss", script_dir=scripts)
+    assert status_of_copy(uenv, project, scripts)["summary"].startswith("suppressed until 2027-01-16T08:00:00Z")
+    gossamer(uenv, project, "--never-install", script_dir=scripts)
+    later = dict(uenv, QWEN_SKILLS_NOW=str(1_800_000_000 + 2 * DAY))
+    assert status_of_copy(later, project, scripts)["summary"].startswith("not installed")
+
+
+def status_of_copy(uenv, project, scripts) -> dict:
+    return json.loads(gossamer(uenv, project, "--status", script_dir=scripts))

@@ -14,6 +14,7 @@ from .endpoints import resolve_endpoint
 from .errors import QwenOpsError
 from .evidence import evidence_dir
 from .probe import key_advice, run_probe
+from .project import project_findings
 from .settings import Settings
 
 OSS_VARIABLES = ("QWEN_TMP_OSS_BUCKET", "QWEN_TMP_OSS_REGION", "QWEN_TMP_OSS_AK_ID", "QWEN_TMP_OSS_AK_SECRET",
@@ -128,6 +129,8 @@ def diagnose(settings: Settings, offline: bool = False, check_oss: bool = False,
     report.facts.update(version=bundle_version(), python=platform.python_version())
     _check_key_and_endpoint(settings, report, offline, timeout)
     _check_custom_oss(settings, report, check_oss)
+    for finding in project_findings(settings):  # the project, its .env files: git-ignored? private?
+        report.add(*finding)
     for package in ("oss2", "dotenv", "requests"):
         installed = importlib.util.find_spec(package) is not None
         label = "python-dotenv" if package == "dotenv" else package

@@ -1,21 +1,28 @@
-"""Evidence files: non-secret JSON records under ``./output/qianwen-ops-auth/``.
+"""Evidence files: non-secret JSON records under ``<project>/output/qianwen-ops-auth/``.
 
-The folder is relative to the current working directory, never the skill's own
-installed folder: when the current directory is inside an installed copy of the
-skill (one without ``.git``), records go to the project that holds the install.
-Records are built from an allowlist of fields, so nothing secret can slip in.
+``<project>`` is the user's project as ``project.py`` decides it, the same from every working
+directory and never the skill's own installed folder. Records are built from an allowlist of
+fields, and every string in them (nested ones included) passes through ``redaction.redact`` as
+a last line of defence. Writes go through ``fsutil``: never through a link, never into a FIFO or
+other special file, in bounded time; a refused or failed write means the record is not saved
+(the caller gets None), never an error for the user. ``<kind>.jsonl`` logs are rotated to
+``<kind>.1.jsonl`` once they pass ``ROTATE_BYTES``, so a log and its one rotated copy stay small.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from pathlib import Path
 
-SKILL_ROOT = Path(__file__).parents[2]  # resolved when used (no filesystem work at import)
+from .fsutil import append_file, create_file, locked, make_dirs
+from .project import find_project
+from .redaction import redact
+
 EVIDENCE_SUBDIR = Path("output") / "qianwen-ops-auth"
-_INSTALL_DIRS = {"skills", ".agents", ".claude", ".cursor", ".codex", ".gemini", ".qwen"}
+ROTATE_BYTES = 1024 * 1024
 
 ALLOWED_FIELDS = {
     "kind", "timestamp", "status", "exit_code", "key_status", "key_source", "key_problem",
@@ -26,48 +33,70 @@ ALLOWED_FIELDS = {
 
 
 def evidence_dir(cwd: Path | None = None) -> Path:
-    cwd = Path(cwd or os.getcwd()).resolve()
-    base = cwd
-    skill_root = SKILL_ROOT.resolve()
-    installed_copy = not (skill_root / ".git").exists()
-    if installed_copy and (cwd == skill_root or skill_root in cwd.parents):
-        base = skill_root.parent
-        while base.name in _INSTALL_DIRS and base.parent != base:
-            base = base.parent
-    return base / EVIDENCE_SUBDIR
+    return find_project(cwd) / EVIDENCE_SUBDIR
+
+
+def _scrub(value):
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_scrub(k) if isinstance(k, str) else k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
 
 
 def _clean(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k in ALLOWED_FIELDS}
+    return {k: _scrub(v) for k, v in record.items() if k in ALLOWED_FIELDS}
+
+
+def _folder(cwd: Path | None) -> Path:
+    return make_dirs(find_project(cwd), *EVIDENCE_SUBDIR.parts)
 
 
 def write_record(kind: str, record: dict, cwd: Path | None = None) -> Path | None:
     """Write one JSON file per run; returns its path, or None if it could not be written."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    record = _clean({"kind": kind, "timestamp": stamp, **record})
-    folder = evidence_dir(cwd)
+    data = (json.dumps(_clean({"kind": kind, "timestamp": stamp, **record}), indent=2, ensure_ascii=False)
+            + "\n").encode("utf-8")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{kind}-{stamp}-{os.getpid()}.json"
-        path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        folder = _folder(cwd)
+        for attempt in range(1, 6):
+            suffix = "" if attempt == 1 else f"-{attempt}"
+            path = folder / f"{kind}-{stamp}-{os.getpid()}{suffix}.json"
+            try:
+                create_file(path, data)
+                return path
+            except FileExistsError:
+                continue
     except OSError:
-        return None
-    return path
+        pass
+    return None
+
+
+def _rotate(path: Path) -> None:
+    """Move ``path`` to ``<stem>.1.jsonl`` when it is past ``ROTATE_BYTES`` (the old copy is dropped)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(info.st_mode) and info.st_size >= ROTATE_BYTES:
+        os.replace(path, path.with_name(f"{path.stem}.1{path.suffix}"))
 
 
 def append_records(kind: str, records: list[dict], cwd: Path | None = None) -> Path | None:
-    """Append JSON lines to ``<kind>.jsonl`` (one line per record)."""
+    """Append JSON lines to ``<kind>.jsonl`` (one line per record); None when not saved."""
     if not records:
         return None
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    folder = evidence_dir(cwd)
     lines = "".join(json.dumps(_clean({"kind": kind, "timestamp": stamp, **r}), ensure_ascii=False) + "\n"
                     for r in records)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = _folder(cwd)
         path = folder / f"{kind}.jsonl"
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(lines)
+        with locked(folder / f".{kind}.jsonl.lock"):
+            _rotate(path)
+            append_file(path, lines.encode("utf-8"))
     except OSError:
         return None
     return path

@@ -1,8 +1,8 @@
 """Where configuration values come from: the one place that decides.
 
 Order, first match wins: the process environment, ``.env`` in the current
-directory, ``.env`` at the repository root (nearest ancestor of the current
-directory holding ``.git`` or ``skills/``). Nothing here writes to
+directory, ``.env`` at the user's project root. Which folders those are (and which
+``.env`` files are not trusted) is decided in ``project.py``. Nothing here writes to
 ``os.environ``: a value already in the environment is never overwritten.
 
 ``.env`` files are read lazily, only when a value is not in the environment, so a
@@ -15,6 +15,9 @@ import os
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
+from .fsutil import home_dir
+from .project import SKILL_DIR, Layout, locate, trusted
+
 
 class Found(NamedTuple):
     """A value and where it came from (``env:NAME`` or a ``.env`` path)."""
@@ -23,21 +26,15 @@ class Found(NamedTuple):
     source: str
 
 
-def find_repo_root(start: Path) -> Path | None:
-    """Nearest ancestor of ``start`` (itself included) holding ``.git`` or ``skills/``."""
-    for folder in (start, *start.parents):
-        if (folder / ".git").exists() or (folder / "skills").is_dir():
-            return folder
-    return None
-
-
 class Settings:
     """Looks names up in the environment, then the ``.env`` files, in order."""
 
-    def __init__(self, env: Mapping[str, str], cwd: Path, home: Path):
+    def __init__(self, env: Mapping[str, str], cwd: Path, home: Path, skill_dir: Path = SKILL_DIR):
         self.env = env
         self.cwd = cwd
         self.home = home
+        self.skill_dir = skill_dir
+        self._layout: Layout | None = None
         self._dotenv_cache: dict = {}
 
     def __repr__(self) -> str:  # never the environment: it may hold keys
@@ -46,21 +43,29 @@ class Settings:
     @classmethod
     def from_process(cls, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
-        home = Path(env.get("HOME") or os.path.expanduser("~"))
-        return cls(env=env, cwd=Path(cwd or os.getcwd()), home=home)
+        return cls(env=env, cwd=Path(cwd or os.getcwd()), home=home_dir(env))
+
+    @property
+    def layout(self) -> Layout:
+        if self._layout is None:
+            self._layout = locate(Path(self.cwd), self.env, self.skill_dir)
+        return self._layout
+
+    @property
+    def project_root(self) -> Path:
+        """The user's project (see ``project.py``): where ``setup_env.py`` writes and evidence goes."""
+        return self.layout.project
 
     def dotenv_paths(self) -> list[Path]:
-        paths = [self.cwd / ".env"]
-        root = find_repo_root(self.cwd)
-        if root is not None and root != self.cwd:
-            paths.append(root / ".env")
-        return paths
+        """The ``.env`` files consulted, in order (each is used only when it exists and is trusted)."""
+        return self.layout.dotenv_paths()
 
     def _dotenv(self, path: Path) -> dict:
         if path not in self._dotenv_cache:
             from .dotenv_parser import read_dotenv_file  # only when a .env is actually read
 
-            self._dotenv_cache[path] = read_dotenv_file(path) if path.is_file() else {}
+            usable = path.is_file() and trusted(path)
+            self._dotenv_cache[path] = read_dotenv_file(path) if usable else {}
         return self._dotenv_cache[path]
 
     def get(self, *names: str) -> Found | None:

@@ -1,18 +1,28 @@
-"""The post-task update prompt: find the sibling update-check skill, run it, or offer it."""
+"""The post-task update prompt: find the sibling update-check skill, run it, or offer it.
+
+Which copy of ``qianwen-update-check`` counts: only the one installed next to this skill
+(``<skills folder>/qianwen-update-check``, as the installer puts it), or ``skills/qianwen-update-check``
+inside a git checkout of the bundle. A copy anywhere else (an ancestor's ``.agents/skills/``, the
+home folder, the nested copy inside an installed skill) is never run. It runs with a bounded
+timeout and with credentials stripped from its environment (``child_env``).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Mapping
 
 from .skill_state import (
+    DAY_SECONDS,
     MAIN_SKILL,
     UPDATE_SKILL,
-    ancestors,
+    last_outcome,
     now_seconds,
     read_state,
     repo_name,
@@ -23,24 +33,43 @@ from .skill_state import (
 
 SKILL_DIR = Path(__file__).resolve().parents[2]
 CHECK_TIMEOUT_SECONDS = 10
+_SECRET_PREFIXES = ("QIANWEN_", "DASHSCOPE_", "OSS_", "QWEN_TMP_OSS_", "ALIBABA_CLOUD_", "ALIYUN_", "BAILIAN_")
+_SECRET_WORDS = ("API_KEY", "APIKEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "ACCESS_KEY",
+                 "PRIVATE_KEY", "AUTH")
+_PROXY_WITH_USER = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*@|^[^/@:]+:[^/@]*@")
 
 
 def find_update_skill(skill_dir: Path = SKILL_DIR, env: Mapping[str, str] | None = None) -> Path | None:
-    """The sibling skill's folder in any layout the installer produces, or a git checkout."""
-    env = os.environ if env is None else env
+    """The sibling skill's folder (installed next to this one, or under ``skills/`` in a git checkout)."""
+    del env  # where the sibling is depends on this skill's folder only
     candidates = []
-    for base in (Path(os.path.abspath(skill_dir)), skill_dir.resolve()):
+    for base in (Path(os.path.abspath(skill_dir)), Path(os.path.realpath(skill_dir))):
         candidates.append(base.parent / UPDATE_SKILL)
-        if (base / ".git").exists():  # a git checkout carries the sibling under skills/;
+        if os.path.lexists(base / ".git"):  # a git checkout carries the sibling under skills/;
             candidates.append(base / "skills" / UPDATE_SKILL)  # an installed copy's nested one does not count
-    for folder in ancestors(skill_dir):
-        candidates += [folder / ".agents" / "skills" / UPDATE_SKILL, folder / ".claude" / "skills" / UPDATE_SKILL]
-    home = Path(env.get("HOME") or os.path.expanduser("~"))
-    candidates += [home / ".agents" / "skills" / UPDATE_SKILL, home / ".claude" / "skills" / UPDATE_SKILL]
     for folder in candidates:
         if (folder / "SKILL.md").is_file() and (folder / "scripts" / "check_update.py").is_file():
             return folder
     return None
+
+
+def child_env(env: Mapping[str, str]) -> dict:
+    """``env`` without credentials: the update check needs none, so it is given none.
+
+    Dropped: ``QIANWEN_*``, ``DASHSCOPE_*``, ``OSS_*``, ``QWEN_TMP_OSS_*``, ``ALIBABA_CLOUD_*``,
+    ``ALIYUN_*``, ``BAILIAN_*``; any name containing ``API_KEY``, ``SECRET``, ``TOKEN``, ``PASSWORD``,
+    ``CREDENTIAL``, ``ACCESS_KEY``, ``PRIVATE_KEY`` or ``AUTH``; proxy variables whose URL carries a
+    user name or password.
+    """
+    kept = {}
+    for name, value in env.items():
+        upper = name.upper()
+        if upper.startswith(_SECRET_PREFIXES) or any(word in upper for word in _SECRET_WORDS):
+            continue
+        if upper.endswith("_PROXY") and _PROXY_WITH_USER.match(value.strip()):
+            continue
+        kept[name] = value
+    return kept
 
 
 def install_command(env: Mapping[str, str] | None = None) -> str:
@@ -51,13 +80,44 @@ def update_command(env: Mapping[str, str] | None = None) -> str:
     return f"npx skills add {repo_name(env)} --full-depth --skill '*' -y"
 
 
+def _iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def summary(installed: bool, state: dict, now: float) -> str:
+    """One line that starts with exactly one of: not installed, never checked, up to date,
+    update available, suppressed until <ISO time>, check failed: <why>."""
+    suppressed, reason, next_at = suppression(state, now)
+    if not installed:
+        if reason == "dismissed":
+            return (f"suppressed until {_iso(next_at)}: the {UPDATE_SKILL} skill is not installed and the offer "
+                    "to install it was dismissed")
+        if reason == "never_install":
+            return f"not installed: {UPDATE_SKILL} is not offered again (--never-install)"
+        return f"not installed: gossamer.py offers to install {UPDATE_SKILL} after the next task"
+    outcome = last_outcome(state)
+    if reason == "dismissed" and (outcome is None or outcome["at"] < next_at - DAY_SECONDS):
+        return f"suppressed until {_iso(next_at)}: update checks were dismissed"
+    if outcome is None:
+        return "never checked: gossamer.py runs the check after the next task"
+    when = _iso(outcome["at"])
+    if outcome["outcome"] == "failed":
+        return f"check failed: {outcome['detail'] or 'unknown reason'} (at {when}; retried after the next task)"
+    if outcome["outcome"] == "update-available":
+        return f"update available: {outcome['detail']} (checked {when}); update with: {update_command()}"
+    return f"up to date: {outcome['detail']} (checked {when})"
+
+
 def status(env: Mapping[str, str] | None = None) -> dict:
     env = os.environ if env is None else env
     path = state_path(SKILL_DIR, env)
-    suppressed, reason, next_at = suppression(read_state(path), now_seconds(env))
+    state = read_state(path)
+    now = now_seconds(env)
+    suppressed, reason, next_at = suppression(state, now)
     sibling = find_update_skill(SKILL_DIR, env)
     return {"update_check_installed": sibling is not None, "update_check_path": str(sibling) if sibling else None,
-            "suppressed": suppressed, "reason": reason, "state_file": str(path), "next_prompt_at": next_at}
+            "suppressed": suppressed, "reason": reason, "state_file": str(path), "next_prompt_at": next_at,
+            "last_check": last_outcome(state), "summary": summary(sibling is not None, state, now)}
 
 
 def dismiss(env: Mapping[str, str] | None = None) -> dict:
@@ -94,11 +154,11 @@ def post_task_check(env: Mapping[str, str] | None = None) -> list:
     script = Path(info["update_check_path"]) / "scripts" / "check_update.py"
     try:
         done = subprocess.run([sys.executable, str(script), "--print-response"], capture_output=True, text=True,
-                              timeout=CHECK_TIMEOUT_SECONDS, env=dict(env))
+                              timeout=CHECK_TIMEOUT_SECONDS, env=child_env(env), stdin=subprocess.DEVNULL)
         result = json.loads(done.stdout.strip().splitlines()[-1])
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError, RecursionError):
         return []
-    if isinstance(result, dict) and result.get("has_update"):
+    if isinstance(result, dict) and result.get("has_update") is True:
         return [f"[UPDATE_AVAILABLE] {MAIN_SKILL} {result.get('current')} -> {result.get('latest')}: "
                 f"{str(result.get('info') or '')[:200]} Update with: {update_command(env)}"]
     return []

@@ -5,7 +5,9 @@ Fetches version.json from the bundle's repository (QWEN_UPDATE_URL overrides the
 whole URL; otherwise it is derived from QWEN_SKILLS_REPO, "owner/name"), with a
 5-second timeout, at most once per 24 hours unless --force (the last answer is
 reused in between). Never blocks an agent: offline, HTTP errors, malformed JSON
-and timeouts give has_update false with an error, and exit code 0.
+and timeouts give has_update false with an error, and exit code 0. Every check's
+outcome (up-to-date, update-available or failed, with a one-line reason) is recorded
+in the shared state, where qianwen-ops-auth's `gossamer.py --status` reports it.
 Stdlib only, Python 3.9+.
 """
 
@@ -21,7 +23,18 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from skill_state import DAY_SECONDS, UPDATE_SKILL, now_seconds, read_state, repo_name, state_path, update_state  # noqa: E402
+from skill_state import (  # noqa: E402
+    DAY_SECONDS,
+    UPDATE_SKILL,
+    epoch,
+    now_seconds,
+    one_line,
+    read_state,
+    record_outcome,
+    repo_name,
+    state_path,
+    update_state,
+)
 
 SKILL_DIR = Path(__file__).resolve().parent.parent
 TIMEOUT_SECONDS = 5.0
@@ -84,43 +97,66 @@ def describe_error(exc: BaseException) -> str:
     return f"update check failed ({exc.__class__.__name__})"
 
 
+def _save(path: Path, change) -> str | None:
+    """Apply ``change`` to the shared state; a one-line reason when it could not be saved."""
+    try:
+        update_state(path, change)
+    except OSError as exc:
+        return f"could not save the check result ({exc.__class__.__name__})"
+    return None
+
+
 def check(force: bool = False, env=None, now: float | None = None) -> dict:
+    """One check; its outcome (a failure included) is recorded as ``last_outcome`` in the shared state."""
     env = os.environ if env is None else env
     now = now_seconds(env) if now is None else now
-    current = local_version()
     path = state_path(SKILL_DIR, env)
+    result = {"has_update": False, "current": None, "latest": None, "info": "", "checked_at": None}
+    try:
+        current = local_version()
+        result["current"] = str(current.get("version"))
+        parse_version(result["current"])
+    except Exception as exc:  # our own version.json is missing or broken: recorded, never raised
+        result["error"] = f"cannot read this skill's version.json ({exc.__class__.__name__})"
+        _save(path, lambda s: record_outcome(s, now, "failed", result["error"]))
+        return result
     state = read_state(path)
-    result = {"has_update": False, "current": current.get("version"), "latest": None, "info": "", "checked_at": None}
-    last_check = state.get("last_check")
+    last_check = epoch(state.get("last_check"))
     cached = state.get("last_result")
-    fresh = isinstance(last_check, (int, float)) and now - last_check < DAY_SECONDS
+    fresh = last_check is not None and 0 <= now - last_check < DAY_SECONDS
     if not force and fresh and isinstance(cached, dict):
         latest = cached.get("version")
-        result.update(latest=latest, info=cached.get("info", ""), checked_at=last_check)
+        result.update(latest=latest if isinstance(latest, str) else None, info=one_line(cached.get("info", ""), 500),
+                      checked_at=last_check)
         try:
-            result["has_update"] = latest is not None and parse_version(latest) > parse_version(result["current"])
+            result["has_update"] = result["latest"] is not None and (
+                parse_version(result["latest"]) > parse_version(result["current"]))
         except ValueError:
             result["has_update"] = False
         return result
     try:
         timeout = float(env.get("QWEN_UPDATE_TIMEOUT") or TIMEOUT_SECONDS)
         latest = fetch_latest(update_url(env), min(timeout, TIMEOUT_SECONDS))
-    except Exception as exc:  # never block an agent: any failure is reported, not raised
+    except Exception as exc:  # never block an agent: any failure is reported and recorded, not raised
         result["error"] = describe_error(exc)
         result["checked_at"] = now
+        _save(path, lambda s: record_outcome(s, now, "failed", result["error"]))
         return result
-    result.update(latest=latest["version"], info=str(latest.get("info", ""))[:500], checked_at=now)
+    result.update(latest=latest["version"], info=one_line(latest.get("info", ""), 500), checked_at=now)
     result["has_update"] = parse_version(latest["version"]) > parse_version(result["current"])
+    outcome = "update-available" if result["has_update"] else "up-to-date"
+    detail = (f"{result['current']} -> {result['latest']}" if result["has_update"]
+              else f"installed {result['current']}, published {result['latest']}")
 
     def remember(s: dict) -> None:
         s.update(last_check=now, last_interaction=now,
                  last_result={"version": latest["version"], "info": result["info"]})
         s.setdefault("never_install", False)
+        record_outcome(s, now, outcome, detail)
 
-    try:
-        update_state(path, remember)
-    except OSError as exc:
-        result["error"] = f"could not save the check time ({exc.__class__.__name__})"
+    problem = _save(path, remember)
+    if problem:
+        result["error"] = problem
     return result
 
 

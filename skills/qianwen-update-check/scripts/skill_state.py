@@ -3,25 +3,40 @@
 This file is kept byte-identical in both skills (a test checks it), because each
 skill must work when installed alone. Stdlib only, Python 3.9+.
 
-State is one JSON object with at least ``last_interaction`` (epoch seconds of the
-last dismissal or successful check) and ``never_install`` (bool), the field names
-of the sister QwenCloud pack. Where it lives:
+State is one JSON object. Fields: ``last_interaction`` (epoch seconds of the last
+dismissal or successful check), ``never_install`` (bool), the field names of the
+sister QwenCloud pack; ``last_check`` (epoch seconds of the last successful fetch)
+and ``last_result`` (what it said), for check_update.py's once-a-day cache; and
+``last_outcome`` ``{"at", "outcome", "detail"}``, the outcome of the last check
+(``up-to-date``, ``update-available`` or ``failed``; a failure is recorded too).
 
-1. ``$QWEN_SKILLS_STATE`` when set;
+Where it lives (both skills compute the same file from their own folders, which
+are siblings):
+
+1. ``$QWEN_SKILLS_STATE`` when set to an absolute path (``~`` expanded; a relative
+   path is ignored, so the working directory never receives state);
 2. ``<root>/.agents/state.json`` when the skill lives under a ``.agents/`` tree
    (``<root>`` holds that ``.agents/``; a global install gives ``~/.agents/state.json``);
 3. ``<root>/.agents/state.json`` where ``<root>`` is the nearest ancestor holding
    ``.claude/`` (a claude-code-only install), so both layouts share one file;
 4. else ``$XDG_STATE_HOME/qianwen-ai/state.json`` (default ``~/.local/state``).
 
-Reads never fail (missing, empty or corrupt means ``{}``); writes are atomic
-(temp file + rename) under an exclusive lock, so concurrent runs never corrupt it.
+Hostile or broken state never breaks a caller, in bounded time: reads take at most
+``MAX_STATE_BYTES`` from a regular file that is not a link (anything else, corrupt
+JSON, deep nesting, or a timestamp out of range reads as absent). Writes never
+follow a link: the state file and its lock are opened with ``O_NOFOLLOW``, a link or
+special file there is refused, the new content goes to a private temp file that
+is fsynced and renamed over the old one, under an exclusive lock waited for at most
+``LOCK_SECONDS``. A write that cannot be done raises ``OSError``.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
+import stat
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,16 +46,41 @@ DAY_SECONDS = 24 * 3600
 DEFAULT_REPO = "QianWen-AI/qianwen-ops-auth"
 UPDATE_SKILL = "qianwen-update-check"
 MAIN_SKILL = "qianwen-ops-auth"
+MAX_STATE_BYTES = 64 * 1024
+MAX_EPOCH = 1e11  # year ~5138: anything later is junk, not a time
+LOCK_SECONDS = 2.0
+OUTCOMES = ("up-to-date", "update-available", "failed")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 def now_seconds(env: Mapping[str, str] | None = None) -> float:
     """The clock; ``QWEN_SKILLS_NOW`` (epoch seconds) replaces it in tests."""
     env = os.environ if env is None else env
-    fake = env.get("QWEN_SKILLS_NOW", "")
-    try:
-        return float(fake) if fake else time.time()
-    except ValueError:
-        return time.time()
+    fake = epoch(env.get("QWEN_SKILLS_NOW", "")[:40] or None, text=True)
+    return time.time() if fake is None else fake
+
+
+def epoch(value, text: bool = False) -> float | None:
+    """``value`` as epoch seconds when it is a plausible time (finite, 0..MAX_EPOCH), else None."""
+    if text and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int) and not 0 <= value <= MAX_EPOCH:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and 0 <= value <= MAX_EPOCH else None
+
+
+def one_line(text: object, limit: int = 200) -> str:
+    """``text`` as one printable line of at most ``limit`` characters."""
+    line = "".join(ch if ch.isprintable() else " " for ch in str(text)[: limit * 4])
+    line = " ".join(line.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def repo_name(env: Mapping[str, str] | None = None) -> str:
@@ -64,8 +104,9 @@ def ancestors(skill_dir: Path) -> list:
 
 def state_path(skill_dir: Path, env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
-    if env.get("QWEN_SKILLS_STATE"):
-        return Path(env["QWEN_SKILLS_STATE"]).expanduser()
+    chosen = Path(os.path.expanduser(env.get("QWEN_SKILLS_STATE") or ""))  # never raises, unlike Path's
+    if chosen.is_absolute():
+        return chosen
     folders = ancestors(skill_dir)
     for folder in folders:
         if folder.name == ".agents":
@@ -77,41 +118,94 @@ def state_path(skill_dir: Path, env: Mapping[str, str] | None = None) -> Path:
     return Path(base) / "qianwen-ai" / "state.json"
 
 
-def read_state(path: Path) -> dict:
+def _open_regular(path, flags: int, mode: int = 0o600) -> int:
+    """An fd on a regular file at ``path``, never through a link, never blocking on a FIFO."""
+    fd = os.open(path, flags | _NOFOLLOW | _NONBLOCK, mode)
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError, UnicodeDecodeError):
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_state(path: Path) -> dict:
+    """The state object; ``{}`` when missing, unreadable, special, a link, too large or not JSON."""
+    try:
+        fd = _open_regular(path, os.O_RDONLY)
+    except (OSError, ValueError):
+        return {}
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            raw = handle.read(MAX_STATE_BYTES + 1)
+        if len(raw) > MAX_STATE_BYTES:
+            return {}
+        data = json.loads(raw.decode("utf-8"))
+    except (OSError, ValueError, RecursionError, MemoryError):
         return {}
     return data if isinstance(data, dict) else {}
 
 
 @contextmanager
 def _lock(path: Path):
-    fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = _open_regular(str(path) + ".lock", os.O_RDWR | os.O_CREAT)
     try:
         try:
             import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX)
         except ImportError:
-            pass
+            fcntl = None
+        deadline = time.monotonic() + LOCK_SECONDS
+        while fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise OSError(errno.ETIMEDOUT, "state file is locked", str(path)) from None
+                time.sleep(0.01)
         yield
     finally:
         os.close(fd)
 
 
+def _write_new(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically; a link or special file at ``path`` is refused."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        info = None
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        raise OSError(errno.EINVAL, "not a regular file (a link or special file)", str(path))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 def update_state(path: Path, change: Callable[[dict], None]) -> dict:
-    """Read, apply ``change``, write back atomically; returns the new state."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Read, apply ``change``, write back atomically; returns the new state (``OSError`` when not saved)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except ValueError as exc:  # e.g. a NUL in the path
+        raise OSError(errno.EINVAL, str(exc)) from None
     with _lock(path):
         state = read_state(path)
         change(state)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(state, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.replace(tmp, path)
+        data = json.dumps(state, indent=2, sort_keys=True) + "\n"
+        _write_new(path, data.encode("utf-8"))
     return state
 
 
@@ -119,7 +213,23 @@ def suppression(state: dict, now: float) -> tuple[bool, str, float | None]:
     """(suppressed, reason, next_prompt_at) for the install prompt."""
     if state.get("never_install") is True:
         return True, "never_install", None
-    last = state.get("last_interaction")
-    if isinstance(last, (int, float)) and now - last < DAY_SECONDS:
-        return True, "dismissed", float(last) + DAY_SECONDS
+    last = epoch(state.get("last_interaction"))
+    if last is not None and now - last < DAY_SECONDS:
+        return True, "dismissed", last + DAY_SECONDS
     return False, "", now
+
+
+def last_outcome(state: dict) -> dict | None:
+    """The last check's ``{"at", "outcome", "detail"}``, or None when absent or malformed."""
+    found = state.get("last_outcome")
+    if not isinstance(found, dict) or found.get("outcome") not in OUTCOMES:
+        return None
+    at = epoch(found.get("at"))
+    if at is None:
+        return None
+    return {"at": at, "outcome": found["outcome"], "detail": one_line(found.get("detail") or "")}
+
+
+def record_outcome(state: dict, at: float, outcome: str, detail: str) -> None:
+    """Set ``last_outcome`` in ``state`` (for ``update_state``)."""
+    state["last_outcome"] = {"at": at, "outcome": outcome, "detail": one_line(detail)}
