@@ -49,6 +49,13 @@ class Settings:
         home = Path(env.get("HOME") or os.path.expanduser("~"))
         return cls(env=env, cwd=Path(cwd or os.getcwd()), home=home)
 
+    # TEMPORARY (envdocs branch): a stand-in until the layout branch lands its Settings.project_root.
+    # The lead resolves the merge conflict in favour of layout's version; delete this one then.
+    @property
+    def project_root(self) -> Path:
+        """The user's project: where setup_env.py writes a new ``.env``."""
+        return find_repo_root(self.cwd) or self.cwd
+
     def dotenv_paths(self) -> list[Path]:
         paths = [self.cwd / ".env"]
         root = find_repo_root(self.cwd)
