@@ -18,7 +18,7 @@ from qianwen_ops.envfile import PLACEHOLDER_VALUE, setup_env
 from qianwen_ops.errors import REFUSED_WRITE, QwenOpsError
 
 NEW_KEY = "sk-Gen7-new-key"
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 _name = st.sampled_from([*KEY_NAMES, *KEY_NAMES, "OTHER", "A"])
 _value = st.sampled_from([*["sk-your-key-here"] * 3, "sk-real-abc123", "", "x y", "a#b", "sk-sp-plan9", "$HOME", "é"])
