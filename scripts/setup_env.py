@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""Create a placeholder .env for the QianWen / DashScope API key in the current directory.
+"""Create or complete the .env that the QianWen / DashScope scripts read, never harming what is there.
 
-If .env has no key line, appends DASHSCOPE_API_KEY=sk-your-key-here (a new file is
-created with mode 0600). If a key line exists, nothing changes, byte for byte.
-Inside a git work tree, makes sure .env is git-ignored. Never writes through a
-symlink. The key itself is never asked for or printed; --from-stdin exists only
-for a user who insists on having the script write their key.
+Run it from your project. It writes the .env whose key is in effect, or else
+<project>/.env: with no key in effect it adds DASHSCOPE_API_KEY=sk-your-key-here (a new
+file is created with mode 0600); a key in effect is left unchanged, byte for byte.
+Inside a git work tree it makes sure .env and output/qianwen-ops-auth/ are git-ignored.
+Every write is atomic and keeps the file's mode; links and other special files are
+refused; anything ambiguous is refused (exit 12) with the file untouched.
+
+The key itself is never asked for or printed. --from-stdin exists only for a user who
+insists on having the script write their key: it replaces the placeholder in effect.
+--custom-oss adds the QWEN_TMP_OSS_* lines for uploads to your own bucket, with the
+AccessKey lines as placeholders for you to fill in.
 """
 
 import sys
@@ -16,28 +22,67 @@ from qianwen_ops.credentials import PLACEHOLDER, Secret
 from qianwen_ops.envfile import API_KEYS_URL, PLACEHOLDER_VALUE, setup_env
 
 CODES = [errors.OK, errors.USAGE, errors.NO_KEY, errors.CONFIG, errors.REFUSED_WRITE]
+MAX_STDIN = 4096  # one key line; anything longer is not a key
+
+
+def read_key_from_stdin(parser) -> Secret:
+    if sys.stdin is None or sys.stdin.isatty():
+        parser.error("--from-stdin needs the key piped on stdin")
+    line = sys.stdin.buffer.readline(MAX_STDIN + 1)
+    if len(line) > MAX_STDIN:
+        raise errors.QwenOpsError(f"more than {MAX_STDIN} bytes on stdin; expected one line holding the key, "
+                                  "nothing written", errors.USAGE)
+    return Secret(line.decode("utf-8", "replace").rstrip("\r\n"))
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the current directory when it lies below it, else absolute."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def script_hint(name: str) -> str:
+    """How to run a sibling script from the current directory."""
+    return f"python3 {shown(Path(__file__).resolve().parent / name)}"
 
 
 def main() -> int:
     parser = cli.ArgumentParser(prog="setup_env.py", description=__doc__, epilog=cli.exit_code_epilog(CODES))
+    mode = parser.add_mutually_exclusive_group()
     parser.add_argument("--dry-run", action="store_true", help="say what would be done, change nothing")
-    parser.add_argument("--from-stdin", action="store_true",
-                        help="read a real key from stdin (never from argv) and write it to .env")
+    mode.add_argument("--from-stdin", action="store_true",
+                      help="read a real key from stdin (one line, never from argv) and write it to .env")
+    mode.add_argument("--custom-oss", action="store_true",
+                      help="add the QWEN_TMP_OSS_* lines for your own bucket (needs --bucket and --region)")
+    parser.add_argument("--bucket", metavar="NAME", help="with --custom-oss: your OSS bucket's name")
+    parser.add_argument("--region", metavar="REGION", help="with --custom-oss: the bucket's region id, e.g. cn-beijing")
     args = parser.parse_args()
-    key = None
-    if args.from_stdin:
-        if sys.stdin is None or sys.stdin.isatty():
-            parser.error("--from-stdin needs the key piped on stdin")
-        key = Secret(sys.stdin.readline().rstrip("\r\n"))
-    report = setup_env(Path.cwd(), dry_run=args.dry_run, key=key)
-    prefix = "would " if args.dry_run else ""
-    for action in report.actions:
-        print(f"{prefix}{action}")
-    if report.key_state == PLACEHOLDER:
-        print(f"Next: open .env and replace {PLACEHOLDER_VALUE} with your API key from the QianWen console "
-              f"({API_KEYS_URL}); do not paste the key into a chat.")
+    if args.custom_oss and not (args.bucket and args.region):
+        parser.error("--custom-oss needs --bucket NAME and --region REGION")
+    if not args.custom_oss and (args.bucket or args.region):
+        parser.error("--bucket and --region go with --custom-oss")
+    key = read_key_from_stdin(parser) if args.from_stdin else None
+    report = setup_env(Path.cwd(), dry_run=args.dry_run, key=key,
+                       custom_oss=(args.bucket, args.region) if args.custom_oss else None)
+    for line in report.lines:
+        print(line)
+    if args.custom_oss:
+        if report.oss_placeholders:
+            print(f"Next: open {shown(report.target)} and replace your-accesskey-id and your-accesskey-secret with the "
+                  "AccessKey pair of a RAM user allowed to upload to the bucket; do not paste them into a chat. "
+                  f"Then check with: {script_hint('doctor.py')} --check-oss")
+        else:
+            print(f"Next: check with: {script_hint('doctor.py')} --check-oss")
+    elif report.key_state == PLACEHOLDER and report.key_source.startswith("env:"):
+        print(f"Next: set {report.key_source[4:]} to your API key from the QianWen console ({API_KEYS_URL}) "
+              "in your own shell; do not paste the key into a chat.")
+    elif report.key_state == PLACEHOLDER:
+        print(f"Next: open {shown(report.target)} and replace {PLACEHOLDER_VALUE} with your API key from the "
+              f"QianWen console ({API_KEYS_URL}); do not paste the key into a chat.")
     else:
-        print("Next: verify the key with: python3 scripts/probe.py")
+        print(f"Next: verify the key with: {script_hint('probe.py')}")
     return errors.OK
 
 

@@ -57,7 +57,20 @@ def test_sources_lists_each_url_once_and_says_manual_only():
     assert len(urls) == len(set(urls)) and "manual lookup only" in text.lower()
 
 
-COMMAND = re.compile(r"python3 ((?:\.\./qianwen-update-check/)?scripts/[\w]+\.py)([^`\n|]*)")
+# A script as the documents name it: by the skill's folder (``<skill-dir>/``, or an installed path such as
+# ``.agents/skills/qianwen-ops-auth/``), or bare ``scripts/...`` in a checkout or in the sibling's own SKILL.md.
+SKILL_PREFIX = r"(?:<skill-dir>/|(?:\.agents|\.claude)/skills/qianwen-ops-auth/)?"
+COMMAND = re.compile(r"python3 (" + SKILL_PREFIX + r"(?:\.\./qianwen-update-check/)?scripts/[\w]+\.py)([^`\n|]*)")
+# Flags other branches add; each entry goes when that branch is merged (the lead removes it).
+PENDING_FLAGS = {("probe.py", "--all-regions"): "net"}
+
+
+def checkout_path(script: str, base: Path = ROOT) -> Path:
+    """Where a documented script lives in this checkout (the installed sibling is skills/ here)."""
+    script = re.sub(r"^" + SKILL_PREFIX, "", script)
+    if script.startswith("../qianwen-update-check/"):
+        return ROOT / "skills" / script[3:]
+    return base / script
 
 
 def quoted_commands():
@@ -65,9 +78,7 @@ def quoted_commands():
     for doc in [ROOT / "README.md", *SKILL_DOCS]:
         base = UPDATE_SKILL if doc.parent == UPDATE_SKILL else ROOT
         for script, rest in COMMAND.findall(doc.read_text()):
-            # "../qianwen-update-check/" is the installed sibling; in a checkout it lives under skills/
-            path = ROOT / "skills" / script[3:] if script.startswith("../") else base / script
-            found.append((doc.relative_to(ROOT), path, re.findall(r"--[a-z][a-z-]*", rest)))
+            found.append((doc.relative_to(ROOT), checkout_path(script, base), re.findall(r"--[a-z][a-z-]*", rest)))
     return found
 
 
@@ -77,7 +88,21 @@ def test_quoted_commands_exist_with_their_flags(doc, script, flags):
     done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     for flag in flags:
-        assert flag in done.stdout, f"{doc}: {script.name} has no {flag}"
+        if (script.name, flag) not in PENDING_FLAGS:
+            assert flag in done.stdout, f"{doc}: {script.name} has no {flag}"
+
+
+def test_skill_md_runs_everything_from_the_project_by_the_skill_path():
+    text = (ROOT / "SKILL.md").read_text()
+    commands = re.findall(r"python3 (\S+\.py)", text)
+    assert commands and all(c.startswith("<skill-dir>/") for c in commands), commands
+    assert "folder holding this SKILL.md" in text and "from the user's project root" in text
+    self_check = (ROOT / "agent-compatibility.md").read_text().split("## Self-check")[1]
+    assert "From the skill's folder" not in self_check and "From the user's project root" in self_check
+
+
+def test_skill_md_is_short():
+    assert len((ROOT / "SKILL.md").read_text().split()) < 900
 
 
 def test_no_real_looking_keys_anywhere():
@@ -121,6 +146,9 @@ def test_exit_code_table_matches_the_code():
 
 
 # ------------------------------------------------------------------ scenario walkthroughs
+# The situations table is the contract: each row's command, run from the project, prints what its
+# "prints" cell shows and exits with its code. tests/test_skill_commands.py runs the same rows against
+# a copy installed by the real installer; the environment each situation needs is defined here once.
 
 def scenario_table() -> dict:
     text = (ROOT / "SKILL.md").read_text().split("## Situations and what to run")[1].split("\n## ")[0]
@@ -128,55 +156,113 @@ def scenario_table() -> dict:
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 4 and cells[1].startswith("`python3"):
-            rows[cells[0]] = {"command": cells[1].strip("`"), "prints": re.findall(r"`([^`]+)`", cells[2]),
-                              "exit": int(cells[3])}
+            rows[cells[0]] = {"command": cells[1].strip("`"), "prints": cells[2], "exit": int(cells[3])}
     return rows
 
 
 SCENARIOS = scenario_table()
+WORKING, REVOKED = "working", "sk-revokedrevoked1"
+# situation -> (the project's .env: None for none, WORKING for the sandbox's key, else a key), extra env
+SITUATIONS = {
+    "no key configured": (None, {}),
+    "placeholder key (`sk-your-key-here`)": ("sk-your-key-here", {}),
+    "working standard key": (WORKING, {}),
+    "key rejected": (REVOKED, {}),
+    # Offline, only the nothing-sent path can run (exit 3, one "<region> 000" line each); the accepted
+    # path (exit 0) needs the documented hosts: net's tests/test_network.py covers it through a proxy.
+    "which region accepts the key": ("sk-your-key-here", {}),
+    "Token Plan key (`sk-sp-`)": ("token_plan_key", {}),
+    "no `.env` yet": (None, {}),
+    "everything at once": (WORKING, {}),
+    "local image for a vision model": (WORKING, {}),
+    "own bucket wanted": (WORKING, {}),
+    "after a task (update check)": (WORKING, {}),
+    "update prompt state": (WORKING, {}),
+    "user asks to check for updates": (WORKING, {}),
+}
+# JSON fields other branches add; each entry goes when that branch is merged (the lead removes it).
+PENDING_FIELDS = {"summary": "layout"}
+
+
+def prepare_situation(situation: str, env: dict, box, project: Path, state: Path) -> tuple:
+    """(environment, expected exit) for ``situation``, with the project's .env and photo.png in place."""
+    key, extra = SITUATIONS[situation]
+    dotenv = project / ".env"
+    if dotenv.exists():
+        dotenv.unlink()
+    if key is not None:
+        value = box.api_key if key == WORKING else box.info.get(key, key)
+        dotenv.write_text(f"DASHSCOPE_API_KEY={value}\n")
+        dotenv.chmod(0o600)
+    (project / "photo.png").write_bytes(b"\x89PNG scenario")
+    run_env = dict(env, QWEN_BASE_URL=box.base_url, QWEN_SKILLS_STATE=str(state), **extra)
+    expected_exit = SCENARIOS[situation]["exit"]
+    if "--all-regions" in SCENARIOS[situation]["command"]:
+        expected_exit = 3
+    return run_env, expected_exit
+
+
+def _pattern(span: str) -> re.Pattern:
+    """A backticked span as a prefix pattern: ``<anything>`` and ``...`` stand for any text."""
+    parts = re.split(r"(<[^>]+>|\.\.\.)", span)
+    return re.compile("".join(".+" if p.startswith("<") or p == "..." else re.escape(p) for p in parts))
+
+
+def prints_problem(cell: str, stdout: str) -> str:
+    """Why ``stdout`` does not match a "prints" cell, or "" when it does."""
+    spans = [s for s in re.findall(r"`([^`]+)`", cell) if s not in ("sk-your-key-here", "sk-sp-")]
+    if cell.startswith("nothing") and not stdout.strip():
+        return ""
+    if cell.startswith("JSON"):
+        try:
+            obj = json.loads(stdout)
+        except ValueError:
+            return f"not one JSON object: {stdout[:200]!r}"
+        fields = [s for s in spans if re.fullmatch(r"[a-z_]+", s)]
+        phrases = [_pattern(s) for s in spans if s not in fields]
+        for name in fields:
+            if name not in obj:
+                if name in PENDING_FIELDS:
+                    pytest.skip(f"JSON field {name} arrives with the {PENDING_FIELDS[name]} branch")
+                return f"no {name} in {sorted(obj)}"
+        if phrases and not any(p.match(str(obj[fields[0]])) for p in phrases):
+            return f"{fields[0]} = {obj[fields[0]]!r} matches none of {spans}"
+        return ""
+    lines = stdout.splitlines()
+    if not any(_pattern(s).match(line) for s in spans for line in lines):
+        return f"no line of {stdout[:300]!r} starts with any of {spans}"
+    return ""
 
 
 def test_every_situation_is_documented():
-    assert set(SCENARIOS) == {
-        "no key configured", "placeholder key (`sk-your-key-here`)", "working standard key", "key rejected",
-        "Token Plan key (`sk-sp-`)", "local image for a vision model", "production bucket configured",
-        "after a task (update check)"}
+    assert set(SCENARIOS) == set(SITUATIONS)
 
 
 @pytest.mark.parametrize("situation", sorted(SCENARIOS))
 def test_scenario_prints_what_skill_md_says(situation, sb, env, project, tmp_path):
     row = SCENARIOS[situation]
-    run_env = dict(env, QWEN_BASE_URL=sb.base_url)
-    if situation.startswith("placeholder"):
-        run_env["DASHSCOPE_API_KEY"] = "sk-your-key-here"
-    elif situation.startswith(("working", "local image")):
-        run_env = sandbox_env(env, sb)
-    elif situation.startswith("key rejected"):
-        run_env["DASHSCOPE_API_KEY"] = "sk-revokedrevoked1"
-    elif situation.startswith("Token Plan"):
-        run_env["DASHSCOPE_API_KEY"] = sb.info["token_plan_key"]
-    elif situation.startswith("production"):
-        info = sb.info
-        run_env.update(QWEN_TMP_OSS_BUCKET=info["oss_bucket"], QWEN_TMP_OSS_REGION=info["oss_region"],
-                       QWEN_TMP_OSS_ENDPOINT=info["oss_endpoint"], QWEN_TMP_OSS_AK_ID=info["oss_access_key_id"],
-                       QWEN_TMP_OSS_AK_SECRET=info["oss_access_key_secret"])
-    elif situation.startswith("after a task"):
-        run_env["QWEN_SKILLS_STATE"] = str(tmp_path / "state.json")
-    (project / "photo.png").write_bytes(b"\x89PNG scenario")
     argv = row["command"].split()[1:]
     script, args = Path(argv[0]).name, argv[1:]
+    if any((script, a) in PENDING_FLAGS for a in args):
+        pytest.skip(f"{script} {' '.join(args)} arrives with the {PENDING_FLAGS[(script, args[0])]} branch")
+    run_env, expected_exit = prepare_situation(situation, env, sb, project, tmp_path / "state.json")
     result = run_script(script, *args, env=run_env, cwd=project)
-    assert result.code == row["exit"], (situation, result.err)
-    expected = [p for p in row["prints"] if p not in ("sk-your-key-here", "sk-sp-")]
-    first = result.out.splitlines()[0] if result.out else ""
-    if situation.startswith("after a task"):
-        assert first == "" or any(first.startswith(p) for p in expected)
-    else:
-        assert any(first.startswith(p) for p in expected), (situation, first, expected)
+    assert result.code == expected_exit, (situation, result.out, result.err)
+    assert not prints_problem(row["prints"], result.out), (situation, prints_problem(row["prints"], result.out))
+
+
+def test_prints_matcher_can_fail():
+    assert prints_problem("`200`", "401\n") and not prints_problem("`200`", "200\n")
+    assert prints_problem("`<region> <status>` lines", "") and not prints_problem("`<region> <status>`", "cn 401")
+    assert prints_problem("JSON with `has_update`", "{}") and not prints_problem("JSON with `has_update`",
+                                                                                '{"has_update": false}')
+    cell = "JSON; `summary` starts with `up to date` or `check failed: <why>`"
+    assert prints_problem(cell, '{"summary": "nope"}') and not prints_problem(cell, '{"summary": "check failed: x"}')
 
 
 def test_doctor_json_self_check_named_in_agent_compatibility(sb, env, project):
-    assert "python3 scripts/doctor.py --json" in (ROOT / "agent-compatibility.md").read_text()
+    assert "python3 .agents/skills/qianwen-ops-auth/scripts/doctor.py --json" in (
+        ROOT / "agent-compatibility.md").read_text()
     data = json.loads(run_script("doctor.py", "--json", env=sandbox_env(env, sb), cwd=project).out)
     assert data["ok"] is True and data["key_status"] == "standard" and sb.api_key not in json.dumps(data)
 

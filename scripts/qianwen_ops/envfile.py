@@ -1,154 +1,421 @@
-"""Creating the placeholder ``.env`` without ever harming an existing one.
+"""Editing ``.env`` for setup_env.py without ever losing or changing what is already there.
 
-* no key line yet -> append ``DASHSCOPE_API_KEY=sk-your-key-here`` (new files are 0600)
-* a key line exists -> change nothing, byte for byte
-* never writes through a symlink; ``.env`` that is not a regular file is refused
-* inside a git work tree, ``.env`` is made git-ignored if it is not already
-* ``key`` (from stdin, never argv) replaces a placeholder line in place
+Which file: the ``.env`` whose key is in effect (the settings chain: ``.env`` in the current
+directory, then the project's), else ``<project>/.env``. Never a file inside the installed
+skill folder.
+
+* no key in effect -> append ``DASHSCOPE_API_KEY=sk-your-key-here``
+* a key in effect -> nothing changes, byte for byte
+* ``key`` (read from stdin by the script, never argv) replaces the value of exactly the
+  binding in effect when that holds the placeholder (duplicates: the last one; the
+  ``QIANWEN_API_KEY`` alias before ``DASHSCOPE_API_KEY``), or is appended when no key is
+  in effect; a real key already in effect is never overwritten
+* ``custom_oss`` appends the ``QWEN_TMP_OSS_*`` lines that are missing, AccessKey lines as
+  placeholders; existing lines are never changed
+* anything ambiguous is refused (exit 12) with the file untouched: a key-looking line that
+  does not parse, parsers that disagree, an edit that would change how any other line reads
+* every write is an atomic replace (``fsutil.replace_file``: temp file, fsync, rename) that
+  keeps the file's mode; a new ``.env`` is 0600, a new ``.gitignore`` 0644; links and
+  non-regular files are refused
+* inside a git work tree, ``.env`` and ``output/qianwen-ops-auth/`` are made git-ignored; a
+  real key is never written into a ``.env`` that git tracks
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping, NamedTuple
 
 from . import errors
 from .credentials import KEY_NAMES, PLACEHOLDER, STANDARD, TOKEN_PLAN, Secret, classify_key
-from .dotenv_parser import read_dotenv_file
+from .dotenv_parser import MAX_DOTENV_BYTES, Binding, available_parsers, bindings, decode_dotenv, normalize
 from .errors import QwenOpsError
-from .fsutil import replace_file
+from .fsutil import UnsafeTarget, check_writable_target, replace_file
+from .settings import Settings
 
 PLACEHOLDER_VALUE = "sk-your-key-here"
 PLACEHOLDER_LINE = f"DASHSCOPE_API_KEY={PLACEHOLDER_VALUE}"
 API_KEYS_URL = "https://platform.qianwenai.com/home/api-keys"
-_KEY_LINE = re.compile(
-    r"^[ \t]*(?:export[ \t]+)?(?:" + "|".join(KEY_NAMES) + r")[ \t]*=.*$", re.MULTILINE)
+OSS_AK_ID_PLACEHOLDER = "your-accesskey-id"
+OSS_AK_SECRET_PLACEHOLDER = "your-accesskey-secret"  # noqa: S105 - a template word, not a secret
+EVIDENCE_IGNORE = "/output/qianwen-ops-auth/"
+SKILL_DIR = Path(__file__).resolve().parents[2]
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+def name_line(names) -> re.Pattern:
+    """The one "line that sets one of ``names``" pattern (on normalized text); group ``name``
+    starts where the parser's ``Binding.key_pos`` does."""
+    alternatives = "|".join(re.escape(n) for n in names)
+    return re.compile(r"^[^\S\n]*(?:export[^\S\n]+)?(?P<name>'?(?:" + alternatives + r")'?)[^\S\n]*=", re.MULTILINE)
+
+
+KEY_LINE = name_line(KEY_NAMES)
 
 
 @dataclass
 class SetupReport:
-    actions: list = field(default_factory=list)   # what was (or would be) done
-    key_state: str = ""                          # status word of the key now in .env
-
-    def say(self, text: str) -> None:
-        self.actions.append(text)
-
-
-def _newline_of(data: bytes) -> bytes:
-    return b"\r\n" if b"\r\n" in data else b"\n"
+    lines: list = field(default_factory=list)    # what was done (or would be, with dry_run), in order
+    key_state: str = ""                          # status word of the key in effect afterwards
+    target: Path | None = None                   # the .env written, or that would be
+    key_source: str = ""                         # "env:NAME" or the .env path the key in effect comes from
+    oss_placeholders: bool = False               # AccessKey placeholder lines are in the file
 
 
-def _check_target(path: Path) -> None:
-    if path.is_symlink():
-        raise QwenOpsError(f"{path} is a symbolic link; refusing to write through it", errors.REFUSED_WRITE)
-    if path.exists() and not path.is_file():
-        raise QwenOpsError(f"{path} exists but is not a regular file; refusing to touch it",
-                           errors.REFUSED_WRITE)
+class EnvText(NamedTuple):
+    """One ``.env`` as read: its exact text (BOM and line breaks as they are) and mode."""
+
+    path: Path
+    exists: bool
+    text: str
+    mode: int
+
+    def normalized(self):
+        return normalize(self.text)
 
 
-def _append(path: Path, text: bytes) -> None:
-    """Append a line, adding a line break first when the file does not end with one."""
-    _check_target(path)
-    flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
-    if path.exists():
-        data = path.read_bytes()
-        newline = _newline_of(data)
-        prefix = newline if data and not data.endswith((b"\n", b"\r")) else b""
-        fd = os.open(path, flags)
-        payload = prefix + text + newline
-    else:
-        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
-        payload = text + b"\n"
-    with os.fdopen(fd, "ab") as handle:
-        handle.write(payload)
-
-
-def _existing_key_status(path: Path) -> str | None:
-    """Status word of the key line already in ``path``, or None when there is none."""
-    if not path.exists():
+def _read(path: Path) -> EnvText | None:
+    """The file's text; None when it is missing or not a regular file (it is then not read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _NONBLOCK)
+    except FileNotFoundError:
         return None
-    values = read_dotenv_file(path)
-    for name in KEY_NAMES:
-        if name in values:
-            return classify_key(values[name])[0]
-    if _KEY_LINE.search(path.read_bytes().decode("utf-8", "replace")):
-        return classify_key(None)[0]
+    except OSError as exc:
+        raise QwenOpsError(f"cannot read {path}: {exc.strerror or 'unreadable'}", errors.CONFIG) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            raw = handle.read(MAX_DOTENV_BYTES + 1)
+    except OSError as exc:
+        raise QwenOpsError(f"cannot read {path}: {exc.strerror or 'unreadable'}", errors.CONFIG) from None
+    finally:
+        os.close(fd)
+    return EnvText(path, True, decode_dotenv(raw, path), stat.S_IMODE(info.st_mode))
+
+
+def _load(path: Path) -> EnvText:
+    return _read(path) or EnvText(path, False, "", 0o600)
+
+
+def _ambiguous(path: Path, why: str) -> QwenOpsError:
+    return QwenOpsError(f"{path}: {why}; edit it by hand, nothing written", errors.REFUSED_WRITE)
+
+
+def _check_lines(env: EnvText, names) -> list:
+    """The bindings of ``env``; refuses a line that sets one of ``names`` but is not read as a binding.
+
+    Such a line (an unclosed quote, junk after the value) shows what the user meant, yet no
+    parser uses it: writing another line would only add to the confusion. A key-looking line
+    inside another binding's quoted value is that value's text, not a line of its own.
+    """
+    text = env.normalized().text
+    found = list(bindings(text))
+    starts = {b.key_pos for b in found}
+    for m in name_line(names).finditer(text):
+        pos = m.start("name")
+        if pos not in starts and not any(b.start < pos < b.stop for b in found):
+            line = text.count("\n", 0, pos) + 1
+            raise _ambiguous(env.path, f"line {line} sets {m.group('name').strip(chr(39))} but cannot be read "
+                                       "(an unclosed quote or text after the value?)")
+    return found
+
+
+def _effective(values: Mapping, names) -> tuple[str, str] | None:
+    """(name, value) of the first of ``names`` holding a non-empty value: the chain's own rule."""
+    for name in names:
+        value = values.get(name)
+        if value:
+            return name, value
     return None
 
 
-def _in_git_work_tree(cwd: Path) -> bool:
+def _in_effect(env: EnvText, names) -> tuple[str, str] | None:
+    """What every available parser agrees is in effect in ``env``; refuses when they disagree."""
+    answers = {label: _effective(parse(env.text), names) for label, parse in available_parsers()}
+    if len(set(answers.values())) > 1:
+        raise _ambiguous(env.path, "the .env parsers disagree on which " + "/".join(names) + " line is in effect")
+    return next(iter(answers.values()))
+
+
+def _last_binding(found: list, name: str) -> Binding:
+    return [b for b in found if b.key == name][-1]
+
+
+def _replace_value(env: EnvText, binding: Binding, value: str) -> str:
+    """``env``'s text with the value of ``binding`` (through its line's end) replaced by ``value``."""
+    norm = env.normalized()
+    start, stop = norm.original_index(binding.value_pos), norm.original_index(binding.stop)
+    return env.text[:start] + value + env.text[stop:]
+
+
+def _append_lines(env: EnvText, lines: list) -> str:
+    newline = "\r\n" if "\r\n" in env.text else "\n"
+    prefix = newline if env.text and not env.text.endswith(("\n", "\r")) else ""
+    return env.text + prefix + "".join(line + newline for line in lines)
+
+
+def _verify(env: EnvText, new_text: str, changes: Mapping[str, str], names=KEY_NAMES, expect=None) -> None:
+    """Every parser must read ``new_text`` as the old bindings plus ``changes``, nothing else.
+
+    ``expect`` (name, value) must then be what is in effect among ``names``.
+    """
+    for _label, parse in available_parsers():
+        before, after = parse(env.text), parse(new_text)
+        if after != {**before, **changes} or (expect and _effective(after, names) != expect):
+            raise _ambiguous(env.path, "the new line would change how other lines read (an unclosed quote?)")
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    """Atomic replace that keeps ``mode``; a failure (a full disk included) leaves ``path`` as it was."""
     try:
-        done = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=cwd,
-                              capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
+        replace_file(path, data, mode=mode)
+    except UnsafeTarget:
+        raise QwenOpsError(f"{path} is a symbolic link or not a regular file; refusing to write",
+                           errors.REFUSED_WRITE) from None
+    except OSError as exc:
+        raise QwenOpsError(f"could not write {path} ({exc.strerror or 'write failed'}); it is unchanged",
+                           errors.REFUSED_WRITE) from None
+    try:  # the temp file's mode went through the umask; set the exact one
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+        try:
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder)
+        return True
+    except ValueError:
         return False
-    return done.returncode == 0 and done.stdout.strip() == "true"
 
 
-def _git_ignores(cwd: Path, name: str) -> bool:
-    done = subprocess.run(["git", "check-ignore", "-q", "--", name], cwd=cwd,
-                          capture_output=True, timeout=10)
-    return done.returncode == 0
+def _check_target(path: Path) -> None:
+    if _inside(path.parent, SKILL_DIR) and not (SKILL_DIR / ".git").exists():
+        raise QwenOpsError(f"{path} would be inside the installed skill folder; run setup_env.py from your "
+                           "project instead, nothing written", errors.REFUSED_WRITE)
+    try:
+        check_writable_target(path)
+    except UnsafeTarget:
+        raise QwenOpsError(f"{path} is a symbolic link or not a regular file; refusing to touch it",
+                           errors.REFUSED_WRITE) from None
 
 
-def ensure_gitignored(cwd: Path, report: SetupReport, dry_run: bool) -> None:
-    if not _in_git_work_tree(cwd):
+def _git(folder: Path, *args: str) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _in_git_work_tree(folder: Path) -> bool:
+    done = _git(folder, "rev-parse", "--is-inside-work-tree")
+    return bool(done) and done.returncode == 0 and done.stdout.strip() == "true"
+
+
+def _git_tracks(path: Path) -> bool:
+    done = _git(path.parent, "ls-files", "-z", "--", path.name)
+    return bool(done and done.returncode == 0 and done.stdout)
+
+
+def _git_ignores(folder: Path, name: str) -> bool:
+    done = _git(folder, "check-ignore", "-q", "--", name)
+    return bool(done) and done.returncode == 0
+
+
+class _Plan:
+    """What one run changes: ``.env`` text and ``.gitignore`` lines, checked before anything is written."""
+
+    def __init__(self, report: SetupReport, dry_run: bool):
+        self.report, self.dry_run = report, dry_run
+        self.writes: list = []   # (path, text, mode)
+
+    def say(self, text: str) -> None:
+        self.report.lines.append(text)
+
+    def change(self, done: str, planned: str, path: Path, text: str, mode: int) -> None:
+        _check_target(path)
+        self.writes.append((path, text, mode))
+        self.say(f"would {planned}" if self.dry_run else done)
+
+    def commit(self) -> None:
+        if not self.dry_run:
+            for path, text, mode in self.writes:
+                _write(path, text.encode("utf-8"), mode)
+
+
+def _gitignore(plan: _Plan, env_path: Path, project: Path) -> None:
+    """Make ``.env`` (and the evidence folder) git-ignored when ``env_path`` is in a git work tree."""
+    folder = env_path.parent
+    if not _in_git_work_tree(folder):
         return
-    if _git_ignores(cwd, ".env"):
-        report.say(".env is already git-ignored")
+    wanted = []
+    if not _git_ignores(folder, env_path.name):
+        wanted.append(".env")
+    evidence_home = project if _inside(folder, project.resolve()) else folder
+    if not _git_ignores(evidence_home, "output/qianwen-ops-auth/"):
+        wanted.append(EVIDENCE_IGNORE)
+    if not wanted:
+        plan.say(f"{env_path.name} is already git-ignored")
         return
-    report.say("add '.env' to .gitignore so the key is never committed")
-    if not dry_run:
-        _append(cwd / ".gitignore", b".env")
+    path = evidence_home / ".gitignore"
+    try:
+        _check_target(path)
+        current = _load(path)
+    except QwenOpsError as exc:
+        plan.say(f"warning: {exc.message.replace('nothing written', 'not changed')}; add {', '.join(wanted)} "
+                 "to your .gitignore yourself")
+        return
+    mode = current.mode if current.exists else 0o644
+    plan.change(f"added {', '.join(wanted)} to {path}", f"add {', '.join(wanted)} to {path}",
+                path, _append_lines(current, wanted), mode)
 
 
-def setup_env(cwd: Path, dry_run: bool = False, key: Secret | None = None) -> SetupReport:
-    path = cwd / ".env"
-    report = SetupReport()
+def _target(holder: EnvText | None, settings: Settings) -> EnvText:
+    if holder is not None:
+        return holder
+    path = settings.project_root / ".env"
     _check_target(path)
-    state = _existing_key_status(path)
-    if key is None:
-        if state is None:
-            report.say(f"{'create' if not path.exists() else 'append to'} {path}: {PLACEHOLDER_LINE}")
-            if not dry_run:
-                _append(path, PLACEHOLDER_LINE.encode())
-            report.key_state = PLACEHOLDER
-        else:
-            report.say(f"{path} already has a key line ({state}); left unchanged")
-            report.key_state = state
+    target = _load(path)
+    _check_lines(target, KEY_NAMES)
+    return target
+
+
+def setup_env(cwd: Path, dry_run: bool = False, key: Secret | None = None,
+              env: Mapping[str, str] | None = None, custom_oss: tuple[str, str] | None = None) -> SetupReport:
+    """Create or complete the ``.env`` the scripts read (see the module docstring for the rules).
+
+    ``env`` is the process environment to consider (default ``os.environ``); ``custom_oss``
+    is ``(bucket, region)``.
+    """
+    settings = Settings.from_process(cwd=cwd, env=env)
+    report = SetupReport()
+    plan = _Plan(report, dry_run)
+    chain = [text for text in (_read(p) for p in settings.dotenv_paths()) if text is not None]
+    holder, in_effect = None, None
+    for text in chain:
+        _check_lines(text, KEY_NAMES)
+        found = _in_effect(text, KEY_NAMES)
+        if found:
+            holder, in_effect = text, found
+            break
+    from_env = _effective(settings.env, KEY_NAMES)
+    if custom_oss is not None:
+        target = _target(holder, settings)
+        _add_custom_oss(plan, target, chain, settings, *custom_oss)
+        report.key_state = classify_key(from_env[1] if from_env else in_effect[1] if in_effect else None)[0]
+    elif key is not None:
+        target = _target(holder, settings)
+        report.key_state = _write_real_key(plan, target, key, in_effect)
+        if from_env:
+            plan.say(f"note: the environment variable {from_env[0]} is set and overrides .env until it is unset")
+    elif from_env:
+        plan.say(f"the key comes from the environment variable {from_env[0]}; no .env change needed")
+        report.key_state = classify_key(from_env[1])[0]
+        report.key_source = f"env:{from_env[0]}"
+        return report
+    elif holder is not None:
+        target = holder
+        report.key_state = classify_key(in_effect[1])[0]
+        plan.say(f"{holder.path} already sets {in_effect[0]} ({report.key_state}); left unchanged")
     else:
-        report.key_state = _write_real_key(path, key, state, report, dry_run)
-    ensure_gitignored(cwd, report, dry_run)
+        target = _target(None, settings)
+        new_text = _append_lines(target, [PLACEHOLDER_LINE])
+        _verify(target, new_text, {"DASHSCOPE_API_KEY": PLACEHOLDER_VALUE},
+                expect=("DASHSCOPE_API_KEY", PLACEHOLDER_VALUE))
+        done, planned = ("appended to", "append to") if target.exists else ("created", "create")
+        plan.change(f"{done} {target.path}: {PLACEHOLDER_LINE}", f"{planned} {target.path}: {PLACEHOLDER_LINE}",
+                    target.path, new_text, target.mode)
+        report.key_state = PLACEHOLDER
+    report.target = target.path
+    report.key_source = report.key_source or str(target.path)
+    if target.exists or plan.writes:
+        _gitignore(plan, target.path, settings.project_root)
+    plan.commit()
     return report
 
 
-def _write_real_key(path: Path, key: Secret, state: str | None, report: SetupReport, dry_run: bool) -> str:
-    status, problem = classify_key(key.reveal())
+def _write_real_key(plan: _Plan, target: EnvText, key: Secret, in_effect: tuple[str, str] | None) -> str:
+    value = key.reveal()
+    status, problem = classify_key(value)
     if status not in (STANDARD, TOKEN_PLAN):
         raise QwenOpsError(f"the key read from stdin is {status}{f' ({problem})' if problem else ''}; "
                            "nothing written", errors.NO_KEY)
-    line = f"DASHSCOPE_API_KEY={key.reveal()}".encode()
-    if state is None:
-        report.say(f"append the key from stdin to {path} ({status})")
-        if not dry_run:
-            _append(path, line)
-            os.chmod(path, 0o600)
+    if target.exists and _in_git_work_tree(target.path.parent) and _git_tracks(target.path):
+        raise QwenOpsError(f"{target.path} is tracked by git, so a key there would be committed; untrack it "
+                           "first (git rm --cached .env), nothing written", errors.REFUSED_WRITE)
+    if in_effect is not None:
+        name, current = in_effect
+        if current == value:
+            plan.say(f"{target.path} already holds this key in {name}; left unchanged")
+            return status
+        current_status = classify_key(current)[0]
+        if current_status != PLACEHOLDER:
+            raise QwenOpsError(f"{target.path} already sets {name} ({current_status}); edit it yourself, "
+                               "nothing written", errors.REFUSED_WRITE)
+        binding = _last_binding(_check_lines(target, KEY_NAMES), name)
+        new_text = _replace_value(target, binding, value)
+        _verify(target, new_text, {name: value}, expect=(name, value))
+        plan.change(f"replaced the placeholder {name} in {target.path} with the key from stdin ({status})",
+                    f"replace the placeholder {name} in {target.path} with the key from stdin ({status})",
+                    target.path, new_text, target.mode)
         return status
-    if state != PLACEHOLDER:
-        raise QwenOpsError(f"{path} already has a key line ({state}); edit it yourself, nothing written",
-                           errors.REFUSED_WRITE)
-    data = path.read_bytes()
-    pattern = re.compile(rb"^([ \t]*(?:export[ \t]+)?(?:" + "|".join(KEY_NAMES).encode()
-                         + rb")[ \t]*=)[^\r\n]*", re.MULTILINE)
-    new_data, count = pattern.subn(lambda m: m.group(1) + line.split(b"=", 1)[1], data, count=1)
-    if count != 1:
-        raise QwenOpsError(f"could not find the placeholder line in {path}; nothing written",
-                           errors.REFUSED_WRITE)
-    report.say(f"replace the placeholder in {path} with the key from stdin ({status})")
-    if not dry_run:
-        _check_target(path)
-        replace_file(path, new_data)
+    new_text = _append_lines(target, [f"DASHSCOPE_API_KEY={value}"])
+    _verify(target, new_text, {"DASHSCOPE_API_KEY": value}, expect=("DASHSCOPE_API_KEY", value))
+    plan.change(f"added the key from stdin to {target.path} ({status})",
+                f"add the key from stdin to {target.path} ({status})", target.path, new_text, target.mode)
     return status
+
+
+OSS_NAMES = ("QWEN_TMP_OSS_BUCKET", "QWEN_TMP_OSS_REGION", "QWEN_TMP_OSS_AK_ID", "QWEN_TMP_OSS_AK_SECRET")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
+
+
+def _add_custom_oss(plan: _Plan, target: EnvText, chain: list, settings: Settings, bucket: str, region: str) -> None:
+    if not _BUCKET.match(bucket):
+        raise QwenOpsError("--bucket is not an OSS bucket name (3-63 lowercase letters, digits, hyphens)",
+                           errors.USAGE)
+    if not _REGION.match(region):
+        raise QwenOpsError("--region is not a region id like cn-beijing", errors.USAGE)
+    wanted = {"QWEN_TMP_OSS_BUCKET": bucket, "QWEN_TMP_OSS_REGION": region,
+              "QWEN_TMP_OSS_AK_ID": OSS_AK_ID_PLACEHOLDER, "QWEN_TMP_OSS_AK_SECRET": OSS_AK_SECRET_PLACEHOLDER}
+    for text in {id(t): t for t in [*chain, target] if t.exists}.values():
+        _check_lines(text, OSS_NAMES)
+    missing = {}
+    for name, value in wanted.items():
+        current, where = settings.env.get(name), f"the environment variable {name}"
+        for text in chain:
+            if current:
+                break
+            current, where = _in_effect(text, (name,)), str(text.path)
+            current = current[1] if current else None
+        if not current:
+            missing[name] = value
+        elif name in ("QWEN_TMP_OSS_BUCKET", "QWEN_TMP_OSS_REGION") and current != value:
+            raise QwenOpsError(f"{name} is already set to another value in {where}; change it there, "
+                               "nothing written", errors.REFUSED_WRITE)
+        else:
+            plan.say(f"{name} is already set ({where}); left unchanged")
+            if value.startswith("your-") and current == value:
+                plan.report.oss_placeholders = True
+    if not missing:
+        return
+    new_text = _append_lines(target, [f"{name}={value}" for name, value in missing.items()])
+    _verify(target, new_text, missing)
+    names = ", ".join(missing)
+    plan.change(f"{'appended to' if target.exists else 'created'} {target.path}: {names}",
+                f"{'append to' if target.exists else 'create'} {target.path}: {names}",
+                target.path, new_text, target.mode)
+    plan.report.oss_placeholders = plan.report.oss_placeholders or "QWEN_TMP_OSS_AK_ID" in missing
