@@ -174,8 +174,6 @@ def test_every_script_sees_the_same_project_key_and_evidence(installed, where):
     assert sorted(project.rglob(".env")) == [project / ".env"]
 
 
-@pytest.mark.xfail(strict=True, reason="setup_env.py still writes to the working directory; the envdocs branch "
-                                       "makes it write to Settings.project_root (remove this mark after that merge)")
 def test_setup_env_never_writes_into_the_skill_or_a_subfolder(installed, tmp_path):
     project = tmp_path / "proj"  # a copy of the install: this test writes, the shared one stays as installed
     shutil.copytree(installed[0], project, symlinks=True)

@@ -56,13 +56,6 @@ class Settings:
         """The user's project (see ``project.py``): where ``setup_env.py`` writes and evidence goes."""
         return self.layout.project
 
-    # TEMPORARY (envdocs branch): a stand-in until the layout branch lands its Settings.project_root.
-    # The lead resolves the merge conflict in favour of layout's version; delete this one then.
-    @property
-    def project_root(self) -> Path:
-        """The user's project: where setup_env.py writes a new ``.env``."""
-        return find_repo_root(self.cwd) or self.cwd
-
     def dotenv_paths(self) -> list[Path]:
         """The ``.env`` files consulted, in order (each is used only when it exists and is trusted)."""
         return self.layout.dotenv_paths()
