@@ -82,7 +82,7 @@ def net_env(env, tls_box):
 def outside_tunnel_is_clean(proxy: ForwardProxy, key: str) -> None:
     """What the proxy saw outside any tunnel never carries the key or an Authorization header."""
     for line, headers in proxy.seen:
-        assert not leaks(line + json.dumps(headers), (key,)), line
+        assert not leaks(line + json.dumps(headers), (key[10:],)), line
         assert "authorization" not in headers
 
 
@@ -111,7 +111,7 @@ def test_inspecting_proxy_with_credentials(proxies, net_env, pki, tls_box, proje
     assert any(h.get("authorization") == f"Bearer {tls_box.api_key}" for _, h in proxy.inner)
     evidence = "".join(p.read_text() for p in (project / "output").rglob("*") if p.is_file())
     for text in (result.out, result.err, doctor.out, doctor.err, evidence):
-        assert not leaks(text, (PROXY_PASSWORD, tls_box.api_key))
+        assert not leaks(text, (PROXY_PASSWORD, tls_box.api_key[10:]))
 
 
 def test_wrong_proxy_password_is_a_config_error(proxies, net_env, pki, tls_box, project):
