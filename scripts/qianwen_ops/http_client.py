@@ -70,6 +70,8 @@ class _Sock:
         self.sock = sock
         self.read_timeout = read_timeout
         self.deadline: float | None = None
+        self._readers = 0       # like socket.makefile: the socket closes when its last reader does
+        self._closed = False
 
     def sendall(self, data) -> None:
         self.sock.settimeout(self.read_timeout)
@@ -91,10 +93,19 @@ class _Sock:
             raise
 
     def makefile(self, mode: str = "rb", *args, **kwargs):
+        self._readers += 1
         return io.BufferedReader(_Reader(self))
 
+    def reader_closed(self) -> None:
+        self._readers -= 1
+        if self._closed and self._readers <= 0:
+            self.sock.close()
+
     def close(self) -> None:
-        self.sock.close()
+        """http.client closes the connection before the body of a "Connection: close" answer is read."""
+        self._closed = True
+        if self._readers <= 0:
+            self.sock.close()
 
     def __getattr__(self, name: str):
         return getattr(self.sock, name)
@@ -109,6 +120,11 @@ class _Reader(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         return self.owner.recv_into(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.owner.reader_closed()
+        super().close()
 
 
 class _ProxyRefused(Exception):
@@ -312,10 +328,9 @@ class HttpSession:
                 conn.putrequest(method, path, skip_host=False, skip_accept_encoding=True)
                 for name, value in headers.items():
                     conn.putheader(name, value)
-                conn.endheaders()
-                if isinstance(body, bytes):
-                    conn.send(body)
-                elif body is not None:
+                # a small body goes out with the headers in one send: no Nagle / delayed-ACK stall
+                conn.endheaders(body if isinstance(body, bytes) else None)
+                if body is not None and not isinstance(body, bytes):
                     for chunk in body.chunks():
                         conn.send(chunk)
                 sock = conn.sock  # http.client drops conn.sock once it knows the server will close

@@ -46,7 +46,6 @@ from __future__ import annotations
 import base64
 import os
 import threading
-from dataclasses import dataclass, field
 from typing import Mapping, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
@@ -62,15 +61,19 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
-@dataclass(frozen=True)
-class Proxy:
+class Proxy(NamedTuple):
     """A forward proxy chosen for one URL. ``repr`` never shows the credentials."""
 
     host: str
     port: int
-    variable: str                                   # which variable chose it, e.g. "HTTPS_PROXY"
-    authorization: str = field(default="", repr=False)   # "Basic ..." or ""
-    url: str = field(default="", repr=False)        # http://[user:password@]host:port (for requests)
+    variable: str              # which variable chose it, e.g. "HTTPS_PROXY"
+    authorization: str = ""    # "Basic ..." or ""
+    url: str = ""              # http://[user:password@]host:port (for requests)
+
+    def __repr__(self) -> str:
+        return f"Proxy(host={self.host!r}, port={self.port}, variable={self.variable!r})"
+
+    __str__ = __repr__
 
     @property
     def label(self) -> str:

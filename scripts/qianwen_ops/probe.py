@@ -48,7 +48,9 @@ def probe_endpoint(key: ApiKey, endpoint: Endpoint, model: str, session: HttpSes
     """The tiny request with a usable key; every field taken from the answer is untrusted text."""
     body = json.dumps({"model": model, "max_tokens": 1,
                        "messages": [{"role": "user", "content": "hi"}]}).encode()
-    headers = {"Authorization": f"Bearer {key.secret.reveal()}", "Content-Type": "application/json"}
+    # one request per connection: "close" also spares a keep-alive server's Nagle/delayed-ACK stall
+    headers = {"Authorization": f"Bearer {key.secret.reveal()}", "Content-Type": "application/json",
+               "Connection": "close"}
     started = time.monotonic()
     try:
         response = session.request("POST", endpoint.compatible_base + "/chat/completions", headers, body)
