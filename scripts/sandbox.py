@@ -6,7 +6,8 @@ it accepts), other_api_key (a second account), token_plan_key (sk-sp-),
 oss_endpoint, oss_bucket, oss_region, oss_access_key_id, oss_access_key_secret,
 the STS trio, and limits. These are throw-away sandbox credentials, created fresh
 at every start. Logs (method, path, status; never queries or headers) go to stderr.
-Stops cleanly on SIGINT/SIGTERM.
+Stops cleanly on SIGINT/SIGTERM. With --tls-cert/--tls-key both ports serve HTTPS
+(base_url and oss_endpoint then start with https://; tests make the CA with trustme).
 
 Test hooks: GET {base_url}/_sandbox/stats and POST {base_url}/_sandbox/faults with
 {"route": "chat"|"getPolicy"|"postObject"|"oss", "status": 503, "count": 2} or

@@ -99,6 +99,23 @@ class _Big(BaseHTTPRequestHandler):
         pass
 
 
+class _Closing(_Big):
+    protocol_version = "HTTP/1.0"  # "Connection: close": http.client drops the connection before the body
+
+
+def test_a_closing_answer_still_gives_its_body():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Closing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    session = http_client.HttpSession(timeout=5, env={})
+    try:
+        got = session.request("GET", f"http://127.0.0.1:{server.server_address[1]}/")
+    finally:
+        session.close()
+        server.shutdown()
+        server.server_close()
+    assert got.status == 200 and got.body == b"x" * 5000
+
+
 def test_oversized_response_is_a_clean_error(monkeypatch):
     monkeypatch.setattr(http_client, "MAX_RESPONSE_BYTES", 1000)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Big)

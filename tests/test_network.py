@@ -185,6 +185,14 @@ def test_bad_network_settings_are_exit_9_one_line(net_env, tls_box, project, set
     assert not leaks(result.err, (PROXY_PASSWORD,))
 
 
+@pytest.mark.parametrize("url", ["https://a..invalid", "https://" + "x" * 64 + ".example.com"])
+def test_malformed_host_label_is_exit_9(env, project, url):
+    result = run_script("probe.py", env=dict(env, QWEN_BASE_URL=url, DASHSCOPE_API_KEY="sk-abcdef1234"), cwd=project)
+    assert (result.code, result.out.strip()) == (9, "000")
+    assert_clean_error(result)
+    assert len(result.err.splitlines()) == 1
+
+
 def test_no_proxy_sends_loopback_direct(proxies, net_env, pki, tls_box, project):
     proxy = proxies(allow_loopback=True)
     run_env = dict(net_env, QWEN_BASE_URL=tls_box.base_url, HTTPS_PROXY=proxy.url(), SSL_CERT_FILE=pki["server-ca"])
@@ -441,13 +449,13 @@ def test_session_close_closes_every_threads_connections(sb):
     assert all(not pool for pool in session._pools)
 
 
-def test_connect_timeout_names_the_proxy():
+def test_a_refusing_proxy_is_named():
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("127.0.0.1", 0))  # bound, never listening, held open: refused
         port = s.getsockname()[1]
-    session = HttpSession(timeout=2, env={"HTTPS_PROXY": f"http://127.0.0.1:{port}"})
-    with pytest.raises(QwenOpsError) as info:
-        session.request("GET", "https://dashscope.aliyuncs.com/")
+        session = HttpSession(timeout=2, env={"HTTPS_PROXY": f"http://127.0.0.1:{port}"})
+        with pytest.raises(QwenOpsError) as info:
+            session.request("GET", "https://dashscope.aliyuncs.com/")
     assert info.value.exit_code == NETWORK and "refused by proxy 127.0.0.1" in info.value.message
     assert "HTTPS_PROXY" in info.value.message
 

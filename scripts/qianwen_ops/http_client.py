@@ -216,8 +216,10 @@ def _target(url: str) -> tuple[str, str, int, str]:
     if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
         raise QwenOpsError("refusing to send a request to a non-http(s) URL", NETWORK)
     host = parts.hostname
-    if not host.isascii() or not host.isprintable() or " " in host:
-        raise QwenOpsError("refusing to send a request to a host name that is not plain ASCII", CONFIG)
+    if not network.valid_host(host):
+        shown = host if host.isascii() and host.isprintable() and len(host) <= 80 else "(not shown)"
+        raise QwenOpsError(f"the host name {shown} is not valid (empty or over-long label, or unusual characters)",
+                           CONFIG)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return parts.scheme, host, port or network.DEFAULT_PORTS[parts.scheme], path
 

@@ -81,6 +81,16 @@ class Proxy(NamedTuple):
         return f"proxy {shown}:{self.port} (from {self.variable})"
 
 
+def valid_host(host: str) -> bool:
+    """A DNS name (labels of 1-63 letters, digits, '-' or '_', 253 characters at most) or an IP literal."""
+    if ":" in host:
+        return _ip(host.strip("[]")) is not None
+    name = host[:-1] if host.endswith(".") else host
+    if not name or len(name) > 253 or not set(name.lower()) <= _NAME_CHARS:
+        return False
+    return all(0 < len(label) <= 63 for label in name.split("."))
+
+
 def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if env is None else env
 
@@ -111,7 +121,7 @@ def parse_proxy(value: str, variable: str) -> Proxy:
     if scheme != "http":
         raise _bad_proxy(variable, "only http:// proxies are supported")
     host = (parts.hostname or "").lower()
-    if not host or not (":" in host or set(host) <= _NAME_CHARS) or not host.isascii():
+    if not valid_host(host):
         raise _bad_proxy(variable, "no valid host")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise _bad_proxy(variable, "unexpected path or query")
