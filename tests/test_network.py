@@ -469,3 +469,22 @@ def test_process_environment_only(tmp_path, monkeypatch):
     assert network.proxy_for("https", "dashscope.aliyuncs.com", 443) is None
     assert network.trust_setting().source == "system"
     assert os.environ.get("HTTPS_PROXY") is None
+
+
+@pytest.mark.parametrize("through_proxy", [False, True])
+def test_a_silent_peer_is_bounded_by_the_connect_timeout(through_proxy):
+    """TCP connects (the kernel's backlog), then nothing: no TLS handshake, no CONNECT reply."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        env = {"HTTPS_PROXY": f"http://127.0.0.1:{port}"} if through_proxy else {}
+        url = "https://dashscope.aliyuncs.com/" if through_proxy else f"https://127.0.0.1:{port}/"
+        session = HttpSession(timeout=5, connect_timeout=0.3, env=env)
+        started = time.monotonic()
+        with pytest.raises(QwenOpsError) as info:
+            session.request("GET", url)
+        elapsed = time.monotonic() - started
+    assert info.value.exit_code == NETWORK and "timed out after 0.3s connecting to" in info.value.message
+    assert ("proxy 127.0.0.1" in info.value.message) is through_proxy
+    assert elapsed < 2

@@ -186,12 +186,13 @@ class _Connection(http.client.HTTPConnection):
 
 
 def _network_error(exc: BaseException, where: str, timeout: float, stage: str = "request") -> QwenOpsError:
-    if isinstance(exc, _DeadlinePassed):
+    if isinstance(exc, (socket.timeout, TimeoutError)) and stage != "request":
+        text = f"timed out after {timeout:g}s connecting to {where}"   # TCP, CONNECT reply or TLS handshake
+    elif isinstance(exc, _DeadlinePassed):
         text = (f"no complete answer from {where} within {RESPONSE_DEADLINE_FACTOR * timeout:g}s "
                 "(the server is sending too slowly)")
     elif isinstance(exc, (socket.timeout, TimeoutError)):
-        text = (f"timed out after {timeout:g}s connecting to {where}" if stage != "request"
-                else f"timed out after {timeout:g}s waiting for {where}")
+        text = f"timed out after {timeout:g}s waiting for {where}"
     elif isinstance(exc, ConnectionRefusedError):
         text = f"connection refused by {where}"
     elif isinstance(exc, socket.gaierror):
