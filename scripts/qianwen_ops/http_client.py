@@ -1,7 +1,8 @@
 """HTTP for the scripts' own requests: timeouts, proxies, TLS trust, retries, no redirects.
 
-Built on ``http.client`` (oss2 uses requests and ``check_update.py`` uses urllib: both get
-the same proxy and CA decisions from ``network``) so that
+Built on ``http.client`` so that (oss2 speaks HTTP through requests and is handed the same
+decisions by ``network.requests_proxies``/``requests_verify``; ``check_update.py`` speaks
+through urllib and repeats the CA order)
 
 * redirects are never followed (a key is never replayed to another host),
 * request bodies can be streamed from disk with a known Content-Length,

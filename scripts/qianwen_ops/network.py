@@ -22,7 +22,7 @@ Proxies (as curl and requests read them)
     configuration error naming the entry. Loopback is *not* bypassed implicitly (curl and
     requests do not either): list ``localhost,127.0.0.1,::1`` in ``NO_PROXY`` as usual.
 
-TLS trust, first that is set wins (documented in references; the reasons):
+TLS trust, first that is set wins (and why):
     1. ``SSL_CERT_FILE`` and/or ``SSL_CERT_DIR`` (both are loaded when both are set): OpenSSL's
        own variables, which Python's ``ssl`` and ``urllib`` already honour, so a bare urllib
        one-liner and these scripts trust the same CAs.
