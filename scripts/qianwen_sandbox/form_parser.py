@@ -27,7 +27,6 @@ class BodyReader:
         self._left = 0 if self._chunked else int(content_length or 0)
         self._chunk_left = 0
         self._done = not self._chunked and self._left == 0
-        self.consumed = 0
 
     def _read_chunked(self, n: int) -> bytes:
         if self._chunk_left == 0:
@@ -60,12 +59,7 @@ class BodyReader:
                 raise BadBody("connection closed before the body was complete")
             self._left -= len(data)
             self._done = self._left == 0
-        self.consumed += len(data)
         return data
-
-    @property
-    def done(self) -> bool:
-        return self._done
 
     def drain(self, limit: int) -> bool:
         """Discard the rest of the body (up to ``limit`` bytes); True when it all went."""
