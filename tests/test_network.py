@@ -488,3 +488,18 @@ def test_a_silent_peer_is_bounded_by_the_connect_timeout(through_proxy):
     assert info.value.exit_code == NETWORK and "timed out after 0.3s connecting to" in info.value.message
     assert ("proxy 127.0.0.1" in info.value.message) is through_proxy
     assert elapsed < 2
+
+
+def test_fallback_when_the_system_store_is_empty(monkeypatch):
+    """The python.org macOS build without 'Install Certificates': truststore, else certifi, else a clear line."""
+    import sys
+
+    monkeypatch.setattr(network, "_has_roots", lambda context: False)
+    monkeypatch.setattr(network, "_contexts", {})
+    monkeypatch.setitem(sys.modules, "truststore", None)  # an import of it now fails
+    assert network.ssl_context({})[1] == "certifi"
+    monkeypatch.setattr(network, "_contexts", {})
+    monkeypatch.setitem(sys.modules, "certifi", None)
+    assert network.ssl_context({})[1] == "system (empty)"
+    advice = network.certificate_advice("dashscope.aliyuncs.com", "system (empty)", "unable to get local issuer")
+    assert "pip install certifi" in advice and "SSL_CERT_FILE" in advice and "\n" not in advice
