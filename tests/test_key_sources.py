@@ -45,11 +45,18 @@ def test_cli_active_profile_and_config_dir(tmp_path):
     "[" * 200000, "{" * 100000, '{"api_key": 5}', "[]", '"sk-abc"', "\x00\xff", '{"active_config": "gone"}',
     '{"active_config": "../x", "api_key": 7}', '{"active_config": "p", "p": []}', "{" + '"a":1,' * 10 + "}",
 ])
-def test_hostile_cli_config_never_crashes(tmp_path, env, project, content):
+def test_hostile_cli_config_never_crashes(tmp_path, content):
     write_cli_config(tmp_path / "home" / ".bailian", content)
-    assert bailian_key(settings_for(project, {"HOME": str(tmp_path / "home")})) is None
-    result = run_script("probe.py", env=env, cwd=project)
-    assert (result.code, result.out.strip()) == (3, "000") and "Traceback" not in result.err
+    assert bailian_key(settings_for(tmp_path, {"HOME": str(tmp_path / "home")})) is None
+
+
+@pytest.mark.parametrize("script", ["probe.py", "upload_file.py"])
+def test_nested_cli_config_does_not_stop_the_scripts(tmp_path, env, project, script):
+    write_cli_config(tmp_path / "home" / ".bailian", "[" * 200000)
+    (project / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    args = ["a.png", "--model", "qwen-vl-plus"] if script == "upload_file.py" else []
+    result = run_script(script, *args, env=env, cwd=project)
+    assert result.code == 3 and "Traceback" not in result.err and "no API key" in result.err
 
 
 def test_huge_cli_config_is_ignored(tmp_path, env, project):
