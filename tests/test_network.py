@@ -105,6 +105,8 @@ def test_inspecting_proxy_with_credentials(proxies, net_env, pki, tls_box, proje
     assert result.code == 0 and json.loads(result.out)["status"] == 200
     doctor = run_script("doctor.py", env=run_env, cwd=project)
     assert doctor.code == 0, doctor.out
+    assert f"network: through proxy 127.0.0.1:{proxy.port} (from https_proxy); CA certificates from SSL_CERT_FILE" \
+        in doctor.out
     assert all(h.get("proxy-authorization", "").startswith("Basic ") for _, h in proxy.seen)
     outside_tunnel_is_clean(proxy, tls_box.api_key)
     # the inspecting proxy does read the request inside the tunnel: that is the user's company's choice

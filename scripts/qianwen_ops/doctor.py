@@ -69,6 +69,7 @@ def _check_key_and_endpoint(settings: Settings, report: Report, offline: bool, t
     report.facts.update(endpoint_host=endpoint.host)
     report.add("endpoint", "ok", f"{endpoint.root} ({endpoint.source})")
     _check_documented_host(endpoint, report)
+    _check_network(settings, report, endpoint)
     if key.status == TOKEN_PLAN and not endpoint.is_token_plan:
         report.add("key fits endpoint", "fail", "a Token Plan key (sk-sp-) on a standard host is rejected with 401; "
                    "these scripts need a standard key (see references/tokenplan.md)")
@@ -128,6 +129,19 @@ def _check_key_sources(settings: Settings, report: Report) -> None:
             report.add("key sources", "warn",
                        f"{effective.source} overrides a different key in {other.source} (the nearer .env wins); "
                        "remove the stale line")
+
+
+def _check_network(settings: Settings, report: Report, endpoint: Endpoint) -> None:
+    """The proxy and CA certificates the requests will use (process environment only; no password)."""
+    from . import network
+
+    try:
+        proxy = network.proxy_for_url(endpoint.root, settings.env)
+    except QwenOpsError as exc:
+        report.failed("network", exc)
+        return
+    route = f"through {proxy.label}" if proxy else "direct (no proxy variable applies to this host)"
+    report.add("network", "ok", f"{route}; CA certificates from {network.trust_setting(settings.env).source}")
 
 
 def _check_documented_host(endpoint: Endpoint, report: Report) -> None:
