@@ -236,6 +236,78 @@ def bench_custom_oss(work: Path, size: int, rounds: int) -> dict:
             "oss2_wall": median(base_wall), "oss2_rss": max(base_rss)}
 
 
+def bench_proxy_tls(rounds: int) -> dict:
+    """Probe through a CONNECT proxy to the TLS sandbox vs the bare urllib one-liner through the same proxy
+    (both trust the test CA via SSL_CERT_FILE), and a certificate failure (wrong CA: one attempt, exit 8).
+
+    Owned by the network work; needs trustme and tests/forward_proxy.py. Run it alone with
+    ``python -c 'import sys; sys.path[:0] = ["bench"]; import run;
+    print(run.proxy_tls_report(run.bench_proxy_tls(5)))'``
+    """
+    import trustme
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from forward_proxy import ForwardProxy
+
+    with tempfile.TemporaryDirectory(prefix="qianwen-bench-net-") as tmp:
+        work = Path(tmp)
+        (work / "home").mkdir()
+        ca, other = trustme.CA(), trustme.CA()
+        ca.issue_cert("127.0.0.1", "dashscope.aliyuncs.com").private_key_and_cert_chain_pem.write_to_path(
+            str(work / "server.pem"))
+        ca.cert_pem.write_to_path(str(work / "ca.pem"))
+        other.cert_pem.write_to_path(str(work / "other.pem"))
+        box = Sandbox("--tls-cert", str(work / "server.pem"), "--tls-key", str(work / "server.pem"))
+        api = ("127.0.0.1", int(box.info["base_url"].rsplit(":", 1)[1]))
+        proxy = ForwardProxy(routes={"dashscope.aliyuncs.com:443": api})
+        try:
+            env = {k: v for k, v in os.environ.items()  # bytecode caches allowed, as users have them
+                   if not k.upper().endswith(("_PROXY", "_CA_BUNDLE")) and k != "PYTHONDONTWRITEBYTECODE"
+                   and not k.startswith(("SSL_CERT_", "QWEN_", "DASHSCOPE_"))}
+            env.update(HOME=str(work / "home"), XDG_CACHE_HOME=str(work / "cache"), HTTPS_PROXY=proxy.url(),
+                       SSL_CERT_FILE=str(work / "ca.pem"), DASHSCOPE_API_KEY=box.info["api_key"])
+            body = json.dumps({"model": "qwen-turbo", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]})
+            bare = ("import urllib.request,os;r=urllib.request.Request('https://dashscope.aliyuncs.com"
+                    "/compatible-mode/v1/chat/completions'," + repr(body) + ".encode(),{'Authorization':'Bearer '+"
+                    "os.environ['DASHSCOPE_API_KEY'],'Content-Type':'application/json'});"
+                    "print(urllib.request.urlopen(r,timeout=15).status)")
+            ours, base, bad = [], [], []
+            run([sys.executable, str(SCRIPTS / "probe.py")], env, work)  # warm the bytecode cache
+            for _ in range(rounds):
+                wall, _, code, out = run([sys.executable, str(SCRIPTS / "probe.py")], env, work)
+                assert code == 0, out
+                ours.append(wall)
+                wall, _, code, out = run([sys.executable, "-c", bare], env, work)
+                assert code == 0, out
+                base.append(wall)
+            before = len(proxy.connects())
+            for _ in range(rounds):
+                wall, _, code, out = run([sys.executable, str(SCRIPTS / "probe.py")],
+                                         dict(env, SSL_CERT_FILE=str(work / "other.pem")), work)
+                assert code == 8, out
+                bad.append(wall)
+            attempts = (len(proxy.connects()) - before) / rounds
+        finally:
+            proxy.close()
+            box.stop()
+    return {"probe_proxy": median(ours), "bare_urllib_proxy": median(base), "cert_failure": median(bad),
+            "cert_failure_attempts": attempts}
+
+
+def proxy_tls_report(results: dict) -> str:
+    ratio = results["probe_proxy"] / results["bare_urllib_proxy"]
+    return "\n".join([
+        "| measure | value | goal | met |", "|---|---|---|---|",
+        f"| probe through a CONNECT proxy (TLS) / bare urllib one-liner through the same proxy | {ratio:.2f}x "
+        f"({results['probe_proxy'] * 1000:.0f} ms vs {results['bare_urllib_proxy'] * 1000:.0f} ms) | <= 1.3x | "
+        f"{verdict(ratio, 1.3)} |",
+        f"| certificate failure (wrong CA): whole process wall | {results['cert_failure'] * 1000:.0f} ms | <= 1000 ms "
+        f"| {verdict(results['cert_failure'], 1.0)} |",
+        f"| certificate failure: CONNECT attempts per run | {results['cert_failure_attempts']:g} | 1 | "
+        f"{verdict(results['cert_failure_attempts'], 1)} |",
+    ])
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:

@@ -6,7 +6,8 @@ it accepts), other_api_key (a second account), token_plan_key (sk-sp-),
 oss_endpoint, oss_bucket, oss_region, oss_access_key_id, oss_access_key_secret,
 the STS trio, and limits. These are throw-away sandbox credentials, created fresh
 at every start. Logs (method, path, status; never queries or headers) go to stderr.
-Stops cleanly on SIGINT/SIGTERM.
+Stops cleanly on SIGINT/SIGTERM. With --tls-cert/--tls-key both ports serve HTTPS
+(base_url and oss_endpoint then start with https://; tests make the CA with trustme).
 
 Test hooks: GET {base_url}/_sandbox/stats and POST {base_url}/_sandbox/faults with
 {"route": "chat"|"getPolicy"|"postObject"|"oss", "status": 503, "count": 2} or
@@ -38,6 +39,8 @@ def main() -> int:
                         help="getPolicy requests per second per key+model (default 100)")
     parser.add_argument("--policy-ttl", type=int, default=300, help="upload policy lifetime in seconds (default 300)")
     parser.add_argument("--max-file-mb", type=int, default=100, help="largest temporary-storage upload (default 100)")
+    parser.add_argument("--tls-cert", type=Path, help="serve HTTPS on both ports with this PEM certificate chain")
+    parser.add_argument("--tls-key", type=Path, help="the PEM private key for --tls-cert")
     parser.add_argument("--quiet", action="store_true", help="no request log on stderr")
     args = parser.parse_args()
     if not is_loopback_host(args.host):
@@ -47,14 +50,18 @@ def main() -> int:
                                    ("--max-file-mb", args.max_file_mb, 1, 5120)):
         if not low <= value <= high:
             parser.error(f"{name} must be between {low} and {high}")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
     if args.data_dir is not None:
         args.data_dir.mkdir(parents=True, exist_ok=True)
     config = SandboxConfig(host=args.host, port=args.port, oss_port=args.oss_port, data_dir=args.data_dir,
-                           qps=args.qps, policy_ttl=args.policy_ttl, max_file_mb=args.max_file_mb)
+                           qps=args.qps, policy_ttl=args.policy_ttl, max_file_mb=args.max_file_mb,
+                           tls_cert=args.tls_cert, tls_key=args.tls_key)
     try:
         sandbox = start(config, quiet=args.quiet)
-    except OSError as exc:
-        raise errors.QwenOpsError(f"cannot start the sandbox: {exc.strerror or exc}", errors.CONFIG) from None
+    except OSError as exc:  # ssl.SSLError too: a bad certificate or key file
+        raise errors.QwenOpsError(f"cannot start the sandbox: {exc.strerror or exc.__class__.__name__}",
+                                  errors.CONFIG) from None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -82,15 +82,26 @@ class SandboxProc:
                 self.process.wait(timeout=10)
 
 
+def read_json_line(proc: subprocess.Popen, timeout: float = 20.0) -> dict:
+    """The child's first stdout line as JSON, within ``timeout`` even if the line never ends."""
+    fd, data = proc.stdout.fileno(), b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            proc.kill()
+            raise RuntimeError(f"no ready line from the child within {timeout:g} s")
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            raise RuntimeError("the child exited before printing its ready line")
+        data += chunk
+    return json.loads(data)
+
+
 def start_sandbox(*args: str) -> SandboxProc:
     proc = subprocess.Popen([sys.executable, str(SCRIPTS / "sandbox.py"), "--quiet", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    ready, _, _ = select.select([proc.stdout], [], [], 20)
-    if not ready:
-        proc.kill()
-        raise RuntimeError("sandbox did not start within 20 s")
-    line = proc.stdout.readline()
-    return SandboxProc(json.loads(line), proc)
+    return SandboxProc(read_json_line(proc), proc)
 
 
 @pytest.fixture(scope="session")

@@ -26,13 +26,9 @@ def loud_sandbox(tmp_path_factory):
     with open(log, "w") as handle:
         proc = subprocess.Popen([sys.executable, str(SCRIPTS / "sandbox.py")], stdout=subprocess.PIPE,
                                 stderr=handle, text=True)
-    import json
-    import select
+    from conftest import SandboxProc, read_json_line
 
-    select.select([proc.stdout], [], [], 20)
-    from conftest import SandboxProc
-
-    box = SandboxProc(json.loads(proc.stdout.readline()), proc)
+    box = SandboxProc(read_json_line(proc), proc)
     box.log = log
     yield box
     box.stop()

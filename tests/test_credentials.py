@@ -117,7 +117,8 @@ def test_bad_dotenv_is_a_clean_config_error(tmp_path, content, why):
     (tmp_path / ".env").write_bytes(content)
     with pytest.raises(QwenOpsError) as info:
         find_api_key(settings(tmp_path, {}, tmp_path))
-    assert info.value.exit_code == 9 and why in str(info.value) or "UTF-8" in str(info.value)
+    assert info.value.exit_code == 9
+    assert why in str(info.value) or "UTF-8" in str(info.value)
 
 
 def test_broken_dotenv_does_not_matter_when_env_is_set(tmp_path):

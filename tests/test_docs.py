@@ -61,8 +61,6 @@ def test_sources_lists_each_url_once_and_says_manual_only():
 # ``.agents/skills/qianwen-ops-auth/``), or bare ``scripts/...`` in a checkout or in the sibling's own SKILL.md.
 SKILL_PREFIX = r"(?:<skill-dir>/|(?:\.agents|\.claude)/skills/qianwen-ops-auth/)?"
 COMMAND = re.compile(r"python3 (" + SKILL_PREFIX + r"(?:\.\./qianwen-update-check/)?scripts/[\w]+\.py)([^`\n|]*)")
-# Flags other branches add; each entry goes when that branch is merged (the lead removes it).
-PENDING_FLAGS = {("probe.py", "--all-regions"): "net"}
 
 
 def checkout_path(script: str, base: Path = ROOT) -> Path:
@@ -88,8 +86,7 @@ def test_quoted_commands_exist_with_their_flags(doc, script, flags):
     done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     for flag in flags:
-        if (script.name, flag) not in PENDING_FLAGS:
-            assert flag in done.stdout, f"{doc}: {script.name} has no {flag}"
+        assert flag in done.stdout, f"{doc}: {script.name} has no {flag}"
 
 
 def test_skill_md_runs_everything_from_the_project_by_the_skill_path():
@@ -180,8 +177,6 @@ SITUATIONS = {
     "update prompt state": (WORKING, {}),
     "user asks to check for updates": (WORKING, {}),
 }
-# JSON fields other branches add; each entry goes when that branch is merged (the lead removes it).
-PENDING_FIELDS = {"summary": "layout"}
 
 
 def prepare_situation(situation: str, env: dict, box, project: Path, state: Path) -> tuple:
@@ -222,8 +217,6 @@ def prints_problem(cell: str, stdout: str) -> str:
         phrases = [_pattern(s) for s in spans if s not in fields]
         for name in fields:
             if name not in obj:
-                if name in PENDING_FIELDS:
-                    pytest.skip(f"JSON field {name} arrives with the {PENDING_FIELDS[name]} branch")
                 return f"no {name} in {sorted(obj)}"
         if phrases and not any(p.match(str(obj[fields[0]])) for p in phrases):
             return f"{fields[0]} = {obj[fields[0]]!r} matches none of {spans}"
@@ -243,8 +236,6 @@ def test_scenario_prints_what_skill_md_says(situation, sb, env, project, tmp_pat
     row = SCENARIOS[situation]
     argv = row["command"].split()[1:]
     script, args = Path(argv[0]).name, argv[1:]
-    if any((script, a) in PENDING_FLAGS for a in args):
-        pytest.skip(f"{script} {' '.join(args)} arrives with the {PENDING_FLAGS[(script, args[0])]} branch")
     run_env, expected_exit = prepare_situation(situation, env, sb, project, tmp_path / "state.json")
     result = run_script(script, *args, env=run_env, cwd=project)
     assert result.code == expected_exit, (situation, result.out, result.err)

@@ -101,10 +101,10 @@ def test_timeout_and_reset_are_network_errors(sb, env, project):
 
 def test_connection_refused(env, project):
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("127.0.0.1", 0))  # bound, never listening, held open: refused, and no other process can take it
         port = s.getsockname()[1]
-    result = run_script("probe.py", env=dict(env, QWEN_BASE_URL=f"http://127.0.0.1:{port}",
-                                             DASHSCOPE_API_KEY="sk-abcdef1234"), cwd=project)
+        result = run_script("probe.py", env=dict(env, QWEN_BASE_URL=f"http://127.0.0.1:{port}",
+                                                 DASHSCOPE_API_KEY="sk-abcdef1234"), cwd=project)
     assert result.code == 8 and "refused" in result.err
 
 

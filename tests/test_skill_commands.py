@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_docs import PENDING_FIELDS, PENDING_FLAGS, SCENARIOS, prepare_situation, prints_problem
+from test_docs import SCENARIOS, prepare_situation, prints_problem
 from test_install import install, skills_cli, source_repo  # noqa: F401 - fixtures
 
 from conftest import ROOT, SCRUB_PREFIXES, leaks
@@ -73,24 +73,16 @@ def test_skill_md_commands_from_the_project_root(installed, sandbox):
     project, env = installed
     skill = project / SKILL_DIR
     before = tree_digest(skill)
-    problems, pending = [], []
+    problems = []
     for situation, row in SCENARIOS.items():
         argv = as_written(row["command"])
-        script, args = Path(argv[1]).name, argv[2:]
-        if any((script, a) in PENDING_FLAGS for a in args):
-            pending.append(row["command"])
-            continue
         run_env, expected_exit = prepare_situation(situation, env, sandbox, project, project / "state.json")
         done = subprocess.run(argv, cwd=project, env=run_env, capture_output=True, text=True, timeout=120)
         if done.returncode != expected_exit:
             problems.append(f"{row['command']}: exit {done.returncode}, SKILL.md says {expected_exit}: "
                             f"{done.stderr.strip()[:300]}")
             continue
-        try:
-            why = prints_problem(row["prints"], done.stdout)
-        except pytest.skip.Exception:
-            pending.append(row["command"])
-            continue
+        why = prints_problem(row["prints"], done.stdout)
         if why:
             problems.append(f"{row['command']}: {why}")
         if "Traceback" in done.stderr or leaks(done.stdout + done.stderr, (sandbox.api_key[10:],)):
@@ -99,8 +91,6 @@ def test_skill_md_commands_from_the_project_root(installed, sandbox):
     assert tree_digest(skill) == before, "the installed skill folder changed"
     assert (project / "output" / "qianwen-ops-auth").is_dir() and not (skill / "output" / "qianwen-ops-auth").exists()
     assert not (skill / ".env").exists()
-    # the temporary allowances in test_docs (PENDING_FLAGS / PENDING_FIELDS) are the only commands not run
-    assert len(pending) <= len(PENDING_FLAGS) + len(PENDING_FIELDS), pending
 
 
 def test_user_code_snippet_from_skill_md(installed, sandbox):

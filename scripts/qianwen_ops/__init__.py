@@ -3,6 +3,7 @@
 Public surface (imported lazily, so the probe stays fast)::
 
     from qianwen_ops import resolve_file, upload_file, upload_many, request_headers_for, Upload
+    from qianwen_ops import api_settings   # base_url, native_base_url, headers, key_status for your code
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ _PUBLIC = {
     "resolve_file": "uploads", "upload_file": "uploads", "upload_many": "uploads",
     "request_headers_for": "uploads", "Upload": "uploads", "RESOLVE_HEADER": "uploads",
     "QwenOpsError": "errors", "Settings": "settings", "find_api_key": "credentials",
-    "resolve_endpoint": "endpoints",
+    "resolve_endpoint": "endpoints", "api_settings": "user_code", "ApiSettings": "user_code",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -2,24 +2,31 @@
 
 Chain (first match wins): env ``QIANWEN_API_KEY`` (alias, wins over the next),
 env ``DASHSCOPE_API_KEY``, ``.env`` in the current directory, ``.env`` at the
-repository root, and last ``~/.bailian/config.json`` (``api_key``), the file the
-Model Studio CLI writes.
+repository root, and last the Model Studio CLI's ``config.json`` (its active profile's
+``api_key``; see ``bailian_key``). Note that the CLI itself puts its file *before*
+``DASHSCOPE_API_KEY``; doctor says so when the two differ.
 
 The value lives in a ``Secret`` whose ``repr``/``str`` never show it; only
-``reveal()`` gives it, and only the HTTP layer calls that.
+``reveal()`` gives it, where a request header or the user's own code needs the value.
+Also here: what to tell the user about a key (``key_advice``), the one mapping from key
+status to exit code (``key_exit_code``), and every place a key is set (``key_candidates``),
+so doctor can say which one overrides which.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import NamedTuple
 
+from . import errors
 from .redaction import remember
 from .settings import Settings
 
 KEY_NAMES = ("QIANWEN_API_KEY", "DASHSCOPE_API_KEY")
 BAILIAN_CONFIG = Path(".bailian") / "config.json"
+BAILIAN_CONFIG_LIMIT = 1024 * 1024
 
 NOT_SET = "not set"
 PLACEHOLDER = "placeholder"
@@ -31,6 +38,15 @@ MALFORMED = "malformed"
 # these fragments only ever appear in templates and documentation.
 _PLACEHOLDER_WORDS = ("your", "xxxx", "placeholder", "example", "replace", "changeme",
                       "change-me", "-here", "...", "***", "<", ">", "{", "}")
+
+
+KEY_ADVICE = {
+    NOT_SET: "no API key found; run scripts/setup_env.py and put your key in .env",
+    PLACEHOLDER: "the API key is still the placeholder; replace it in {source} with your key from the console",
+    MALFORMED: "the API key in {source} is malformed ({problem}); fix it there",
+    TOKEN_PLAN: ("the API key in {source} is a Token Plan key (sk-sp-); Token Plan is for interactive "
+                 "tools only and these scripts need a standard pay-as-you-go key (sk-)"),
+}
 
 
 class Secret:
@@ -99,18 +115,92 @@ def classify_key(value: str | None) -> tuple[str, str]:
     return MALFORMED, "does not start with 'sk-'"
 
 
-def _bailian_key(home: Path) -> tuple[str, str] | None:
-    path = home / BAILIAN_CONFIG
-    try:
-        if not path.is_file() or path.stat().st_size > 1024 * 1024:
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+def key_advice(key: "ApiKey") -> str:
+    """One line saying what is wrong with an unusable key and where to fix it (never the value)."""
+    return KEY_ADVICE[key.status].format(source=key.source or ".env", problem=key.problem)
+
+
+def key_exit_code(key: "ApiKey") -> int:
+    """The one mapping from key status to exit code (probe, doctor and uploads use it)."""
+    if key.status == STANDARD:
+        return errors.OK
+    return errors.TOKEN_PLAN_KEY if key.status == TOKEN_PLAN else errors.NO_KEY
+
+
+# The Model Studio CLI (npm ``bailian-cli``, github.com/modelstudioai/cli, src/config/paths.ts and
+# src/config/loader.ts: readRawConfigObject, readStoredActiveConfigName, readRawConfigBlock,
+# buildSources): the file is ``$BAILIAN_CONFIG_DIR/config.json`` when that variable is set, else
+# ``~/.bailian/config.json``; one JSON object whose top level is the default profile (``api_key``,
+# ``base_url``...); ``active_config`` names the active profile, a top-level key whose value is an
+# object of the same fields; a name must match /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/ and "default"
+# means the top level. A file that is not a JSON object counts as empty (the CLI warns and uses
+# defaults); so does anything unreadable, too large (1 MiB) or too deeply nested here.
+_PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def bailian_config_path(settings: Settings) -> tuple[Path, str]:
+    """(path, how to name it) of the CLI's config file; only the process environment can move it."""
+    folder = settings.env.get("BAILIAN_CONFIG_DIR")
+    if folder:
+        return Path(folder) / "config.json", "$BAILIAN_CONFIG_DIR/config.json"
+    return settings.home / BAILIAN_CONFIG, "~/.bailian/config.json"
+
+
+def bailian_key(settings: Settings) -> tuple[str, str] | None:
+    """(value, source) of the CLI's active-profile ``api_key``, or None. Never raises."""
+    from .fsutil import read_limited
+
+    path, label = bailian_config_path(settings)
+    raw = read_limited(path, BAILIAN_CONFIG_LIMIT)
+    if raw is None:
         return None
-    value = data.get("api_key") if isinstance(data, dict) else None
-    if isinstance(value, str) and value:
-        return value, "~/.bailian/config.json"
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError, MemoryError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    block, source = data, label
+    active = data.get("active_config")
+    if isinstance(active, str) and active != "default" and _PROFILE_NAME.fullmatch(active):
+        block = data.get(active)
+        if not isinstance(block, dict):
+            return None  # the CLI refuses an active profile that does not exist
+        source = f"{label} (profile {active})"
+    value = block.get("api_key")
+    if isinstance(value, str) and value.strip():
+        return value.strip(), source
     return None
+
+
+class KeyCandidate(NamedTuple):
+    source: str
+    fingerprint: str     # salted with the caller's salt; never the value
+    status: str
+
+
+def key_candidates(settings: Settings, salt: str) -> list:
+    """Every place a key is set, in chain order (the first is the one in effect)."""
+    found = []
+
+    def add(value: str, source: str) -> None:
+        if value:
+            secret = Secret(value)
+            found.append(KeyCandidate(source, secret.fingerprint(salt), classify_key(value)[0]))
+
+    for name in KEY_NAMES:
+        add(settings.env.get(name) or "", f"env:{name}")
+    for path in settings.dotenv_paths():
+        try:
+            values = settings._dotenv(path)
+        except errors.QwenOpsError:  # an unreadable .env is reported by the key check itself
+            values = {}
+        for name in KEY_NAMES:
+            add(values.get(name) or "", str(path))
+    from_cli = bailian_key(settings)
+    if from_cli is not None:
+        add(*from_cli)
+    return found
 
 
 def find_api_key(settings: Settings) -> ApiKey:
@@ -119,7 +209,7 @@ def find_api_key(settings: Settings) -> ApiKey:
     if found is not None:
         value, source = found.value, found.source
     else:
-        from_cli = _bailian_key(settings.home)
+        from_cli = bailian_key(settings)
         if from_cli is None:
             return ApiKey(NOT_SET, "", None)
         value, source = from_cli

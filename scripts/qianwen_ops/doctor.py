@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import errors
-from .credentials import STANDARD, TOKEN_PLAN, find_api_key
-from .endpoints import resolve_endpoint
+from .credentials import STANDARD, TOKEN_PLAN, ApiKey, find_api_key, key_advice, key_candidates, key_exit_code
+from .endpoints import KNOWN_HOSTS, REGION_ROOTS, Endpoint, is_loopback_host, resolve_endpoint
 from .errors import QwenOpsError
 from .evidence import evidence_dir
-from .probe import key_advice, run_probe
+from .probe import probe_regions, run_probe
 from .project import project_findings
 from .settings import Settings
 
@@ -60,7 +60,8 @@ def _check_key_and_endpoint(settings: Settings, report: Report, offline: bool, t
         report.add("api key", "ok", f"standard key (sk-) from {key.source}")
     else:
         report.add("api key", "fail", key_advice(key))
-        report.fail(errors.TOKEN_PLAN_KEY if key.status == TOKEN_PLAN else errors.NO_KEY)
+        report.fail(key_exit_code(key))
+    _check_key_sources(settings, report)
     try:
         endpoint = resolve_endpoint(settings)
     except QwenOpsError as exc:
@@ -68,6 +69,8 @@ def _check_key_and_endpoint(settings: Settings, report: Report, offline: bool, t
         return
     report.facts.update(endpoint_host=endpoint.host)
     report.add("endpoint", "ok", f"{endpoint.root} ({endpoint.source})")
+    _check_documented_host(endpoint, report)
+    _check_network(settings, report, endpoint)
     if key.status == TOKEN_PLAN and not endpoint.is_token_plan:
         report.add("key fits endpoint", "fail", "a Token Plan key (sk-sp-) on a standard host is rejected with 401; "
                    "these scripts need a standard key (see references/tokenplan.md)")
@@ -80,7 +83,7 @@ def _check_key_and_endpoint(settings: Settings, report: Report, offline: bool, t
     if offline:
         report.add("probe", "skip", "--offline: no request sent (authentication not verified)")
     elif key.status == STANDARD:
-        result = run_probe(settings, timeout=timeout)
+        result = run_probe(settings, timeout=timeout, key=key, endpoint=endpoint)
         report.facts.update(probe_status=result.status)
         if result.exit_code == errors.OK:
             report.add("probe", "ok", f"HTTP {result.status} in {result.latency_ms} ms")
@@ -89,8 +92,100 @@ def _check_key_and_endpoint(settings: Settings, report: Report, offline: bool, t
             code = f" {result.error_code}" if result.error_code else ""
             report.add("probe", "fail", f"{shown}{code}: {result.error_message}")
             report.fail(result.exit_code)
+            if result.status == 401 and endpoint.region in REGION_ROOTS:
+                _check_other_regions(settings, report, key, endpoint, timeout)
     else:
         report.add("probe", "skip", "no usable key, no request sent")
+    if key.status == STANDARD and report.exit_code == errors.OK:
+        _check_users_code(report, key)
+
+
+def _check_key_sources(settings: Settings, report: Report) -> None:
+    """Say when the key in effect hides a different one (salted fingerprints, never values)."""
+    import secrets
+
+    candidates = key_candidates(settings, secrets.token_hex(8))
+    if not candidates:
+        return
+    effective, told = candidates[0], set()
+    for other in candidates[1:]:
+        if other.fingerprint == effective.fingerprint or other.source in told:
+            continue
+        told.add(other.source)
+        if "config.json" in other.source:
+            report.add("key sources", "warn",
+                       f"the Model Studio CLI's {other.source} holds a different key; the CLI (bl) prefers that "
+                       f"file over DASHSCOPE_API_KEY while these scripts use {effective.source}: make them the "
+                       "same key (or re-run `bl auth login`) to avoid two answers")
+        elif effective.source.startswith("env:") and not other.source.startswith("env:"):
+            name = effective.source[4:]
+            report.add("key sources", "warn",
+                       f"the environment variable {name} overrides a different key in {other.source}; if the "
+                       f"file's key is the right one, unset {name} (and remove it where your shell sets it)")
+        elif effective.source.startswith("env:"):
+            report.add("key sources", "warn",
+                       f"{effective.source[4:]} overrides a different key in {other.source[4:]} (the alias wins); "
+                       "unset the one you do not want")
+        else:
+            report.add("key sources", "warn",
+                       f"{effective.source} overrides a different key in {other.source} (the nearer .env wins); "
+                       "remove the stale line")
+
+
+def _check_network(settings: Settings, report: Report, endpoint: Endpoint) -> None:
+    """The proxy and CA certificates the requests will use (process environment only; no password)."""
+    from . import network
+
+    try:
+        proxy = network.proxy_for_url(endpoint.root, settings.env)
+    except QwenOpsError as exc:
+        report.failed("network", exc)
+        return
+    route = f"through {proxy.label}" if proxy else "direct (no proxy variable applies to this host)"
+    report.add("network", "ok", f"{route}; CA certificates from {network.trust_setting(settings.env).source}")
+
+
+def _check_documented_host(endpoint: Endpoint, report: Report) -> None:
+    if endpoint.host in KNOWN_HOSTS:
+        return
+    if is_loopback_host(endpoint.host):
+        report.add("endpoint host", "warn", "QWEN_BASE_URL points to this machine (loopback, e.g. the sandbox): "
+                   "a 200 there proves nothing about DashScope; unset QWEN_BASE_URL to check the real service")
+    else:
+        report.add("endpoint host", "warn", f"{endpoint.host} is not a documented DashScope host: a 200 there "
+                   "proves only that this host accepts the key; unset QWEN_BASE_URL to check DashScope itself")
+
+
+def _check_other_regions(settings: Settings, report: Report, key: ApiKey, endpoint: Endpoint,
+                         timeout: float) -> None:
+    """After a 401 on a documented host: does another region accept this key?"""
+    results = probe_regions(settings, timeout=timeout, key=key)
+    report.facts["regions"] = {region: result.status for region, result in results}
+    works = [region for region, result in results if result.exit_code == errors.OK]
+    if works and endpoint.region not in works:
+        report.add("region", "fail", f"your key works on {works[0]}: set QWEN_REGION={works[0]} "
+                   f"(it was rejected on {endpoint.region}; keys belong to one region)")
+    elif not works:
+        shown = ", ".join(f"{r} {x.status if x.status is not None else '000'}" for r, x in results)
+        report.add("region", "fail", f"no region accepted the key ({shown}); it may be revoked or mistyped: "
+                   "create a new key in the console")
+
+
+def _check_users_code(report: Report, key: ApiKey) -> None:
+    """The key works for these scripts; will the user's own program find it too?"""
+    if key.source == "env:DASHSCOPE_API_KEY":
+        return
+    if key.source == "env:QIANWEN_API_KEY":
+        detail = ("the key is in QIANWEN_API_KEY, which the DashScope SDK and OpenAI clients do not read: also "
+                  "export DASHSCOPE_API_KEY, or pass the key from `from qianwen_ops import api_settings`")
+    elif "config.json" in key.source:
+        detail = (f"the key is only in {key.source}: your own code will not see it; export DASHSCOPE_API_KEY "
+                  "or put it in your project's .env")
+    else:
+        detail = (f"the key is only in {key.source}: your own code sees it only if it loads that file "
+                  "(python-dotenv's load_dotenv(), or `from qianwen_ops import api_settings`) or you export "
+                  "DASHSCOPE_API_KEY")
+    report.add("your code", "info", detail)
 
 
 def _check_custom_oss(settings: Settings, report: Report, check_oss: bool) -> None:
@@ -131,11 +226,11 @@ def diagnose(settings: Settings, offline: bool = False, check_oss: bool = False,
     _check_custom_oss(settings, report, check_oss)
     for finding in project_findings(settings):  # the project, its .env files: git-ignored? private?
         report.add(*finding)
-    for package in ("oss2", "dotenv", "requests"):
+    for package in ("oss2", "dotenv"):
         installed = importlib.util.find_spec(package) is not None
         label = "python-dotenv" if package == "dotenv" else package
-        need = {"oss2": "needed only for custom OSS mode", "dotenv": "optional; a stdlib .env parser is built in",
-                "requests": "optional"}[package]
+        need = {"oss2": "needed only for custom OSS mode",
+                "dotenv": "optional; a stdlib .env parser is built in"}[package]
         state = "installed" if installed else "not installed"
         report.add(f"package {label}", "ok" if installed else "info", f"{state} ({need})")
     update = update_status(settings.env)

@@ -1,10 +1,19 @@
-"""The one place that speaks HTTP: timeouts, retries, redaction, no redirects.
+"""HTTP for the scripts' own requests: timeouts, proxies, TLS trust, retries, no redirects.
 
-Built on ``http.client`` so that
+Built on ``http.client`` so that (oss2 speaks HTTP through requests and is handed the same
+decisions by ``network.requests_proxies``/``requests_verify``; ``check_update.py`` speaks
+through urllib and repeats the CA order)
 
 * redirects are never followed (a key is never replayed to another host),
 * request bodies can be streamed from disk with a known Content-Length,
-* connections are reused per thread within a session (batches stay fast).
+* connections are reused per thread within a session (batches stay fast),
+* proxies and CAs come from the process environment only (see ``network``): https goes
+  through a CONNECT tunnel, so the proxy sees the host name but never the request headers;
+  plain http through a proxy (absolute-form) refuses to carry an ``Authorization`` header,
+* time is bounded: ``connect_timeout`` covers TCP, the CONNECT exchange and the TLS
+  handshake; ``timeout`` bounds each wait for data; and the whole answer (status line,
+  headers, body) must arrive within ``RESPONSE_DEADLINE_FACTOR`` x ``timeout`` of the request
+  being sent, so a server trickling one byte at a time cannot hold a script.
 
 Every error raised from here is a ``QwenOpsError`` whose message names the host
 only: never a URL query, a header or a body.
@@ -13,25 +22,25 @@ only: never a URL query, a header or a body.
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import re
 import socket
 import threading
 import time
-from typing import Callable, NamedTuple
+from typing import Callable, Mapping, NamedTuple
 from urllib.parse import urlsplit
 
-from .errors import NETWORK, QwenOpsError
+from . import network
+from .errors import CONFIG, NETWORK, QwenOpsError
 from .redaction import untrusted
 
 USER_AGENT = "qianwen-ops-auth"
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-STREAM_CHUNK = 256 * 1024
-
-# A request body may also be any object with ``length`` (int) and ``chunks()`` (an iterator of
-# bytes that can be called again for a retry): see temp_storage.MultipartFile.
-BodySource = object
+RESPONSE_DEADLINE_FACTOR = 2.0
+MAX_PROXY_REPLY = 16 * 1024
+_CREDENTIAL_HEADERS = frozenset({"authorization", "x-oss-security-token"})
 
 
 class Response(NamedTuple):
@@ -42,112 +51,316 @@ class Response(NamedTuple):
     def json(self) -> dict | None:
         try:
             data = json.loads(self.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             return None
         return data if isinstance(data, dict) else None
 
     def header(self, name: str, default: str = "") -> str:
+        """A header as the server sent it: untrusted text (pass it through ``redaction.untrusted``)."""
         return self.headers.get(name.lower(), default)
 
 
-def _network_error(exc: BaseException, host: str, timeout: float) -> QwenOpsError:
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        text = f"timed out after {timeout:g}s waiting for {host}"
+class _DeadlinePassed(socket.timeout):
+    pass
+
+
+class _Sock:
+    """A connected socket whose reads honour the read timeout and the response deadline."""
+
+    def __init__(self, sock, read_timeout: float):
+        self.sock = sock
+        self.read_timeout = read_timeout
+        self.deadline: float | None = None
+        self._readers = 0       # like socket.makefile: the socket closes when its last reader does
+        self._closed = False
+
+    def sendall(self, data) -> None:
+        self.sock.settimeout(self.read_timeout)
+        self.sock.sendall(data)
+
+    def recv_into(self, buffer) -> int:
+        timeout = self.read_timeout
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise _DeadlinePassed("response deadline passed")
+            timeout = min(timeout, left)
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv_into(buffer)
+        except socket.timeout:
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                raise _DeadlinePassed("response deadline passed") from None
+            raise
+
+    def makefile(self, mode: str = "rb", *args, **kwargs):
+        self._readers += 1
+        return io.BufferedReader(_Reader(self))
+
+    def reader_closed(self) -> None:
+        self._readers -= 1
+        if self._closed and self._readers <= 0:
+            self.sock.close()
+
+    def close(self) -> None:
+        """http.client closes the connection before the body of a "Connection: close" answer is read."""
+        self._closed = True
+        if self._readers <= 0:
+            self.sock.close()
+
+    def __getattr__(self, name: str):
+        return getattr(self.sock, name)
+
+
+class _Reader(io.RawIOBase):
+    def __init__(self, owner: _Sock):
+        self.owner = owner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self.owner.recv_into(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.owner.reader_closed()
+        super().close()
+
+
+class _ProxyRefused(Exception):
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.status = status
+
+
+class _Connection(http.client.HTTPConnection):
+    """One connection to a target, direct or through an http proxy (CONNECT for https)."""
+
+    def __init__(self, scheme: str, host: str, port: int, proxy, context, connect_timeout: float,
+                 read_timeout: float):
+        super().__init__(host, port, timeout=connect_timeout)
+        self.default_port = network.DEFAULT_PORTS[scheme]
+        self.scheme = scheme
+        self.proxy = proxy
+        self.context = context
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.stage = "connect"   # "proxy" while talking to the proxy, then "connect", then "request"
+
+    def connect(self) -> None:
+        deadline = time.monotonic() + self.connect_timeout
+        self.stage = "proxy" if self.proxy else "connect"
+        address = (self.proxy.host, self.proxy.port) if self.proxy else (self.host, self.port)
+        sock = socket.create_connection(address, timeout=self.connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.proxy is not None and self.scheme == "https":
+                self._open_tunnel(sock, deadline)
+            self.stage = "connect"
+            if self.scheme == "https":
+                sock.settimeout(max(0.001, deadline - time.monotonic()))
+                sock = self.context.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+        self.stage = "request"
+        self.sock = _Sock(sock, self.read_timeout)
+
+    def _open_tunnel(self, sock, deadline: float) -> None:
+        target = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}", f"User-Agent: {USER_AGENT}"]
+        if self.proxy.authorization:
+            lines.append(f"Proxy-Authorization: {self.proxy.authorization}")
+        reader = _Sock(sock, self.connect_timeout)
+        reader.deadline = deadline
+        reader.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
+        reply, one = b"", bytearray(1)
+        while not reply.endswith(b"\r\n\r\n"):
+            if len(reply) > MAX_PROXY_REPLY or not reader.recv_into(one):
+                raise http.client.RemoteDisconnected("proxy closed the connection")
+            reply += bytes(one)
+        status_line = reply.split(b"\r\n", 1)[0].split()
+        status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
+        if status != 200:
+            raise _ProxyRefused(status)
+
+
+def _network_error(exc: BaseException, where: str, timeout: float, stage: str = "request") -> QwenOpsError:
+    if isinstance(exc, (socket.timeout, TimeoutError)) and stage != "request":
+        text = f"timed out after {timeout:g}s connecting to {where}"   # TCP, CONNECT reply or TLS handshake
+    elif isinstance(exc, _DeadlinePassed):
+        text = (f"no complete answer from {where} within {RESPONSE_DEADLINE_FACTOR * timeout:g}s "
+                "(the server is sending too slowly)")
+    elif isinstance(exc, (socket.timeout, TimeoutError)):
+        text = f"timed out after {timeout:g}s waiting for {where}"
     elif isinstance(exc, ConnectionRefusedError):
-        text = f"connection refused by {host}"
+        text = f"connection refused by {where}"
     elif isinstance(exc, socket.gaierror):
-        text = f"cannot resolve host {host}"
+        text = f"cannot resolve host {where}"
     elif isinstance(exc, (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected,
                           http.client.IncompleteRead, ConnectionAbortedError)):
-        text = f"connection to {host} was dropped"
+        text = f"connection to {where} was dropped"
     elif exc.__class__.__module__ == "ssl":
-        text = f"TLS error talking to {host} ({exc.__class__.__name__})"
+        text = f"TLS error talking to {where} ({exc.__class__.__name__})"
     else:
-        text = f"network error talking to {host} ({exc.__class__.__name__})"
+        text = f"network error talking to {where} ({exc.__class__.__name__})"
     return QwenOpsError(text, NETWORK, retryable=True)
 
 
+def _target(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, origin-form path) of an http(s) URL; IPv6 literals without brackets."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        raise QwenOpsError("refusing to send a request to a non-http(s) URL", NETWORK)
+    host = parts.hostname
+    if not network.valid_host(host):
+        shown = host if host.isascii() and host.isprintable() and len(host) <= 80 else "(not shown)"
+        raise QwenOpsError(f"the host name {shown} is not valid (empty or over-long label, or unusual characters)",
+                           CONFIG)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.scheme, host, port or network.DEFAULT_PORTS[parts.scheme], path
+
+
 class HttpSession:
-    """Reusable connections (one per host and thread) with a fixed timeout."""
+    """Reusable connections (one per host and thread), one TLS context, proxies from the environment.
 
-    def __init__(self, timeout: float = 15.0):
+    ``env`` is the process environment by default (never a ``.env`` file); ``timeout`` bounds
+    each wait for data and ``connect_timeout`` (default: the same) the connection set-up.
+    """
+
+    def __init__(self, timeout: float = 15.0, connect_timeout: float | None = None,
+                 env: Mapping[str, str] | None = None):
         self.timeout = timeout
+        self.connect_timeout = connect_timeout if connect_timeout is not None else timeout
+        self.env = env
         self._local = threading.local()
+        self._pools: list = []
+        self._pools_lock = threading.Lock()
+        self._routes: dict = {}
+        self._context = None
 
-    def _connection(self, scheme: str, host: str, port: int | None, fresh: bool):
+    def _tls(self):
+        if self._context is None:
+            self._context = network.ssl_context(self.env)
+        return self._context
+
+    def route(self, scheme: str, host: str, port: int):
+        """The proxy (or None) for this target; decided once per session."""
+        key = (scheme, host, port)
+        if key not in self._routes:
+            self._routes[key] = network.proxy_for(scheme, host, port, self.env)
+        return self._routes[key]
+
+    def _connection(self, scheme: str, host: str, port: int, fresh: bool):
         pool = getattr(self._local, "pool", None)
         if pool is None:
             pool = self._local.pool = {}
+            with self._pools_lock:
+                self._pools.append(pool)
         key = (scheme, host, port)
         conn = pool.get(key)
         if conn is not None and not fresh:
             return conn, True
         if conn is not None:
             conn.close()
-        if scheme == "https":
-            import ssl
-
-            conn = http.client.HTTPSConnection(host, port, timeout=self.timeout,
-                                               context=ssl.create_default_context())
-        else:
-            conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
+        context = self._tls()[0] if scheme == "https" else None
+        conn = _Connection(scheme, host, port, self.route(scheme, host, port), context,
+                           self.connect_timeout, self.timeout)
         pool[key] = conn
         return conn, False
 
-    def _discard(self, scheme: str, host: str, port: int | None, conn) -> None:
+    def _discard(self, key: tuple, conn) -> None:
         """A connection that failed is closed and forgotten: the next request opens a fresh one."""
         conn.close()
         pool = getattr(self._local, "pool", {})
-        if pool.get((scheme, host, port)) is conn:
-            del pool[(scheme, host, port)]
+        if pool.get(key) is conn:
+            del pool[key]
 
     def close(self) -> None:
-        for conn in getattr(self._local, "pool", {}).values():
-            conn.close()
-        self._local.pool = {}
+        """Close every thread's connections (a batch's workers are done by now)."""
+        with self._pools_lock:
+            pools = list(self._pools)
+        for pool in pools:
+            for conn in list(pool.values()):
+                conn.close()
+            pool.clear()
 
-    def request(self, method: str, url: str, headers: dict | None = None,
-                body: bytes | BodySource | None = None) -> Response:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise QwenOpsError("refusing to send a request to a non-http(s) URL", NETWORK)
-        host = parts.hostname
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    def _failure(self, exc: BaseException, conn: _Connection, host: str) -> QwenOpsError:
+        import ssl
+
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            reason = getattr(exc, "verify_message", "") or ""
+            return QwenOpsError(network.certificate_advice(host, self._tls()[1], reason), NETWORK)
+        if isinstance(exc, _ProxyRefused):
+            label = conn.proxy.label if conn.proxy else "the proxy"
+            if exc.status == 407:
+                return QwenOpsError(f"{label} refused the credentials (407 Proxy Authentication Required); "
+                                    f"check the user and password in {conn.proxy.variable}", CONFIG)
+            shown = str(exc.status) if exc.status else "no valid HTTP"
+            return QwenOpsError(f"{label} would not open a tunnel to {host} (answer {shown})", NETWORK,
+                                retryable=exc.status in RETRY_STATUSES)
+        if conn.proxy is not None and conn.stage == "proxy":
+            return _network_error(exc, conn.proxy.label, conn.connect_timeout, "proxy")
+        timeout = conn.connect_timeout if conn.stage != "request" else self.timeout
+        return _network_error(exc, host, timeout, conn.stage)
+
+    def request(self, method: str, url: str, headers: dict | None = None, body=None) -> Response:
+        """Send one request; ``body`` is bytes or an object with ``length`` and ``chunks()``
+        (an iterator of bytes that can be called again for a retry, e.g. temp_storage.MultipartFile)."""
+        scheme, host, port, path = _target(url)
+        key = (scheme, host, port)
+        proxy = self.route(scheme, host, port)
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
+        if proxy is not None and scheme == "http":
+            if any(name.lower() in _CREDENTIAL_HEADERS for name in headers):
+                raise QwenOpsError(f"refusing to send credentials over plain http through {proxy.label}; "
+                                   f"add {host} to NO_PROXY", CONFIG)
+            shown = f"[{host}]" if ":" in host else host
+            path = f"http://{shown}:{port}{path}"   # absolute-form: the proxy forwards it
+            if proxy.authorization:
+                headers["Proxy-Authorization"] = proxy.authorization
         if body is not None:
             headers["Content-Length"] = str(len(body) if isinstance(body, bytes) else body.length)
         for attempt in (0, 1):
-            conn, reused = self._connection(parts.scheme, host, parts.port, fresh=attempt > 0)
+            conn, reused = self._connection(scheme, host, port, fresh=attempt > 0)
             try:
                 conn.putrequest(method, path, skip_host=False, skip_accept_encoding=True)
                 for name, value in headers.items():
                     conn.putheader(name, value)
-                conn.endheaders()
-                if isinstance(body, bytes):
-                    conn.send(body)
-                elif body is not None:
+                # a small body goes out with the headers in one send: no Nagle / delayed-ACK stall
+                conn.endheaders(body if isinstance(body, bytes) else None)
+                if body is not None and not isinstance(body, bytes):
                     for chunk in body.chunks():
                         conn.send(chunk)
+                sock = conn.sock  # http.client drops conn.sock once it knows the server will close
+                sock.deadline = time.monotonic() + RESPONSE_DEADLINE_FACTOR * self.timeout
                 raw = conn.getresponse()
                 data = raw.read(MAX_RESPONSE_BYTES + 1)
+                sock.deadline = None
                 if len(data) > MAX_RESPONSE_BYTES:
-                    self._discard(parts.scheme, host, parts.port, conn)
+                    self._discard(key, conn)
                     raise QwenOpsError(f"response from {host} is larger than expected", NETWORK)
                 response = Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, data)
                 if raw.will_close:
-                    self._discard(parts.scheme, host, parts.port, conn)
+                    self._discard(key, conn)
                 return response
             except QwenOpsError:
-                self._discard(parts.scheme, host, parts.port, conn)  # never leave a half-sent request
+                self._discard(key, conn)  # never leave a half-sent request
                 raise
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                self._discard(parts.scheme, host, parts.port, conn)
-                if reused and attempt == 0:
+                stage = conn.stage
+                self._discard(key, conn)
+                if reused and attempt == 0 and stage == "request":
                     continue  # a keep-alive connection the server had closed: one fresh try
-                raise _network_error(exc, host, self.timeout) from None
-            except (OSError, http.client.HTTPException) as exc:
-                self._discard(parts.scheme, host, parts.port, conn)
-                raise _network_error(exc, host, self.timeout) from None
+                raise self._failure(exc, conn, host) from None
+            except (OSError, http.client.HTTPException, _ProxyRefused) as exc:
+                self._discard(key, conn)
+                raise self._failure(exc, conn, host) from None
         raise AssertionError("unreachable")
 
 
@@ -174,10 +387,32 @@ def backoff_delay(policy: RetryPolicy, attempt: int, rand: Callable[[], float] |
     return cap / 2 + rand() * cap / 2
 
 
+def retry_after_seconds(value: str, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds asked for by a Retry-After header (ASCII digits or an HTTP date), else None."""
+    value = (value or "").strip()[:64]
+    if value.isascii() and value.isdigit():
+        return float(value[:9])
+    if not value or not value.isascii():
+        return None
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now())
+
+
 def call_with_retries(call: Callable[[], Response], policy: RetryPolicy = DEFAULT_RETRY,
                       sleep: Callable[[float], None] = time.sleep,
                       rand: Callable[[], float] | None = None) -> Response:
-    """Run ``call``; retry 429/5xx responses and retryable errors with full-jitter backoff."""
+    """Run ``call``; retry 429/5xx responses and retryable errors with equal-jitter backoff.
+
+    A ``Retry-After`` of whole seconds or an HTTP date lengthens the wait (never beyond
+    ``policy.max_delay``); anything else in it is ignored.
+    """
     for attempt in range(policy.attempts):
         last = attempt == policy.attempts - 1
         try:
@@ -190,9 +425,9 @@ def call_with_retries(call: Callable[[], Response], policy: RetryPolicy = DEFAUL
         if response.status not in RETRY_STATUSES or last:
             return response
         delay = backoff_delay(policy, attempt, rand)
-        retry_after = response.header("retry-after")
-        if retry_after.isdigit():
-            delay = min(policy.max_delay, max(delay, float(retry_after)))
+        retry_after = retry_after_seconds(response.header("retry-after"))
+        if retry_after is not None:
+            delay = min(policy.max_delay, max(delay, retry_after))
         sleep(delay)
     raise AssertionError("unreachable")
 

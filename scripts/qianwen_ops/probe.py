@@ -7,21 +7,14 @@ import time
 from typing import NamedTuple
 
 from . import errors
-from .credentials import MALFORMED, NOT_SET, PLACEHOLDER, STANDARD, TOKEN_PLAN, ApiKey, find_api_key
-from .endpoints import Endpoint, resolve_endpoint
+from .credentials import ApiKey, find_api_key, key_advice, key_exit_code
+from .endpoints import REGION_ROOTS, Endpoint, resolve_endpoint
 from .http_client import HttpSession, error_fields
+from .redaction import untrusted
 from .settings import Settings
 
 DEFAULT_MODEL = "qwen-turbo"
 DEFAULT_TIMEOUT = 15.0
-
-KEY_ADVICE = {
-    NOT_SET: "no API key found; run scripts/setup_env.py and put your key in .env",
-    PLACEHOLDER: "the API key is still the placeholder; replace it in {source} with your key from the console",
-    MALFORMED: "the API key in {source} is malformed ({problem}); fix it there",
-    TOKEN_PLAN: ("the API key in {source} is a Token Plan key (sk-sp-); Token Plan is for interactive "
-                 "tools only and these scripts need a standard pay-as-you-go key (sk-)"),
-}
 
 
 class ProbeResult(NamedTuple):
@@ -33,7 +26,6 @@ class ProbeResult(NamedTuple):
     latency_ms: int | None = None
     error_code: str = ""
     error_message: str = ""
-    sent: bool = False
 
     def record(self) -> dict:
         """The non-secret fields, for --json and the evidence file."""
@@ -52,35 +44,72 @@ class ProbeResult(NamedTuple):
         }
 
 
-def key_advice(key: ApiKey) -> str:
-    return KEY_ADVICE[key.status].format(source=key.source or ".env", problem=key.problem)
-
-
-def run_probe(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = DEFAULT_TIMEOUT,
-              session: HttpSession | None = None) -> ProbeResult:
-    key = find_api_key(settings)
-    endpoint = resolve_endpoint(settings)
-    if key.status != STANDARD:
-        code = errors.TOKEN_PLAN_KEY if key.status == TOKEN_PLAN else errors.NO_KEY
-        return ProbeResult(code, key, endpoint, error_message=key_advice(key))
+def probe_endpoint(key: ApiKey, endpoint: Endpoint, model: str, session: HttpSession) -> ProbeResult:
+    """The tiny request with a usable key; every field taken from the answer is untrusted text."""
     body = json.dumps({"model": model, "max_tokens": 1,
                        "messages": [{"role": "user", "content": "hi"}]}).encode()
-    headers = {"Authorization": f"Bearer {key.secret.reveal()}", "Content-Type": "application/json"}
-    session = session or HttpSession(timeout=timeout)
+    # one request per connection: "close" also spares a keep-alive server's Nagle/delayed-ACK stall
+    headers = {"Authorization": f"Bearer {key.secret.reveal()}", "Content-Type": "application/json",
+               "Connection": "close"}
     started = time.monotonic()
     try:
         response = session.request("POST", endpoint.compatible_base + "/chat/completions", headers, body)
     except errors.QwenOpsError as exc:
-        return ProbeResult(exc.exit_code, key, endpoint, error_message=exc.message, sent=True)
-    finally:
-        session.close()
+        return ProbeResult(exc.exit_code, key, endpoint, error_message=exc.message)
     latency = int((time.monotonic() - started) * 1000)
     code = message = request_id = ""
     if response.status != 200:
         code, message, request_id = error_fields(response)
     else:
         data = response.json() or {}
-        request_id = str(data.get("request_id") or data.get("id") or "")
+        request_id = untrusted(data.get("request_id") or data.get("id"), 80)
+    request_id = request_id or untrusted(response.header("x-request-id"), 80)
     return ProbeResult(errors.exit_code_for_status(response.status), key, endpoint, status=response.status,
-                       request_id=request_id or response.header("x-request-id"), latency_ms=latency,
-                       error_code=code, error_message=message, sent=True)
+                       request_id=request_id, latency_ms=latency, error_code=code, error_message=message)
+
+
+def run_probe(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = DEFAULT_TIMEOUT,
+              session: HttpSession | None = None, key: ApiKey | None = None,
+              endpoint: Endpoint | None = None) -> ProbeResult:
+    """Probe the configured endpoint (``key``/``endpoint`` when the caller has resolved them)."""
+    key = key or find_api_key(settings)
+    endpoint = endpoint or resolve_endpoint(settings)
+    if key_exit_code(key) != errors.OK:
+        return ProbeResult(key_exit_code(key), key, endpoint, error_message=key_advice(key))
+    session = session or HttpSession(timeout=timeout)
+    try:
+        return probe_endpoint(key, endpoint, model, session)
+    finally:
+        session.close()
+
+
+def probe_regions(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = DEFAULT_TIMEOUT,
+                  key: ApiKey | None = None) -> list:
+    """[(region, ProbeResult)] for the three documented hosts, in parallel; never a custom host.
+
+    The key goes only to ``REGION_ROOTS`` (cn, intl, us), whatever QWEN_BASE_URL says.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = key or find_api_key(settings)
+    endpoints = [Endpoint(root, region, "--all-regions") for region, root in REGION_ROOTS.items()]
+    if key_exit_code(key) != errors.OK:
+        return [(e.region, ProbeResult(key_exit_code(key), key, e, error_message=key_advice(key)))
+                for e in endpoints]
+    session = HttpSession(timeout=timeout)
+    try:
+        with ThreadPoolExecutor(max_workers=len(endpoints)) as pool:
+            results = list(pool.map(lambda e: probe_endpoint(key, e, model, session), endpoints))
+    finally:
+        session.close()
+    return [(e.region, r) for e, r in zip(endpoints, results)]
+
+
+def regions_exit_code(results: list) -> int:
+    """0 when any region accepted the key; else 5 when any rejected it; else the first failure's code."""
+    codes = [r.exit_code for _, r in results]
+    if errors.OK in codes:
+        return errors.OK
+    if errors.AUTH_REJECTED in codes:
+        return errors.AUTH_REJECTED
+    return codes[0] if codes else errors.INTERNAL

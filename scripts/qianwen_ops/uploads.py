@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from . import errors
-from .credentials import STANDARD, TOKEN_PLAN, find_api_key
+from .credentials import TOKEN_PLAN, find_api_key, key_advice, key_exit_code
 from .custom_oss import CustomOss, load_config
 from .endpoints import resolve_endpoint
 from .errors import QwenOpsError
 from .http_client import HttpSession
 from .local_files import check_file, check_size, display, is_remote, local_path, sha256_of
-from .probe import key_advice
 from .settings import Settings
 from .temp_storage import TempStorage
 from .upload_cache import UploadCache, cache_path, entry_key
@@ -70,11 +69,10 @@ def open_backend(settings: Settings, session: HttpSession):
     if custom is not None:
         return CustomOss(custom, cache_path(settings.env).parent)
     key = find_api_key(settings)
-    if key.status == TOKEN_PLAN:
-        raise QwenOpsError(f"{key_advice(key)}; Token Plan keys take media by URL only, so local files "
-                           "cannot be uploaded with them (nothing was sent)", errors.TOKEN_PLAN_KEY)
-    if key.status != STANDARD:
-        raise QwenOpsError(key_advice(key), errors.NO_KEY)
+    if key_exit_code(key) != errors.OK:
+        why = ("; Token Plan keys take media by URL only, so local files cannot be uploaded with them "
+               "(nothing was sent)") if key.status == TOKEN_PLAN else ""
+        raise QwenOpsError(key_advice(key) + why, key_exit_code(key))
     return TempStorage(resolve_endpoint(settings), key.secret, session)
 
 

@@ -284,6 +284,16 @@ class Sandbox:
         self.stop()
 
 
+def _serve_tls(config: SandboxConfig, servers) -> None:
+    """HTTPS on both ports; the handshake runs in each connection's thread, not in accept()."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(config.tls_cert), str(config.tls_key))
+    for server in servers:
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+
+
 def start(config: SandboxConfig | None = None, quiet: bool = False) -> Sandbox:
     """Start both servers in background threads; returns when they accept connections."""
     config = config or SandboxConfig()
@@ -300,9 +310,13 @@ def start(config: SandboxConfig | None = None, quiet: bool = False) -> Sandbox:
         server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
     api = server_class((config.host, config.port), handlers[0])
     oss = server_class((config.host, config.oss_port), handlers[1])
+    scheme = "http"
+    if config.tls_cert is not None:
+        _serve_tls(config, (api, oss))
+        scheme = "https"
     host = config.host if ":" not in config.host else f"[{config.host}]"
-    state.base_url = f"http://{host}:{api.server_address[1]}"
-    state.oss_endpoint = f"http://{host}:{oss.server_address[1]}"
+    state.base_url = f"{scheme}://{host}:{api.server_address[1]}"
+    state.oss_endpoint = f"{scheme}://{host}:{oss.server_address[1]}"
     threads = []
     for server in (api, oss):
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)

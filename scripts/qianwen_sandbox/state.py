@@ -30,6 +30,8 @@ class SandboxConfig:
     region: str = "cn-beijing"
     bucket: str = "sandbox-bucket"
     temp_bucket: str = "dashscope-sandbox-temp"
+    tls_cert: Path | None = None     # both set: both ports serve HTTPS with this certificate chain
+    tls_key: Path | None = None
 
 
 @dataclass

@@ -66,11 +66,29 @@ def local_version() -> dict:
         return json.load(handle)
 
 
-def fetch_latest(url: str, timeout: float) -> dict:
+def tls_context(env=None):
+    """The CA order of qianwen-ops-auth's network module (repeated here: this skill is stdlib-only).
+
+    SSL_CERT_FILE and/or SSL_CERT_DIR, else REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE (file or
+    folder), else the system store. Proxies: urllib's own HTTPS_PROXY/NO_PROXY handling.
+    """
+    import ssl
+
+    env = os.environ if env is None else env
+    cafile, capath = env.get("SSL_CERT_FILE") or None, env.get("SSL_CERT_DIR") or None
+    if not (cafile or capath):
+        bundle = env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE")
+        if bundle:
+            cafile, capath = (None, bundle) if os.path.isdir(bundle) else (bundle, None)
+    return ssl.create_default_context(cafile=cafile, capath=capath)
+
+
+def fetch_latest(url: str, timeout: float, env=None) -> dict:
     if not url.startswith(("https://", "http://")):
         raise ValueError("update URL must be http(s)")
     request = urllib.request.Request(url, headers={"User-Agent": "qianwen-update-check", "Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked above
+    context = tls_context(env) if url.startswith("https://") else None
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310 - scheme checked
         body = response.read(MAX_BYTES + 1)
     if len(body) > MAX_BYTES:
         raise ValueError("version.json is too large")
@@ -136,7 +154,7 @@ def check(force: bool = False, env=None, now: float | None = None) -> dict:
         return result
     try:
         timeout = float(env.get("QWEN_UPDATE_TIMEOUT") or TIMEOUT_SECONDS)
-        latest = fetch_latest(update_url(env), min(timeout, TIMEOUT_SECONDS))
+        latest = fetch_latest(update_url(env), min(timeout, TIMEOUT_SECONDS), env)
     except Exception as exc:  # never block an agent: any failure is reported and recorded, not raised
         result["error"] = describe_error(exc)
         result["checked_at"] = now

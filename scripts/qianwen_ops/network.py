@@ -1,0 +1,425 @@
+"""Proxies and TLS trust for every HTTP path, decided from the process environment only.
+
+Never from a ``.env`` file: a cloned repository must not be able to choose the proxy
+that sees the traffic or the CA that vouches for the server. Callers pass the process
+environment (``os.environ`` by default); ``Settings`` is not consulted here.
+
+Proxies (as curl and requests read them)
+    For an ``https`` URL: ``https_proxy``, ``HTTPS_PROXY``, ``all_proxy``, ``ALL_PROXY``; for
+    ``http``: ``http_proxy``, ``HTTP_PROXY`` (ignored when ``REQUEST_METHOD`` is set, the CGI
+    "httpoxy" rule), ``all_proxy``, ``ALL_PROXY``. First non-empty wins; lower case before
+    upper case. A value without a scheme means ``http://``; a missing port means 80 (as
+    requests does). Only ``http://`` proxies are supported (``https://`` and ``socks`` proxies
+    are refused with a one-line configuration error). ``user:password@`` in the URL is sent
+    as ``Proxy-Authorization: Basic`` on the CONNECT request (or on each absolute-form
+    request for a plain-http target) and is registered with ``redaction`` so it is never shown.
+
+``NO_PROXY`` / ``no_proxy`` (lower case first)
+    Comma or space separated: ``*`` (everything), host names, domain suffixes
+    (``example.com`` and ``.example.com`` both match ``example.com`` and ``a.example.com``;
+    ``*.example.com`` is read as ``.example.com``), IPv4/IPv6 addresses (``[::1]`` or ``::1``),
+    CIDR ranges (``10.0.0.0/8``), each optionally with ``:port``. Anything else is a
+    configuration error naming the entry. Loopback is *not* bypassed implicitly (curl and
+    requests do not either): list ``localhost,127.0.0.1,::1`` in ``NO_PROXY`` as usual.
+
+TLS trust, first that is set wins (and why):
+    1. ``SSL_CERT_FILE`` and/or ``SSL_CERT_DIR`` (both are loaded when both are set): OpenSSL's
+       own variables, which Python's ``ssl`` and ``urllib`` already honour, so a bare urllib
+       one-liner and these scripts trust the same CAs.
+    2. ``REQUESTS_CA_BUNDLE``, then 3. ``CURL_CA_BUNDLE``: requests' own order (file or folder).
+    4. The system store (``ssl.create_default_context()``).
+    5. When the system store is empty (the python.org macOS build before "Install
+       Certificates.command"): ``truststore`` if installed (it asks the operating system's own
+       verifier, so a company CA pushed to the keychain works), else ``certifi`` if installed
+       (Mozilla's roots; no company CAs), else the empty store (every site then fails with a
+       line that says what to install or set).
+    A variable that names a file or folder replaces the system store (as in curl and requests).
+    One ``SSLContext`` per trust setting per process (creating one costs ~35 ms).
+
+Other HTTP stacks get the same decisions from ``requests_proxies(url)`` and
+``requests_verify()`` (requests, and so oss2); ``check_update.py`` (stdlib only, a separate
+skill) repeats the CA order in a few lines.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+from typing import Mapping, NamedTuple
+from urllib.parse import quote, unquote, urlsplit
+
+from .errors import CONFIG, QwenOpsError
+from .redaction import remember, untrusted
+
+PROXY_VARIABLES = {
+    "https": ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"),
+    "http": ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"),
+}
+CA_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+
+class Proxy(NamedTuple):
+    """A forward proxy chosen for one URL. ``repr`` never shows the credentials."""
+
+    host: str
+    port: int
+    variable: str              # which variable chose it, e.g. "HTTPS_PROXY"
+    authorization: str = ""    # "Basic ..." or ""
+    url: str = ""              # http://[user:password@]host:port (for requests)
+
+    def __repr__(self) -> str:
+        return f"Proxy(host={self.host!r}, port={self.port}, variable={self.variable!r})"
+
+    __str__ = __repr__
+
+    @property
+    def label(self) -> str:
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        return f"proxy {shown}:{self.port} (from {self.variable})"
+
+
+def valid_host(host: str) -> bool:
+    """A DNS name (labels of 1-63 letters, digits, '-' or '_', 253 characters at most) or an IP literal."""
+    if ":" in host:
+        return _ip(host.strip("[]")) is not None
+    name = host[:-1] if host.endswith(".") else host
+    if not name or len(name) > 253 or not set(name.lower()) <= _NAME_CHARS:
+        return False
+    return all(0 < len(label) <= 63 for label in name.split("."))
+
+
+def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if env is None else env
+
+
+def _bad_proxy(variable: str, why: str) -> QwenOpsError:
+    # never the value: it may hold a password
+    return QwenOpsError(f"{variable} is not a usable proxy URL ({why}); expected http://[user:password@]host:port",
+                        CONFIG)
+
+
+def parse_proxy(value: str, variable: str) -> Proxy:
+    """Parse a proxy variable's value; a malformed one is a one-line CONFIG error."""
+    value = value.strip()
+    if not value.isprintable() or any(ch.isspace() for ch in value):
+        raise _bad_proxy(variable, "spaces or control characters")
+    if "://" not in value:
+        value = "http://" + value
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise _bad_proxy(variable, "bad port or address") from None
+    scheme = parts.scheme.lower()
+    if scheme.startswith("socks"):
+        raise _bad_proxy(variable, "SOCKS proxies are not supported")
+    if scheme == "https":
+        raise _bad_proxy(variable, "https:// proxies are not supported")
+    if scheme != "http":
+        raise _bad_proxy(variable, "only http:// proxies are supported")
+    host = (parts.hostname or "").lower()
+    if not valid_host(host):
+        raise _bad_proxy(variable, "no valid host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise _bad_proxy(variable, "unexpected path or query")
+    authorization = ""
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"http://{shown_host}:{port or 80}"
+    if parts.username is not None:
+        user, password = unquote(parts.username), unquote(parts.password or "")
+        remember(password)
+        token = base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
+        remember(token)
+        authorization = f"Basic {token}"
+        url = f"http://{quote(user, safe='')}:{quote(password, safe='')}@{shown_host}:{port or 80}"
+        remember(quote(password, safe=""))
+    return Proxy(host, port or 80, variable, authorization, url)
+
+
+# -- NO_PROXY
+
+class _Rule(NamedTuple):
+    kind: str          # "all", "name", "ip", "net"
+    value: object      # a name, an ip_address or an ip_network
+    port: int | None
+
+
+def _ip(text: str):
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _parse_rule(entry: str, variable: str) -> _Rule:
+    bad = QwenOpsError(f"{variable} entry {untrusted(entry, 60)!r} is not a host name, domain, "
+                       "IP address or CIDR range", CONFIG)
+    text = entry.lower()
+    if text == "*":
+        return _Rule("all", None, None)
+    port = None
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise bad
+        text, port_text = host, rest[1:]
+        if rest and not (port_text.isascii() and port_text.isdigit()):
+            raise bad
+        port = int(port_text) if rest else None
+    elif text.count(":") == 1:
+        text, _, port_text = text.partition(":")
+        if not (port_text.isascii() and port_text.isdigit()):
+            raise bad
+        port = int(port_text)
+    if port is not None and not 0 < port < 65536:
+        raise bad
+    if "/" in text:
+        import ipaddress
+
+        try:
+            return _Rule("net", ipaddress.ip_network(text, strict=False), port)
+        except ValueError:
+            raise bad from None
+    if ":" in text or text.replace(".", "").isdigit():
+        address = _ip(text)
+        if address is None:
+            raise bad
+        return _Rule("ip", address, port)
+    if text.startswith("*."):
+        text = text[1:]
+    name = text.strip(".")
+    if not name or not set(name) <= _NAME_CHARS or ".." in name:
+        raise bad
+    return _Rule("name", name, port)
+
+
+def no_proxy_rules(env: Mapping[str, str] | None = None) -> list:
+    env = _env(env)
+    for variable in ("no_proxy", "NO_PROXY"):
+        value = env.get(variable)
+        if value and value.strip():
+            entries = [e for e in value.replace(",", " ").split() if e]
+            return [_parse_rule(e, variable) for e in entries]
+    return []
+
+
+def bypasses_proxy(host: str, port: int, rules: list) -> bool:
+    """Whether ``host:port`` matches a NO_PROXY rule."""
+    host = host.lower().strip("[]").rstrip(".")
+    address = None
+    for rule in rules:
+        if rule.port is not None and rule.port != port:
+            continue
+        if rule.kind == "all":
+            return True
+        if rule.kind == "name":
+            if host == rule.value or host.endswith("." + rule.value):
+                return True
+            continue
+        if address is None:
+            address = _ip(host) if (":" in host or host.replace(".", "").isdigit()) else False
+        if not address:
+            continue
+        if rule.kind == "ip" and address == rule.value:
+            return True
+        if rule.kind == "net" and address.version == rule.value.version and address in rule.value:
+            return True
+    return False
+
+
+def proxy_for(scheme: str, host: str, port: int | None = None,
+              env: Mapping[str, str] | None = None) -> Proxy | None:
+    """The proxy to use for ``scheme://host:port``, or None for a direct connection."""
+    env = _env(env)
+    scheme = scheme.lower()
+    names = PROXY_VARIABLES.get(scheme, ())
+    for name in names:
+        if name == "HTTP_PROXY" and env.get("REQUEST_METHOD"):
+            continue  # httpoxy: under CGI, HTTP_PROXY may come from a request header
+        value = env.get(name)
+        if value and value.strip():
+            proxy = parse_proxy(value, name)
+            if bypasses_proxy(host, port or DEFAULT_PORTS[scheme], no_proxy_rules(env)):
+                return None
+            return proxy
+    return None
+
+
+def proxy_for_url(url: str, env: Mapping[str, str] | None = None) -> Proxy | None:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return proxy_for(parts.scheme, parts.hostname or "", port, env)
+
+
+# -- TLS trust
+
+class Trust(NamedTuple):
+    cafile: str | None
+    capath: str | None
+    source: str          # a variable name (or two joined by "+"), "system", "truststore", "certifi"
+
+
+def trust_setting(env: Mapping[str, str] | None = None) -> Trust:
+    """Which CA certificates to trust, by the documented order (no file is opened here)."""
+    env = _env(env)
+    cafile, capath = env.get("SSL_CERT_FILE") or None, env.get("SSL_CERT_DIR") or None
+    if cafile or capath:
+        return Trust(cafile, capath, "+".join(n for n, v in (("SSL_CERT_FILE", cafile), ("SSL_CERT_DIR", capath)) if v))
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        value = env.get(name)
+        if value:
+            return Trust(None, value, name) if os.path.isdir(value) else Trust(value, None, name)
+    return Trust(None, None, "system")
+
+
+def _check_readable(trust: Trust) -> None:
+    for path, what in ((trust.cafile, "file"), (trust.capath, "folder")):
+        if path is None:
+            continue
+        variable = trust.source.split("+")[0] if what == "file" else trust.source.split("+")[-1]
+        try:
+            if what == "file":
+                with open(path, "rb") as handle:
+                    handle.read(1)
+            elif not os.path.isdir(path):
+                raise NotADirectoryError(20, "not a folder")
+        except OSError as exc:
+            raise QwenOpsError(f"{variable} names a CA {what} that cannot be read "
+                               f"({exc.strerror or exc.__class__.__name__}); fix or unset {variable}",
+                               CONFIG) from None
+
+
+def _has_roots(context) -> bool:
+    import ssl
+
+    if context.cert_store_stats().get("x509_ca", 0):
+        return True
+    capath = ssl.get_default_verify_paths().capath
+    try:
+        return bool(capath) and any(True for _ in os.scandir(capath))
+    except OSError:
+        return False
+
+
+def _fallback_context():
+    """(context, source) for a Python without usable roots, or (None, "")."""
+    try:
+        import ssl
+
+        import truststore  # the OS verifier: Keychain / Windows store / system bundle
+
+        return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT), "truststore"
+    except ImportError:
+        pass
+    try:
+        import ssl
+
+        import certifi
+
+        return ssl.create_default_context(cafile=certifi.where()), "certifi"
+    except ImportError:
+        return None, ""
+
+
+_contexts: dict = {}
+_lock = threading.Lock()
+
+
+def ssl_context(env: Mapping[str, str] | None = None):
+    """(SSLContext, trust source) for the environment's trust setting; made once per process."""
+    trust = trust_setting(env)
+    with _lock:
+        cached = _contexts.get(trust)
+        if cached is not None:
+            return cached
+        import ssl
+
+        if trust.source == "system":
+            context, source = ssl.create_default_context(), "system"
+            if not _has_roots(context):
+                fallback, name = _fallback_context()
+                if fallback is not None:
+                    context, source = fallback, name
+                else:
+                    source = "system (empty)"
+        else:
+            _check_readable(trust)
+            try:
+                context = ssl.create_default_context(cafile=trust.cafile, capath=trust.capath)
+            except (ssl.SSLError, OSError, ValueError):
+                raise QwenOpsError(f"{trust.source} names CA certificates that cannot be loaded "
+                                   f"(not PEM certificates?); fix or unset {trust.source}", CONFIG) from None
+            source = trust.source
+        _contexts[trust] = (context, source)
+        return context, source
+
+
+def certificate_advice(host: str, source: str, reason: str) -> str:
+    """One line for a certificate failure: the problem and the variable that fixes it."""
+    why = f" ({untrusted(reason, 120)})" if reason else ""
+    if source == "system (empty)":
+        fix = ("this Python has no root certificates: pip install certifi (or truststore), run the python.org "
+               "'Install Certificates.command', or set SSL_CERT_FILE to a CA bundle")
+    elif source == "system":
+        fix = ("if a proxy or company firewall re-signs TLS, set SSL_CERT_FILE to its CA certificate file "
+               "(PEM)")
+    else:
+        fix = (f"trust comes from {source}, which does not vouch for this certificate; point {source} at "
+               "the right CA file or unset it")
+    return f"the TLS certificate of {host} is not trusted{why}; {fix}"
+
+
+# -- the same decisions for requests (and so oss2)
+
+def requests_proxies(url: str, env: Mapping[str, str] | None = None) -> dict:
+    """A ``proxies=`` mapping for requests/oss2 that reproduces ``proxy_for`` for ``url``'s host.
+
+    Keys ``http``, ``https`` and ``all`` are always present; ``None`` means "direct". With
+    requests, also set ``session.trust_env = False`` (or rely on these explicit ``None`` values,
+    which requests keeps over its own environment lookup).
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    out = {"all": None}
+    for scheme in ("http", "https"):
+        proxy = proxy_for(scheme, host, port if parts.scheme == scheme else None, env)
+        out[scheme] = proxy.url if proxy else None
+    return out
+
+
+def requests_verify(env: Mapping[str, str] | None = None):
+    """A ``verify=`` value for requests/oss2 that trusts what ``ssl_context`` trusts.
+
+    A CA file or folder path (from the variables above, or the system store's own file), or
+    certifi's bundle when the system store is empty, or ``True`` as a last resort. With both
+    SSL_CERT_FILE and SSL_CERT_DIR set, requests can take only one: the file.
+    """
+    import ssl
+
+    trust = trust_setting(env)
+    if trust.source != "system":
+        _check_readable(trust)
+        return trust.cafile or trust.capath
+    paths = ssl.get_default_verify_paths()
+    if paths.cafile and os.path.isfile(paths.cafile):
+        return paths.cafile
+    if paths.capath and os.path.isdir(paths.capath) and any(True for _ in os.scandir(paths.capath)):
+        return paths.capath
+    try:
+        import certifi
+
+        return certifi.where()
+    except ImportError:
+        return True
