@@ -68,7 +68,7 @@ def open_backend(settings: Settings, session: HttpSession):
     """The backend every local upload in this call goes to (checked before any request)."""
     custom = load_config(settings)
     if custom is not None:
-        return CustomOss(custom, cache_path(settings.env).parent)
+        return CustomOss(custom, cache_path(settings.env).parent, timeout=session.timeout)
     key = find_api_key(settings)
     if key.status == TOKEN_PLAN:
         raise QwenOpsError(f"{key_advice(key)}; Token Plan keys take media by URL only, so local files "

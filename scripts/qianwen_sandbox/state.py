@@ -30,6 +30,7 @@ class SandboxConfig:
     region: str = "cn-beijing"
     bucket: str = "sandbox-bucket"
     temp_bucket: str = "dashscope-sandbox-temp"
+    ram_policy: object = None          # ram.Policy for the main ("user") AccessKey; None: full access
 
 
 @dataclass
@@ -141,6 +142,7 @@ class SandboxState:
             "policy_ttl": self.config.policy_ttl,
             "max_file_mb": self.config.max_file_mb,
             "qps": self.config.qps,
+            "ram_policy": self.config.ram_policy is not None,
         }
 
     def now(self) -> float:
