@@ -142,8 +142,8 @@ def test_file_deleted_during_multipart_upload_is_exit_10_and_the_batch_goes_on(s
             big.unlink()
 
     settings = Settings.from_process(cwd=project, env=oss_env(env, sb))
-    outcomes = upload_many([str(project / "a.txt"), str(big), str(project / "b.txt")], MODEL, settings, use_cache=False, concurrency=1,
-                           progress=progress)
+    outcomes = upload_many([str(project / "a.txt"), str(big), str(project / "b.txt")], MODEL, settings,
+                           use_cache=False, concurrency=1, progress=progress)
     assert [o.error is None for o in outcomes] == [True, False, True]
     assert outcomes[1].error.exit_code == errors.INPUT_FILE
     assert "deleted or moved while it was being uploaded" in outcomes[1].error.message
@@ -256,4 +256,5 @@ def test_bucket_notice_names_env(sb, env, project):
     (project / "x.bin").write_bytes(b"x")
     result = run_script("upload_file.py", "x.bin", "--model", MODEL, "--json", env=oss_env(env, sb), cwd=project)
     assert result.code == 0 and json.loads(result.out)["backend"] == "custom-oss"
-    assert result.err.strip() == f"note: uploading to your bucket {sb.info['oss_bucket']} (QWEN_TMP_OSS_BUCKET from env)"
+    bucket = sb.info["oss_bucket"]
+    assert result.err.strip() == f"note: uploading to your bucket {bucket} (QWEN_TMP_OSS_BUCKET from env)"
