@@ -131,7 +131,7 @@ def test_oss2_logging_stays_silent_for_a_library_caller(sb, env, project):
 
 
 def test_file_deleted_during_multipart_upload_is_exit_10_and_the_batch_goes_on(sb, env, project):
-    big = project / "big.bin"
+    big = project / "vanishes.bin"
     with open(big, "wb") as handle:
         handle.write(os.urandom(1024) * (33 * 1024))    # just over the 32 MiB multipart threshold
     (project / "a.txt").write_bytes(b"first")
@@ -147,7 +147,7 @@ def test_file_deleted_during_multipart_upload_is_exit_10_and_the_batch_goes_on(s
     assert [o.error is None for o in outcomes] == [True, False, True]
     assert outcomes[1].error.exit_code == errors.INPUT_FILE
     assert "deleted or moved while it was being uploaded" in outcomes[1].error.message
-    assert not [o for o in sb.stats()["objects"] if o["key"].endswith("_big.bin")]
+    assert not [o for o in sb.stats()["objects"] if o["key"].endswith("_vanishes.bin")]
 
 
 def test_file_truncated_during_multipart_upload_is_exit_10(sb, env, project, tmp_path):
