@@ -32,7 +32,7 @@ from .credentials import _PLACEHOLDER_WORDS, Secret
 from .endpoints import check_file_sourced_host, check_not_tracked, parse_url
 from .errors import QwenOpsError
 from .fsutil import UnsafeTarget, make_dirs, read_limited, replace_file
-from .local_files import LocalFile, display, read_chunks
+from .local_files import LocalFile, _open_regular, display, read_chunks
 from .settings import Found, Settings
 from .temp_storage import readable_name
 
@@ -382,7 +382,7 @@ class CustomOss:
                     etags[number] = earlier[0]
                     sent += len(data)
                     continue
-                while len(pending) >= self.threads * 2:     # bounded memory: at most 2x threads parts
+                while len(pending) > self.threads:           # bounded memory: threads + 1 parts in flight
                     collect(block=True)
                 pending.add(pool.submit(self._upload_part, key, upload_id, number, data, what))
                 collect(block=False)
@@ -427,18 +427,28 @@ class CustomOss:
 
 
 def _parts(local: LocalFile, hasher, part_size: int):
-    """The file in ``part_size`` pieces, read once; ``hasher`` sees every byte in order."""
-    pieces, size = [], 0
-    for chunk in read_chunks(local, hasher):
-        pieces.append(chunk)
-        size += len(chunk)
-        while size >= part_size:
-            joined = b"".join(pieces)
-            yield joined[:part_size]
-            rest = joined[part_size:]
-            pieces, size = ([rest] if rest else []), len(rest)
-    if size:
-        yield b"".join(pieces)
+    """The file in ``part_size`` pieces, read once (one read call per part, no extra copy);
+    ``hasher`` sees every byte in order. Raises when the file changes size or mtime meanwhile."""
+    fd = _open_regular(local)
+    left = local.size
+    try:
+        while left > 0:
+            data = os.read(fd, min(part_size, left))
+            while data and len(data) < min(part_size, left):   # short reads: rare, but allowed
+                more = os.read(fd, min(part_size, left) - len(data))
+                if not more:
+                    break
+                data += more
+            if not data:
+                break
+            left -= len(data)
+            hasher.update(data)
+            yield data
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if left or after.st_size != local.size or after.st_mtime_ns != local.mtime_ns:
+        raise QwenOpsError(f"{display(str(local.path))}: file changed while it was being read", errors.INPUT_FILE)
 
 
 def _check_unchanged(local: LocalFile) -> None:
