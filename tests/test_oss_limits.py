@@ -258,3 +258,31 @@ def test_bucket_notice_names_env(sb, env, project):
     assert result.code == 0 and json.loads(result.out)["backend"] == "custom-oss"
     bucket = sb.info["oss_bucket"]
     assert result.err.strip() == f"note: uploading to your bucket {bucket} (QWEN_TMP_OSS_BUCKET from env)"
+
+
+def test_oss_pair_comes_from_the_callers_settings_not_os_environ(sb, env, project, monkeypatch):
+    """A library caller's Settings decide; oss2 is never asked to read os.environ itself."""
+    info = sb.info
+    monkeypatch.setenv("OSS_ACCESS_KEY_ID", "LTAIfromProcessEnvWrong")
+    monkeypatch.setenv("OSS_ACCESS_KEY_SECRET", "processEnvWrongSecret")
+    run_env = oss_env(env, sb, OSS_ACCESS_KEY_ID=info["oss_access_key_id"],
+                      OSS_ACCESS_KEY_SECRET=info["oss_access_key_secret"])
+    for name in ("QWEN_TMP_OSS_AK_ID", "QWEN_TMP_OSS_AK_SECRET"):
+        run_env.pop(name)
+    path = project / "lib.txt"
+    path.write_bytes(b"library caller")
+    outcome = upload_many([str(path)], MODEL, Settings.from_process(cwd=project, env=run_env), use_cache=False)[0]
+    assert outcome.error is None, outcome.error
+
+
+def test_doctor_reports_an_oss_network_failure_as_exit_8(env, sb, project):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        run_env = oss_env(env, sb, QWEN_TMP_OSS_ENDPOINT=f"http://127.0.0.1:{silent.getsockname()[1]}")
+        result = run_script("doctor.py", "--check-oss", "--timeout", "1", env=run_env, cwd=project,
+                            timeout=60)
+    finally:
+        silent.close()
+    assert result.code == errors.NETWORK and "[FAIL] oss put" in result.out, result.out + result.err
