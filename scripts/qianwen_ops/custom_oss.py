@@ -31,7 +31,7 @@ from . import errors
 from .credentials import _PLACEHOLDER_WORDS, Secret
 from .endpoints import check_file_sourced_host, check_not_tracked, parse_url
 from .errors import QwenOpsError
-from .fsutil import UnsafeTarget, make_dirs, read_limited, replace_file
+from .fsutil import UnsafeTarget, create_file, make_dirs, read_limited
 from .local_files import LocalFile, _open_regular, display, read_chunks
 from .settings import Found, Settings
 from .temp_storage import readable_name
@@ -332,7 +332,13 @@ class CustomOss:
         try:
             self._checkpoint_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             make_dirs(self._checkpoint_dir.parent, self._checkpoint_dir.name, "oss-checkpoints")
-            replace_file(path, json.dumps(dict(identity, upload_id=upload_id)).encode())
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            # No fsync: a lost or torn checkpoint only means starting over, while an fsync here can
+            # wait for the whole file system journal (seconds right after a large file was written).
+            create_file(path, json.dumps(dict(identity, upload_id=upload_id)).encode())
         except (OSError, UnsafeTarget):
             pass  # resuming is a convenience: without a checkpoint the next run starts over
 
