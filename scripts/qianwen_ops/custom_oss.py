@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -250,10 +251,6 @@ def map_error(exc: Exception, config: CustomOssConfig, what: str, action: str = 
                         errors.exit_code_for_status(status or 500), code=code, status=status)
 
 
-class _Stop(Exception):
-    """Internal: a part upload failed; carries the mapped error."""
-
-
 class CustomOss:
     """Uploads to the configured bucket; one instance per batch."""
 
@@ -269,8 +266,6 @@ class CustomOss:
         self.multipart_threshold, self.part_size, self.threads = multipart_threshold, part_size, threads
         self.bucket = build_bucket(self._oss2, config, timeout)
         if announce:
-            import sys
-
             print(config.notice, file=sys.stderr, flush=True)
 
     @property
