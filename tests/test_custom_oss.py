@@ -136,18 +136,7 @@ def test_cache_reuses_url_within_its_validity(sb, env, project):
     ({"QWEN_TMP_OSS_URL_EXPIRES": "99999999"}, "QWEN_TMP_OSS_URL_EXPIRES"),
     ({"QWEN_TMP_OSS_BUCKET": "Bad_Bucket"}, "not a valid bucket"),
     ({"QWEN_TMP_OSS_ENDPOINT": "http://oss.example.com"}, "plain http"),
-    ({"QWEN_TMP_OSS_ENDPOINT": "oss-cn-beijing.aliyuncs.com/extra"}, "path must be empty"),
-    ({"QWEN_TMP_OSS_ENDPOINT": "https://a..invalid"}, "malformed host"),
-    ({"QWEN_TMP_OSS_ENDPOINT": "https://" + "x" * 64 + ".aliyuncs.com"}, "malformed host"),
     ({"QWEN_TMP_OSS_AK_ID": "your-accesskey-id"}, "AK_ID (from env:QWEN_TMP_OSS_AK_ID) is still a placeholder"),
-    ({"QWEN_TMP_OSS_AK_SECRET": "your-accesskey-secret"}, "(from env:QWEN_TMP_OSS_AK_SECRET) is still"),
-    ({"QWEN_TMP_OSS_AK_SECRET": "<your secret>"}, "placeholder"),
-    ({"QWEN_TMP_OSS_AK_SECRET": " Secret1 "}, "contains whitespace"),
-    ({"QWEN_TMP_OSS_AK_ID": "LTAI abc"}, "contains whitespace"),
-    ({"QWEN_TMP_OSS_AK_ID": None, "QWEN_TMP_OSS_AK_SECRET": None, "OSS_ACCESS_KEY_ID": "your-accesskey-id",
-      "OSS_ACCESS_KEY_SECRET": "your-accesskey-secret"}, "OSS_ACCESS_KEY_ID (from env:OSS_ACCESS_KEY_ID) is still"),
-    ({"QWEN_TMP_OSS_AK_ID": None, "QWEN_TMP_OSS_AK_SECRET": None, "OSS_ACCESS_KEY_ID": "LTAIabc",
-      "OSS_ACCESS_KEY_SECRET": "abc123", "OSS_SESSION_TOKEN": "tok en"}, "OSS_SESSION_TOKEN (from env:OSS_SESSION"),
 ])
 def test_configuration_errors_before_any_request(sb, env, project, change, needle):
     run_env = oss_env(env, sb)
@@ -218,6 +207,34 @@ def test_doctor_check_oss_reports_wrong_secret(sb, env, project):
     result = run_script("doctor.py", "--check-oss", env=oss_env(env, sb, QWEN_TMP_OSS_AK_SECRET="Oss-bad-1"),
                         cwd=project)
     assert result.code == 5 and "[FAIL] oss put" in result.out and "Oss-bad-1" not in result.out
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"QWEN_TMP_OSS_ENDPOINT": "oss-cn-beijing.aliyuncs.com/extra"}, "path must be empty"),
+    ({"QWEN_TMP_OSS_ENDPOINT": "https://a..invalid"}, "malformed host"),
+    ({"QWEN_TMP_OSS_ENDPOINT": "https://" + "x" * 64 + ".aliyuncs.com"}, "malformed host"),
+    ({"QWEN_TMP_OSS_AK_ID": "your-accesskey-id"}, "AK_ID (from env:QWEN_TMP_OSS_AK_ID) is still a placeholder"),
+    ({"QWEN_TMP_OSS_AK_SECRET": "your-accesskey-secret"}, "(from env:QWEN_TMP_OSS_AK_SECRET) is still"),
+    ({"QWEN_TMP_OSS_AK_SECRET": "<your secret>"}, "placeholder"),
+    ({"QWEN_TMP_OSS_AK_SECRET": " Secret1 "}, "contains whitespace"),
+    ({"QWEN_TMP_OSS_AK_ID": "LTAI abc"}, "contains whitespace"),
+    ({"QWEN_TMP_OSS_AK_ID": None, "QWEN_TMP_OSS_AK_SECRET": None, "OSS_ACCESS_KEY_ID": "your-accesskey-id",
+      "OSS_ACCESS_KEY_SECRET": "your-accesskey-secret"}, "OSS_ACCESS_KEY_ID (from env:OSS_ACCESS_KEY_ID) is still"),
+    ({"QWEN_TMP_OSS_AK_ID": None, "QWEN_TMP_OSS_AK_SECRET": None, "OSS_ACCESS_KEY_ID": "LTAIabc",
+      "OSS_ACCESS_KEY_SECRET": "abc123", "OSS_SESSION_TOKEN": "tok en"}, "OSS_SESSION_TOKEN (from env:OSS_SESSION"),
+])
+def test_configuration_errors_in_process(tmp_path, change, needle):
+    """The same rules without a subprocess: endpoint forms, placeholders, whitespace."""
+    values = {"QWEN_TMP_OSS_BUCKET": "my-bucket", "QWEN_TMP_OSS_REGION": "cn-beijing",
+              "QWEN_TMP_OSS_AK_ID": "LTAIabc123", "QWEN_TMP_OSS_AK_SECRET": "Secret123abc"}
+    for name, value in change.items():
+        if value is None:
+            values.pop(name)
+        else:
+            values[name] = value
+    with pytest.raises(QwenOpsError) as info:
+        load_config(Settings.from_process(cwd=tmp_path, env=values))
+    assert info.value.exit_code == 9 and needle in info.value.message
 
 
 def test_config_object_never_shows_secrets(tmp_path):

@@ -258,12 +258,15 @@ class CustomOss:
     needs_resolve_header = False
 
     def __init__(self, config: CustomOssConfig, checkpoint_dir: Path, timeout: float = DEFAULT_TIMEOUT,
-                 multipart_threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE,
+                 multipart_threshold: int | None = None, part_size: int | None = None,
                  threads: int = PART_THREADS, announce: bool = True):
+        """``multipart_threshold`` and ``part_size`` exist for tests and benchmarks (small parts);
+        users get the module defaults, which no setting changes."""
         self.config = config
         self._oss2 = import_oss2()
         self._checkpoint_dir = checkpoint_dir
-        self.multipart_threshold, self.part_size, self.threads = multipart_threshold, part_size, threads
+        self.multipart_threshold = multipart_threshold or MULTIPART_THRESHOLD
+        self.part_size, self.threads = part_size or PART_SIZE, threads
         self.bucket = build_bucket(self._oss2, config, timeout)
         if announce:
             print(config.notice, file=sys.stderr, flush=True)
