@@ -35,7 +35,12 @@ def main() -> int:
         parser.error("--timeout must be between 0 and 600 seconds")
     if args.all_regions:
         return all_regions(args)
-    result = run_probe(Settings.from_process(), model=args.model, timeout=args.timeout)
+    try:
+        result = run_probe(Settings.from_process(), model=args.model, timeout=args.timeout)
+    except errors.QwenOpsError:  # a configuration error before any request: still no HTTP answer
+        if not args.json:
+            print("000")
+        raise
     record = result.record()
     write_record("probe", {**record, "model": args.model})
     if args.json:

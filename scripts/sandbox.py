@@ -15,6 +15,9 @@ Test hooks: GET {base_url}/_sandbox/stats and POST {base_url}/_sandbox/faults wi
 POST {base_url}/_sandbox/clock with {"advance_s": 400} moves the sandbox clock forward
 (expiry of policies, presigned URLs and 48-hour media) without waiting;
 POST {base_url}/_sandbox/purge deletes every stored object.
+
+--ram-policy FILE restricts the main OSS AccessKey (oss_access_key_id) to a RAM policy document;
+refused requests get OSS's 403 AccessDenied (see qianwen_sandbox/ram.py for the action mapping).
 """
 
 import json
@@ -26,6 +29,7 @@ from pathlib import Path
 from qianwen_ops import cli, errors
 from qianwen_ops.endpoints import is_loopback_host
 from qianwen_sandbox import SandboxConfig, start
+from qianwen_sandbox.ram import PolicyError, load_policy
 
 
 def main() -> int:
@@ -41,6 +45,8 @@ def main() -> int:
     parser.add_argument("--max-file-mb", type=int, default=100, help="largest temporary-storage upload (default 100)")
     parser.add_argument("--tls-cert", type=Path, help="serve HTTPS on both ports with this PEM certificate chain")
     parser.add_argument("--tls-key", type=Path, help="the PEM private key for --tls-cert")
+    parser.add_argument("--ram-policy", type=Path, metavar="FILE",
+                        help="RAM policy JSON enforced for the main OSS AccessKey (default: full access)")
     parser.add_argument("--quiet", action="store_true", help="no request log on stderr")
     args = parser.parse_args()
     if not is_loopback_host(args.host):
@@ -54,9 +60,15 @@ def main() -> int:
         parser.error("--tls-cert and --tls-key go together")
     if args.data_dir is not None:
         args.data_dir.mkdir(parents=True, exist_ok=True)
+    ram_policy = None
+    if args.ram_policy is not None:
+        try:
+            ram_policy = load_policy(args.ram_policy)
+        except PolicyError as exc:
+            parser.error(f"--ram-policy: {exc}")
     config = SandboxConfig(host=args.host, port=args.port, oss_port=args.oss_port, data_dir=args.data_dir,
                            qps=args.qps, policy_ttl=args.policy_ttl, max_file_mb=args.max_file_mb,
-                           tls_cert=args.tls_cert, tls_key=args.tls_key)
+                           tls_cert=args.tls_cert, tls_key=args.tls_key, ram_policy=ram_policy)
     try:
         sandbox = start(config, quiet=args.quiet)
     except OSError as exc:  # ssl.SSLError too: a bad certificate or key file

@@ -36,6 +36,13 @@ def oss_env(env, box, pair="own", **extra):
     return out
 
 
+def without_notice(result):
+    """The stderr lines after the one 'note: uploading to your bucket ...' line (which must be there)."""
+    lines = result.err.splitlines()
+    assert lines and lines[0].startswith("note: uploading to your bucket "), result.err
+    return type(result)(result.code, result.out, "\n".join(lines[1:]))
+
+
 def fetch(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=30) as resp:
         return resp.read()
@@ -59,15 +66,19 @@ def test_each_credential_source_gives_a_working_url(sb, env, project, pair):
     assert key.startswith("qianwen-uploads/") and key.endswith("_pic.png")
 
 
-def test_credentials_from_dotenv(sb, env, project):
+def test_credentials_from_dotenv_and_the_bucket_notice(sb, env, project):
     info = sb.info
     (project / ".env").write_text(
         f"QWEN_TMP_OSS_BUCKET={info['oss_bucket']}\nQWEN_TMP_OSS_REGION={info['oss_region']}\n"
-        f"QWEN_TMP_OSS_ENDPOINT={info['oss_endpoint']}\nOSS_ACCESS_KEY_ID={info['oss_access_key_id']}\n"
-        f"OSS_ACCESS_KEY_SECRET={info['oss_access_key_secret']}\n")
+        f"OSS_ACCESS_KEY_ID={info['oss_access_key_id']}\nOSS_ACCESS_KEY_SECRET={info['oss_access_key_secret']}\n")
     (project / "f.txt").write_bytes(b"from dotenv")
-    result = run_script("upload_file.py", "f.txt", "--model", MODEL, env=env, cwd=project)
-    assert result.code == 0, result.err and fetch(result.out.strip()) == b"from dotenv"
+    # a loopback endpoint may only come from the process environment
+    result = run_script("upload_file.py", "f.txt", "--model", MODEL,
+                        env=dict(env, QWEN_TMP_OSS_ENDPOINT=info["oss_endpoint"]), cwd=project)
+    assert result.code == 0, result.err
+    assert fetch(result.out.strip()) == b"from dotenv"
+    assert result.err.strip() == (f"note: uploading to your bucket {info['oss_bucket']} "
+                                  f"(QWEN_TMP_OSS_BUCKET from {project / '.env'})")
 
 
 def test_prefix_and_expiry_honoured_and_expired_url_refused(make_sandbox, env, project):
@@ -125,6 +136,7 @@ def test_cache_reuses_url_within_its_validity(sb, env, project):
     ({"QWEN_TMP_OSS_URL_EXPIRES": "99999999"}, "QWEN_TMP_OSS_URL_EXPIRES"),
     ({"QWEN_TMP_OSS_BUCKET": "Bad_Bucket"}, "not a valid bucket"),
     ({"QWEN_TMP_OSS_ENDPOINT": "http://oss.example.com"}, "plain http"),
+    ({"QWEN_TMP_OSS_AK_ID": "your-accesskey-id"}, "AK_ID (from env:QWEN_TMP_OSS_AK_ID) is still a placeholder"),
 ])
 def test_configuration_errors_before_any_request(sb, env, project, change, needle):
     run_env = oss_env(env, sb)
@@ -153,7 +165,7 @@ def test_oss_errors_become_plain_advice(sb, env, project, mode, code, needle):
     (project / "x.bin").write_bytes(b"x")
     result = run_script("upload_file.py", "x.bin", "--model", MODEL, env=oss_env(env, sb, **extra), cwd=project)
     assert result.code == code and needle in result.err
-    assert_clean_error(result)
+    assert_clean_error(without_notice(result))
     for secret in ("Oss-Wr0ng-Secret-value", sb.info["oss_access_key_secret"], "x-oss-signature", "Signature="):
         assert secret not in result.err + result.out
 
@@ -163,7 +175,7 @@ def test_access_denied_names_least_privilege_policy(sb, env, project):
     run_env = oss_env(env, sb, QWEN_TMP_OSS_BUCKET=info["temp_bucket"])
     (project / "x.bin").write_bytes(b"x")
     result = run_script("upload_file.py", "x.bin", "--model", MODEL, env=run_env, cwd=project)
-    assert result.code == 5 and "oss:PutObject and oss:GetObject" in result.err
+    assert result.code == 5 and "the RAM user needs oss:PutObject on acs:oss:*:*:" in result.err
 
 
 def test_oss2_missing_is_one_line_and_the_rest_works(sb, env, project, tmp_path):
@@ -195,6 +207,34 @@ def test_doctor_check_oss_reports_wrong_secret(sb, env, project):
     result = run_script("doctor.py", "--check-oss", env=oss_env(env, sb, QWEN_TMP_OSS_AK_SECRET="Oss-bad-1"),
                         cwd=project)
     assert result.code == 5 and "[FAIL] oss put" in result.out and "Oss-bad-1" not in result.out
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"QWEN_TMP_OSS_ENDPOINT": "oss-cn-beijing.aliyuncs.com/extra"}, "path must be empty"),
+    ({"QWEN_TMP_OSS_ENDPOINT": "https://a..invalid"}, "malformed host"),
+    ({"QWEN_TMP_OSS_ENDPOINT": "https://" + "x" * 64 + ".aliyuncs.com"}, "malformed host"),
+    ({"QWEN_TMP_OSS_AK_ID": "your-accesskey-id"}, "AK_ID (from env:QWEN_TMP_OSS_AK_ID) is still a placeholder"),
+    ({"QWEN_TMP_OSS_AK_SECRET": "your-accesskey-secret"}, "(from env:QWEN_TMP_OSS_AK_SECRET) is still"),
+    ({"QWEN_TMP_OSS_AK_SECRET": "<your secret>"}, "placeholder"),
+    ({"QWEN_TMP_OSS_AK_SECRET": " Secret1 "}, "contains whitespace"),
+    ({"QWEN_TMP_OSS_AK_ID": "LTAI abc"}, "contains whitespace"),
+    ({"QWEN_TMP_OSS_AK_ID": None, "QWEN_TMP_OSS_AK_SECRET": None, "OSS_ACCESS_KEY_ID": "your-accesskey-id",
+      "OSS_ACCESS_KEY_SECRET": "your-accesskey-secret"}, "OSS_ACCESS_KEY_ID (from env:OSS_ACCESS_KEY_ID) is still"),
+    ({"QWEN_TMP_OSS_AK_ID": None, "QWEN_TMP_OSS_AK_SECRET": None, "OSS_ACCESS_KEY_ID": "LTAIabc",
+      "OSS_ACCESS_KEY_SECRET": "abc123", "OSS_SESSION_TOKEN": "tok en"}, "OSS_SESSION_TOKEN (from env:OSS_SESSION"),
+])
+def test_configuration_errors_in_process(tmp_path, change, needle):
+    """The same rules without a subprocess: endpoint forms, placeholders, whitespace."""
+    values = {"QWEN_TMP_OSS_BUCKET": "my-bucket", "QWEN_TMP_OSS_REGION": "cn-beijing",
+              "QWEN_TMP_OSS_AK_ID": "LTAIabc123", "QWEN_TMP_OSS_AK_SECRET": "Secret123abc"}
+    for name, value in change.items():
+        if value is None:
+            values.pop(name)
+        else:
+            values[name] = value
+    with pytest.raises(QwenOpsError) as info:
+        load_config(Settings.from_process(cwd=tmp_path, env=values))
+    assert info.value.exit_code == 9 and needle in info.value.message
 
 
 def test_config_object_never_shows_secrets(tmp_path):

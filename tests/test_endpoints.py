@@ -41,7 +41,9 @@ def test_base_url_keeps_port_and_loopback_http():
     ("ftp://example.com", "https://"), ("example.com", "https://"), ("http://example.com", "plain http"),
     ("https://user:pw@example.com", "user name"), ("https://example.com/v2", "path"),
     ("https://example.com/?x=1", "query"), ("https://", "host"), ("https://example.com:99999", "valid URL"),
-    ("http://10.0.0.1", "plain http"),
+    ("http://10.0.0.1", "plain http"), ("https://a..invalid", "malformed host"),
+    ("https://" + "a" * 64 + ".example.com", "malformed host"), ("https://-x.example.com", "malformed host"),
+    ("https://[::g]:1", "QWEN_BASE_URL"),
 ])
 def test_bad_base_urls(raw, fragment):
     with pytest.raises(QwenOpsError) as info:
@@ -58,3 +60,12 @@ def test_unknown_region(tmp_path):
 def test_base_url_wins_over_region_and_token_plan_host_detected(tmp_path):
     ep = endpoint(tmp_path, QWEN_REGION="intl", QWEN_BASE_URL="https://token-plan.cn-beijing.maas.aliyuncs.com")
     assert ep.is_token_plan and ep.region == "custom"
+
+
+def test_documented_host_from_a_dotenv_is_fine_and_an_unknown_one_is_not(tmp_path):
+    (tmp_path / ".env").write_text("QWEN_BASE_URL=https://dashscope-intl.aliyuncs.com\n")
+    assert resolve_endpoint(Settings.from_process(cwd=tmp_path, env={})).region == "custom"
+    (tmp_path / ".env").write_text("QWEN_BASE_URL=http://localhost:8080\n")
+    with pytest.raises(QwenOpsError, match="loopback host"):
+        resolve_endpoint(Settings.from_process(cwd=tmp_path, env={}))
+    assert resolve_endpoint(Settings.from_process(cwd=tmp_path, env={"QWEN_BASE_URL": "http://localhost:8080"}))

@@ -194,8 +194,8 @@ ENV_CASES = [
     ("dotenv-redirects-key-to-unknown-host", lambda p: (p / ".env").write_text(
         "QWEN_BASE_URL=https://collector.example.com\n"), {"DASHSCOPE_API_KEY": "sk-abcdef123456"}, 9,
      "not a documented host"),
-    ("dotenv-base-url-loopback-is-fine", lambda p: (p / ".env").write_text("QWEN_BASE_URL=SANDBOX\n"),
-     {"DASHSCOPE_API_KEY": "GOODKEY"}, 0, "200"),
+    ("dotenv-base-url-loopback-refused", lambda p: (p / ".env").write_text("QWEN_BASE_URL=SANDBOX\n"),
+     {"DASHSCOPE_API_KEY": "GOODKEY"}, 9, "loopback host"),
 ]
 
 

@@ -188,7 +188,7 @@ def _check_users_code(report: Report, key: ApiKey) -> None:
     report.add("your code", "info", detail)
 
 
-def _check_custom_oss(settings: Settings, report: Report, check_oss: bool) -> None:
+def _check_custom_oss(settings: Settings, report: Report, check_oss: bool, timeout: float = 15.0) -> None:
     from .custom_oss import load_config, round_trip
     from .upload_cache import cache_path
 
@@ -211,10 +211,11 @@ def _check_custom_oss(settings: Settings, report: Report, check_oss: bool) -> No
     report.add("custom OSS", "ok", f"on: bucket {config.bucket}, region {config.region}, prefix {config.prefix}/, "
                f"URLs valid {config.url_expires} s, credentials from {config.credential_source}")
     if check_oss:
-        for step, ok, detail in round_trip(config, cache_path(settings.env).parent):
+        for step, ok, detail, exit_code in round_trip(config, cache_path(settings.env).parent, timeout=timeout,
+                                                        env=settings.env):
             report.add(f"oss {step}", "ok" if ok else "fail", detail)
             if not ok:
-                report.fail(errors.AUTH_REJECTED if "denied" in detail or "AccessKey" in detail else errors.HTTP_ERROR)
+                report.fail(exit_code)
 
 
 def diagnose(settings: Settings, offline: bool = False, check_oss: bool = False, timeout: float = 15.0) -> Report:
@@ -223,7 +224,7 @@ def diagnose(settings: Settings, offline: bool = False, check_oss: bool = False,
     report = Report()
     report.facts.update(version=bundle_version(), python=platform.python_version())
     _check_key_and_endpoint(settings, report, offline, timeout)
-    _check_custom_oss(settings, report, check_oss)
+    _check_custom_oss(settings, report, check_oss, timeout)
     for finding in project_findings(settings):  # the project, its .env files: git-ignored? private?
         report.add(*finding)
     for package in ("oss2", "dotenv"):

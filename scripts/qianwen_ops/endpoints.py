@@ -4,10 +4,19 @@
 ``QWEN_BASE_URL`` overrides it and may be a host root or end in
 ``/compatible-mode/v1`` or ``/api/v1``; both API bases are derived from its scheme,
 host and port. Plain ``http://`` is accepted only for loopback hosts (the sandbox).
+
+``parse_url`` is the one URL validator, for the API base and the custom-OSS endpoint alike.
+Values read from a ``.env`` file are judged by where they came from: such a file may name only
+documented hosts (DashScope for the API, ``*.aliyuncs.com`` for OSS), and a ``.env`` that git
+tracks (a cloned repository's) may not redirect anything at all.
 """
 
 from __future__ import annotations
 
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -22,7 +31,6 @@ REGION_ROOTS = {
 TOKEN_PLAN_ROOT = "https://token-plan.cn-beijing.maas.aliyuncs.com"  # noqa: S105 - a host
 COMPATIBLE_PATH = "/compatible-mode/v1"
 NATIVE_PATH = "/api/v1"
-ANTHROPIC_PATH = "/apps/anthropic"
 _ALLOWED_PATHS = ("", "/", COMPATIBLE_PATH, NATIVE_PATH)
 
 
@@ -47,10 +55,6 @@ class Endpoint(NamedTuple):
     def is_token_plan(self) -> bool:
         return self.host.startswith("token-plan.") and self.host.endswith(".maas.aliyuncs.com")
 
-    @property
-    def is_loopback(self) -> bool:
-        return is_loopback_host(self.host)
-
 
 def is_loopback_host(host: str) -> bool:
     """localhost, 127.0.0.0/8 or ::1 (written out to keep ipaddress off the probe's start-up path)."""
@@ -62,9 +66,31 @@ def is_loopback_host(host: str) -> bool:
             and all(p.isdigit() and p.isascii() and int(p) <= 255 for p in parts))
 
 
-def parse_base_url(raw: str, what: str = "QWEN_BASE_URL") -> str:
-    """Validate a base URL and return its ``scheme://host[:port]`` root."""
+_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$", re.IGNORECASE)
+
+
+def _valid_host(host: str) -> bool:
+    if ":" in host:  # an IPv6 literal (urlsplit already removed the brackets)
+        import socket
+
+        try:
+            socket.inet_pton(socket.AF_INET6, host)
+        except (OSError, ValueError):
+            return False
+        return True
+    name = host[:-1] if host.endswith(".") else host
+    return 0 < len(name) <= 253 and all(_LABEL.match(label) for label in name.split("."))
+
+
+def parse_url(raw: str, what: str, paths: tuple = ("", "/"), default_scheme: str = "") -> tuple:
+    """Validate an endpoint URL; return ``(root, path)`` with root ``scheme://host[:port]``.
+
+    ``paths`` are the paths allowed after the host (anything else is refused, never dropped);
+    ``default_scheme`` lets a bare host name stand for ``default_scheme://host``.
+    """
     raw = raw.strip()
+    if default_scheme and "://" not in raw:
+        raw = f"{default_scheme}://{raw}"
     try:
         parts = urlsplit(raw)
         port = parts.port  # raises ValueError on a bad port
@@ -78,16 +104,26 @@ def parse_base_url(raw: str, what: str = "QWEN_BASE_URL") -> str:
         raise QwenOpsError(f"{what} must not carry a user name or password", CONFIG)
     if parts.query or parts.fragment:
         raise QwenOpsError(f"{what} must not have a query string or fragment", CONFIG)
-    if parts.path.rstrip("/") not in _ALLOWED_PATHS:
-        raise QwenOpsError(
-            f"{what} path must be empty, {COMPATIBLE_PATH} or {NATIVE_PATH}", CONFIG)
     host = parts.hostname
+    if not _valid_host(host):
+        raise QwenOpsError(f"{what} has a malformed host name (empty label, a label over 63 characters, "
+                           "or characters other than letters, digits and '-')", CONFIG)
+    path = parts.path.rstrip("/")
+    if path not in paths:
+        shown = ", ".join(p for p in paths if p not in ("", "/"))
+        raise QwenOpsError(f"{what} path must be empty" + (f", {shown}" if shown else "")
+                           + " (other paths are not used, so they are refused)", CONFIG)
     if parts.scheme == "http" and not is_loopback_host(host):
         raise QwenOpsError(f"{what} uses plain http:// to a remote host; use https://", CONFIG)
     netloc = f"[{host}]" if ":" in host else host
     if port is not None:
         netloc += f":{port}"
-    return f"{parts.scheme}://{netloc}"
+    return f"{parts.scheme}://{netloc}", path
+
+
+def parse_base_url(raw: str, what: str = "QWEN_BASE_URL") -> str:
+    """Validate an API base URL and return its ``scheme://host[:port]`` root."""
+    return parse_url(raw, what, _ALLOWED_PATHS)[0]
 
 
 KNOWN_HOSTS = frozenset(root.split("://", 1)[1] for root in (*REGION_ROOTS.values(), TOKEN_PLAN_ROOT))
@@ -96,15 +132,48 @@ KNOWN_HOSTS = frozenset(root.split("://", 1)[1] for root in (*REGION_ROOTS.value
 def check_file_sourced_host(name: str, host: str, source: str, trusted_suffixes: tuple = ()) -> None:
     """A .env file (possibly from a cloned repository) may not send credentials to an unknown host.
 
-    Documented hosts and loopback are fine from anywhere; any other host must be set in the
-    process environment, where only the user puts it.
+    From a file only documented hosts pass (plus ``trusted_suffixes``); loopback and any other host
+    must be set in the process environment, where only the user puts it.
     """
-    if source.startswith("env:") or is_loopback_host(host) or host in KNOWN_HOSTS:
+    if source.startswith("env:") or host in KNOWN_HOSTS:
         return
     if trusted_suffixes and host.endswith(trusted_suffixes):
         return
-    raise QwenOpsError(f"{name} in {source} points to {host}, which is not a documented host; "
-                       "set it in the environment instead if you really mean it", CONFIG)
+    kind = "a loopback host" if is_loopback_host(host) else "not a documented host"
+    raise QwenOpsError(f"{name} in {source} points to {host}, which is {kind}; a .env file may only name "
+                       "documented hosts: set it in the environment instead if you really mean it", CONFIG)
+
+
+@lru_cache(maxsize=16)
+def is_git_tracked(path: Path) -> bool:
+    """True when git tracks ``path`` (a committed file: whoever commits to that repository wrote it).
+
+    Runs git only when asked, i.e. only when a redirecting value really came from a .env file.
+    Without git, or outside a work tree, the answer is False. fsmonitor is switched off so that a
+    cloned repository's configuration cannot make this check run a program.
+    """
+    import subprocess
+
+    path = Path(path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_OPTIONAL_LOCKS="0", GIT_TERMINAL_PROMPT="0")
+    try:
+        done = subprocess.run(["git", "-c", "core.fsmonitor=false", "-C", str(path.parent), "ls-files",
+                               "--error-unmatch", "--", path.name],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=env, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def check_not_tracked(name: str, source: str) -> None:
+    """Refuse a redirecting value (endpoint, bucket) that comes from a git-tracked .env file."""
+    if source.startswith("env:") or not is_git_tracked(Path(source).absolute()):
+        return
+    raise QwenOpsError(f"{name} in {source} is not used: git tracks that file, so whoever commits to the "
+                       f"repository would choose where your data goes; set {name} in the environment "
+                       "(export it) or in a .env that git ignores", CONFIG)
 
 
 def resolve_endpoint(settings: Settings) -> Endpoint:
@@ -112,6 +181,7 @@ def resolve_endpoint(settings: Settings) -> Endpoint:
     if found is not None:
         root = parse_base_url(found.value)
         check_file_sourced_host("QWEN_BASE_URL", urlsplit(root).hostname or "", found.source)
+        check_not_tracked("QWEN_BASE_URL", found.source)
         return Endpoint(root, "custom", f"QWEN_BASE_URL ({found.source})")
     region_found = settings.get("QWEN_REGION")
     if region_found is None:

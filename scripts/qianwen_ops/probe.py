@@ -76,7 +76,7 @@ def run_probe(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = D
     endpoint = endpoint or resolve_endpoint(settings)
     if key_exit_code(key) != errors.OK:
         return ProbeResult(key_exit_code(key), key, endpoint, error_message=key_advice(key))
-    session = session or HttpSession(timeout=timeout)
+    session = session or HttpSession(timeout=timeout, env=settings.env)
     try:
         return probe_endpoint(key, endpoint, model, session)
     finally:
@@ -96,7 +96,7 @@ def probe_regions(settings: Settings, model: str = DEFAULT_MODEL, timeout: float
     if key_exit_code(key) != errors.OK:
         return [(e.region, ProbeResult(key_exit_code(key), key, e, error_message=key_advice(key)))
                 for e in endpoints]
-    session = HttpSession(timeout=timeout)
+    session = HttpSession(timeout=timeout, env=settings.env)
     try:
         with ThreadPoolExecutor(max_workers=len(endpoints)) as pool:
             results = list(pool.map(lambda e: probe_endpoint(key, e, model, session), endpoints))

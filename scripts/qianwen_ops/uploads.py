@@ -67,7 +67,7 @@ def open_backend(settings: Settings, session: HttpSession):
     """The backend every local upload in this call goes to (checked before any request)."""
     custom = load_config(settings)
     if custom is not None:
-        return CustomOss(custom, cache_path(settings.env).parent)
+        return CustomOss(custom, cache_path(settings.env).parent, timeout=session.timeout, env=settings.env)
     key = find_api_key(settings)
     if key_exit_code(key) != errors.OK:
         why = ("; Token Plan keys take media by URL only, so local files cannot be uploaded with them "

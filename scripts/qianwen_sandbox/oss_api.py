@@ -9,6 +9,7 @@ from xml.etree import ElementTree
 
 from .form_parser import BadBody, MultipartReader
 from .oss_signing import OssError, authenticate, check_post_fields
+from .ram import required_action, resource_for
 from .state import MEDIA_TTL_SECONDS
 from .store import AlreadyExists
 
@@ -39,8 +40,9 @@ def handle(h, state) -> None:
             return
         if bucket == state.config.temp_bucket:
             raise OssError(403, "AccessDenied", "Temporary storage objects cannot be read back.")
-        authenticate(h.command, bucket, key, h.query, dict(h.headers.items()),
-                     state.credentials.get, state.config.region, now=state.now())
+        cred = authenticate(h.command, bucket, key, h.query, dict(h.headers.items()),
+                            state.credentials.get, state.config.region, now=state.now())
+        _authorize(state, cred, h.command, h.query_dict, bucket, key)
         bucket_api(h, state, bucket, key)
     except OssError as err:
         h.finish_body()
@@ -48,6 +50,16 @@ def handle(h, state) -> None:
     except BadBody as err:
         h.close_connection = True
         h.send_xml_error(400, "InvalidArgument", str(err))
+
+
+def _authorize(state, cred, method: str, query: dict, bucket: str, key: str) -> None:
+    """RAM policy check for the main AccessKey (sandbox.py --ram-policy); OSS's own 403 when refused."""
+    policy = state.config.ram_policy
+    if policy is None or cred is not state.named.get("user"):
+        return
+    if not policy.allows(required_action(method, query, key), resource_for(state.config.region, bucket, key)):
+        raise OssError(403, "AccessDenied", "You have no right to access this object because of bucket acl."
+                       if key else "You have no right to access this bucket.")
 
 
 # ---------------------------------------------------------------- PostObject

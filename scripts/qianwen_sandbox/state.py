@@ -32,6 +32,7 @@ class SandboxConfig:
     temp_bucket: str = "dashscope-sandbox-temp"
     tls_cert: Path | None = None     # both set: both ports serve HTTPS with this certificate chain
     tls_key: Path | None = None
+    ram_policy: object = None        # ram.Policy for the main ("user") AccessKey; None: full access
 
 
 @dataclass
@@ -143,6 +144,7 @@ class SandboxState:
             "policy_ttl": self.config.policy_ttl,
             "max_file_mb": self.config.max_file_mb,
             "qps": self.config.qps,
+            "ram_policy": self.config.ram_policy is not None,
         }
 
     def now(self) -> float:
