@@ -24,9 +24,8 @@ from . import errors
 from .credentials import Secret
 from .endpoints import check_file_sourced_host, is_loopback_host
 from .errors import QwenOpsError
-from .local_files import LocalFile, display, read_chunks
+from .local_files import LocalFile, display, read_chunks, readable_name
 from .settings import Settings
-from .temp_storage import readable_name
 
 DEFAULT_PREFIX = "qianwen-uploads"
 DEFAULT_EXPIRES = 86400

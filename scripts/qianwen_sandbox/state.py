@@ -30,12 +30,13 @@ class SandboxConfig:
     region: str = "cn-beijing"
     bucket: str = "sandbox-bucket"
     temp_bucket: str = "dashscope-sandbox-temp"
+    latency_ms: int = 0       # emulated round trip: one to open a connection, one per request
 
 
 @dataclass
 class Fault:
     status: int = 0
-    action: str = ""          # "reset": drop the connection mid-body
+    action: str = ""          # "reset": drop the connection mid-body; "lose_answer": act, then drop it
     delay_s: float = 0.0
     remaining: int = 1
 
