@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 from .errors import INPUT_FILE, QwenOpsError
 from .redaction import one_line
 
-READ_CHUNK = 256 * 1024
+READ_CHUNK = 1024 * 1024    # fewer, larger reads and hand-offs to the hashing thread
 PASS_THROUGH_SCHEMES = ("http", "https", "oss", "data")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
@@ -208,7 +208,7 @@ class _InlineHasher:
 class _ThreadedHasher:
     """sha256 in a worker thread, so hashing overlaps sending instead of capping its speed.
 
-    ``hashlib`` releases the GIL on large buffers; the queue is bounded (at most 16 chunks, 4 MiB)
+    ``hashlib`` releases the GIL on large buffers; the queue is bounded (at most 4 chunks, 4 MiB)
     so a slow hash holds back the reader rather than filling memory.
     """
 
@@ -217,7 +217,7 @@ class _ThreadedHasher:
         import threading
 
         self._hash = hashlib.sha256()
-        self._queue: queue.Queue = queue.Queue(maxsize=16)
+        self._queue: queue.Queue = queue.Queue(maxsize=4)
         self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
         self._thread.start()
         self._closed = False
