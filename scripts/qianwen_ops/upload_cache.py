@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import threading
 import time
@@ -63,16 +64,41 @@ def _line(key: str, entry: dict) -> bytes:
     return (json.dumps({"v": CACHE_VERSION, "key": key, "entry": entry}) + "\n").encode("utf-8")
 
 
-def _parse(data: bytes, entries: dict, sizes: dict) -> None:
-    """Add the valid lines of ``data`` to ``entries`` (later lines win); ``sizes`` gets each line's bytes."""
+_PREFIX = _line("", {})[: _line("", {}).index(b'"key": "') + len(b'"key": "')]   # b'{"v": 2, "key": "'
+_EXPIRES = re.compile(rb'"expires_at": (-?[0-9][0-9.eE+-]*)')
+
+
+def _index(data: bytes, lines: dict) -> None:
+    """Add each line of ``data`` to ``lines`` under its key (later lines win), without parsing its JSON.
+
+    Only the key is read here; an entry is parsed when it is looked up, so reading a cache of
+    thousands of entries costs a split, not thousands of ``json.loads``. Foreign lines are skipped.
+    """
+    start = len(_PREFIX)
     for line in data.splitlines():
-        try:
-            row = json.loads(line)
-            if row.get("v") == CACHE_VERSION and isinstance(row.get("entry"), dict) and isinstance(row["key"], str):
-                entries[row["key"]] = row["entry"]
-                sizes[row["key"]] = len(line) + 1
-        except (ValueError, AttributeError, KeyError, TypeError):
-            continue  # a torn or foreign line is just a miss
+        if line.startswith(_PREFIX):
+            end = line.find(b'"', start)
+            if end > start:
+                lines[line[start:end].decode("ascii", "replace")] = line
+
+
+def _entry(line: bytes | None) -> dict | None:
+    if line is None:
+        return None
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None  # a torn line is just a miss
+    entry = row.get("entry") if isinstance(row, dict) and row.get("v") == CACHE_VERSION else None
+    return entry if isinstance(entry, dict) else None
+
+
+def _alive(line: bytes, now: float) -> bool:
+    found = _EXPIRES.search(line)
+    try:
+        return found is not None and float(found.group(1)) > now
+    except ValueError:
+        return False
 
 
 def _open_read(path: Path) -> int | None:
@@ -90,50 +116,44 @@ def _open_read(path: Path) -> int | None:
     return None
 
 
-def _alive(entry: dict, now: float) -> bool:
-    expires = entry.get("expires_at")
-    return isinstance(expires, (int, float)) and expires > now
-
-
 class UploadCache:
     """One batch's view of the cache: read once, appended per upload, finished once."""
 
     def __init__(self, path: Path, enabled: bool = True):
         self.path = path
         self.enabled = enabled
-        self._entries: dict | None = None
-        self._sizes: dict = {}                   # key -> bytes of its latest line
+        self._lines: dict | None = None          # key -> its latest raw line
         self._read_mark: tuple | None = None     # (device, inode, size) of the file when it was read
         self._appended = False
+        self._folder_ready = False
         self._mutex = threading.Lock()           # threads of one batch; other processes: the file lock
 
     # -- reading
     def _load(self) -> None:
-        entries: dict = {}
-        self._sizes = {}
+        lines: dict = {}
         self._read_mark = None
         fd = _open_read(self.path)
         if fd is not None:
             try:
                 info = os.fstat(fd)
                 if info.st_size <= MAX_CACHE_BYTES:
-                    _parse(_read_all(fd, info.st_size), entries, self._sizes)
+                    _index(_read_all(fd, info.st_size), lines)
                     self._read_mark = (info.st_dev, info.st_ino, info.st_size)
             except OSError:
-                entries = {}
+                lines = {}
             finally:
                 os.close(fd)
-        self._entries = entries
+        self._lines = lines
 
     def lookup(self, key: str) -> dict | None:
         if not self.enabled:
             return None
         with self._mutex:
-            if self._entries is None:
+            if self._lines is None:
                 self._load()
-            entry = self._entries.get(key)
+            entry = _entry(self._lines.get(key))
         try:
-            return entry if isinstance(entry, dict) and still_valid(entry) else None
+            return entry if entry is not None and still_valid(entry) else None
         except (KeyError, TypeError):
             return None
 
@@ -142,23 +162,25 @@ class UploadCache:
         return self.path.with_suffix(".lock")
 
     def _folder(self) -> None:
-        base = self.path.parent.parent
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
-        make_dirs(base, self.path.parent.name)
+        if not self._folder_ready:
+            base = self.path.parent.parent
+            base.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_dirs(base, self.path.parent.name)
+            self._folder_ready = True
 
     def store(self, new_entries: Mapping[str, dict]) -> None:
         """Append entries, one line each (no fsync: ``finish`` syncs once per batch)."""
         if not self.enabled or not new_entries:
             return
-        data = b"".join(_line(k, e) for k, e in new_entries.items())
+        new_lines = {k: _line(k, e) for k, e in new_entries.items()}
         try:
             with self._mutex:
                 self._folder()
                 with locked(self._lock_path()):
-                    append_file(self.path, (b"\n" if _torn(self.path) else b"") + data)
+                    append_file(self.path, (b"\n" if _torn(self.path) else b"") + b"".join(new_lines.values()))
                 self._appended = True
-                if self._entries is not None:
-                    self._entries.update(new_entries)
+                if self._lines is not None:
+                    self._lines.update((k, v.rstrip(b"\n")) for k, v in new_lines.items())
         except (OSError, ValueError):
             return  # a cache that cannot be written only costs a re-upload next time
 
@@ -177,40 +199,34 @@ class UploadCache:
                     if info.st_size <= COMPACT_MIN_BYTES:
                         os.fsync(fd)
                         return
-                    entries, sizes = self._current(fd, info)
+                    lines = self._current(fd, info)
+                    now = time.time()
+                    live = [line for line in lines.values() if _alive(line, now)]
+                    if info.st_size <= COMPACT_FACTOR * sum(len(line) + 1 for line in live):
+                        os.fsync(fd)
+                        return
                 finally:
                     os.close(fd)
-                now = time.time()
-                live = {k: e for k, e in entries.items() if _alive(e, now)}
-                live_bytes = sum(sizes.get(k, 0) for k in live)
-                if info.st_size > COMPACT_FACTOR * live_bytes:
-                    replace_file(self.path, b"".join(_line(k, e) for k, e in live.items()))
-                    self._entries, self._sizes = dict(live), {k: sizes[k] for k in live if k in sizes}
-                    self._read_mark = None
-                else:
-                    fd = _open_read(self.path)
-                    if fd is not None:
-                        try:
-                            os.fsync(fd)
-                        finally:
-                            os.close(fd)
+                replace_file(self.path, b"".join(line + b"\n" for line in live))
+                self._read_mark = None
+                self._lines = None
         except (OSError, ValueError):
             return
 
-    def _current(self, fd: int, info: os.stat_result) -> tuple:
-        """Every entry in the file now (lock held): the ones read at start plus the lines appended since."""
+    def _current(self, fd: int, info: os.stat_result) -> dict:
+        """Every line in effect in the file now (lock held): those read at start plus the ones appended since."""
         mark = self._read_mark
-        if self._entries is not None and mark is not None and mark[:2] == (info.st_dev, info.st_ino) \
+        if self._lines is not None and mark is not None and mark[:2] == (info.st_dev, info.st_ino) \
                 and info.st_size >= mark[2]:
-            entries, sizes = dict(self._entries), dict(self._sizes)
+            lines = dict(self._lines)
             tail = _read_all(fd, info.st_size - mark[2], offset=mark[2])
             start = tail.find(b"\n") + 1 if mark[2] and not _ends_line(fd, mark[2]) else 0
-            _parse(tail[start:], entries, sizes)
-            return entries, sizes
-        entries, sizes = {}, {}
+            _index(tail[start:], lines)
+            return lines
+        lines: dict = {}
         if info.st_size <= MAX_CACHE_BYTES:
-            _parse(_read_all(fd, info.st_size), entries, sizes)
-        return entries, sizes
+            _index(_read_all(fd, info.st_size), lines)
+        return lines
 
 
 def _torn(path: Path) -> bool:
