@@ -96,3 +96,23 @@ def test_stdlib_scripts_on_python_39(tmp_path):
             assert sandbox39.wait(timeout=20) == 0
     finally:
         box.stop()
+
+
+def test_sandbox_latency_costs_one_round_trip_to_connect_and_one_per_request(make_sandbox):
+    import http.client
+    import time
+
+    box = make_sandbox("--latency-ms", "150")
+    host, port = box.base_url.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        timings = []
+        for _ in range(2):
+            start = time.monotonic()
+            conn.request("GET", "/_sandbox/stats")
+            conn.getresponse().read()
+            timings.append(time.monotonic() - start)
+    finally:
+        conn.close()
+    first, second = timings
+    assert first >= 0.3 and second >= 0.15   # a new connection: two round trips; a reused one: one
