@@ -11,7 +11,9 @@ Stops cleanly on SIGINT/SIGTERM. With --tls-cert/--tls-key both ports serve HTTP
 
 Test hooks: GET {base_url}/_sandbox/stats and POST {base_url}/_sandbox/faults with
 {"route": "chat"|"getPolicy"|"postObject"|"oss", "status": 503, "count": 2} or
-{"action": "reset"} or {"delay_s": 2.5}; {"clear": true} drops queued faults.
+{"action": "reset"} (drop the connection mid-body) or {"action": "lose_answer"} (do the
+request, then drop the connection instead of answering) or {"delay_s": 2.5};
+{"clear": true} drops queued faults.
 POST {base_url}/_sandbox/clock with {"advance_s": 400} moves the sandbox clock forward
 (expiry of policies, presigned URLs and 48-hour media) without waiting;
 POST {base_url}/_sandbox/purge deletes every stored object.
@@ -47,13 +49,17 @@ def main() -> int:
     parser.add_argument("--tls-key", type=Path, help="the PEM private key for --tls-cert")
     parser.add_argument("--ram-policy", type=Path, metavar="FILE",
                         help="RAM policy JSON enforced for the main OSS AccessKey (default: full access)")
+    parser.add_argument("--latency-ms", type=int, default=0,
+                        help="emulated round trip on both ports: one to open each connection, one per "
+                             "request (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no request log on stderr")
     args = parser.parse_args()
     if not is_loopback_host(args.host):
         parser.error("--host must be a loopback address (the sandbox prints its credentials)")
     for name, value, low, high in (("--port", args.port, 0, 65535), ("--oss-port", args.oss_port, 0, 65535),
                                    ("--qps", args.qps, 1, 100000), ("--policy-ttl", args.policy_ttl, 1, 86400),
-                                   ("--max-file-mb", args.max_file_mb, 1, 5120)):
+                                   ("--max-file-mb", args.max_file_mb, 1, 5120),
+                                   ("--latency-ms", args.latency_ms, 0, 10000)):
         if not low <= value <= high:
             parser.error(f"{name} must be between {low} and {high}")
     if (args.tls_cert is None) != (args.tls_key is None):
@@ -68,7 +74,8 @@ def main() -> int:
             parser.error(f"--ram-policy: {exc}")
     config = SandboxConfig(host=args.host, port=args.port, oss_port=args.oss_port, data_dir=args.data_dir,
                            qps=args.qps, policy_ttl=args.policy_ttl, max_file_mb=args.max_file_mb,
-                           tls_cert=args.tls_cert, tls_key=args.tls_key, ram_policy=ram_policy)
+                           tls_cert=args.tls_cert, tls_key=args.tls_key, ram_policy=ram_policy,
+                           latency_ms=args.latency_ms)
     try:
         sandbox = start(config, quiet=args.quiet)
     except OSError as exc:  # ssl.SSLError too: a bad certificate or key file

@@ -16,7 +16,8 @@ import sys
 from qianwen_ops import cli, errors
 from qianwen_ops.evidence import append_records
 from qianwen_ops.local_files import display
-from qianwen_ops.uploads import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, MAX_CONCURRENCY, upload_many
+from qianwen_ops.redaction import one_line
+from qianwen_ops.uploads import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, MAX_CONCURRENCY, check_options, upload_many
 
 CODES = [errors.OK, errors.USAGE, errors.NO_KEY, errors.TOKEN_PLAN_KEY, errors.AUTH_REJECTED,
          errors.RATE_LIMITED, errors.HTTP_ERROR, errors.NETWORK, errors.CONFIG, errors.INPUT_FILE,
@@ -52,27 +53,30 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help=f"seconds to wait on a stalled request before retrying (default {DEFAULT_TIMEOUT:g})")
     args = parser.parse_args()
-    if not 1 <= args.concurrency <= MAX_CONCURRENCY:
-        parser.error(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
-    if not 0 < args.timeout <= 3600:
-        parser.error("--timeout must be between 0 and 3600 seconds")
+    try:
+        check_options(args.model, args.concurrency, args.timeout)
+    except errors.QwenOpsError as exc:
+        parser.error(f"--{exc.message}")
     outcomes = upload_many(args.inputs, args.model, use_cache=not args.no_cache,
                            concurrency=args.concurrency, progress=progress_bar(), timeout=args.timeout)
     records = []
     exit_code = errors.OK
     for outcome in outcomes:
+        # Names are shown as one escaped line: no control characters reach the terminal, and bytes that
+        # were not UTF-8 cannot stop the batch (the other inputs' URLs are always printed).
         if outcome.error is None:
             record = outcome.upload.record()
             if args.json:
-                cli.print_json(record)
+                cli.print_json({**record, "source": one_line(outcome.source)})
             else:
-                print(outcome.upload.url)
-            records.append({**record, "url": record["url"].split("?", 1)[0]})
+                print(one_line(outcome.upload.url))
+            records.append({**record, "source": display(outcome.source), "url": record["url"].split("?", 1)[0]})
         else:
+            message = one_line(outcome.error.message)
             if args.json:
-                cli.print_json({"source": outcome.source, "error": outcome.error.message})
-            cli.fail(outcome.error.message)
-            records.append({"source": display(outcome.source), "error": outcome.error.message})
+                cli.print_json({"source": one_line(outcome.source), "error": message})
+            cli.fail(message)
+            records.append({"source": display(outcome.source), "error": message})
             exit_code = exit_code or outcome.error.exit_code
     append_records("uploads", [dict(r, model=args.model) for r in records])
     return exit_code

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT, SCRIPTS, UPDATE_SKILL, start_sandbox
 
 
@@ -19,16 +21,25 @@ def test_bench_quick_writes_a_report(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     text = report.read_text()
     assert "## Ratios (lower is better)" in text and "## Absolute figures" in text and "cores" in text
+    assert "null sink" in text and "cache on / --no-cache" in text and "ms round trip" in text
+    assert "resumable_upload" in text and "min-max" in text
     figures = json.loads(raw.read_text())
     assert figures["batch"]["cache_hit_requests"] == 0
-    assert figures["big"]["ours_rss"] < figures["big"]["sdk_rss"]
-    assert figures["probe"]["probe"] > 0 and figures["oss"]["ours_wall"] > 0
+    assert figures["cache"]["entries_after"] == figures["cache"]["cached"] + figures["cache"]["new"]
+    # peak RSS is the child's own (GNU time), far below the SDK that holds the whole file in memory
+    assert 0 < figures["big"]["ours"]["peak_rss_mib"] < figures["big"]["sdk"]["peak_rss_mib"]
+    assert figures["probe"]["probe"]["median"] > 0 and figures["oss_resumable"]["ours"]["median"] > 0
+
+
+PY39_PLACES = "$PYENV_ROOT/versions/3.9*, ~/.pyenv/versions/3.9*, python3.9 on PATH, /usr/bin/python3.9"
 
 
 def python39() -> str | None:
-    """A working Python 3.9 interpreter: pyenv's builds, then PATH (a pyenv shim may not run)."""
-    candidates = sorted(str(p) for p in (Path.home() / ".pyenv" / "versions").glob("3.9*/bin/python3.9"))
-    candidates += [p for p in (shutil.which("python3.9"),) if p]
+    """A working Python 3.9 interpreter: pyenv's builds (this machine image ships 3.9.18), then PATH."""
+    roots = [Path(os.environ["PYENV_ROOT"])] if os.environ.get("PYENV_ROOT") else []
+    roots.append(Path.home() / ".pyenv")
+    candidates = [str(p) for root in roots for p in sorted((root / "versions").glob("3.9*/bin/python3.9"))]
+    candidates += [p for p in (shutil.which("python3.9"), "/usr/bin/python3.9") if p and os.path.exists(p)]
     for candidate in candidates:
         done = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
                               text=True, timeout=30)
@@ -39,12 +50,14 @@ def python39() -> str | None:
 
 def test_stdlib_scripts_on_python_39(tmp_path):
     interpreter = python39()
-    if interpreter is None:  # no 3.9 on this machine: the vermin check in tests/run.sh is the guard
-        vermin = shutil.which("vermin", path=os.path.dirname(sys.executable))
-        done = subprocess.run([vermin, "-q", "-t=3.9-", "--no-tips", "--violations", str(SCRIPTS),
-                               str(UPDATE_SKILL)], capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stdout
-        return
+    if interpreter is None:
+        # Never a silent pass: vermin (run by tests/run.sh) checks syntax and stdlib use statically, but nothing
+        # here ran on 3.9. QWEN_REQUIRE_PYTHON39=1 turns this skip into a failure.
+        message = (f"NO PYTHON 3.9 INTERPRETER FOUND (looked in {PY39_PLACES}): the stdlib scripts were NOT run "
+                   "on 3.9; install one (e.g. `pyenv install 3.9`) to run this test")
+        if os.environ.get("QWEN_REQUIRE_PYTHON39") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
     version = subprocess.run([interpreter, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
                              text=True, timeout=30).stdout
     assert version.strip() == "(3, 9)"
@@ -83,3 +96,23 @@ def test_stdlib_scripts_on_python_39(tmp_path):
             assert sandbox39.wait(timeout=20) == 0
     finally:
         box.stop()
+
+
+def test_sandbox_latency_costs_one_round_trip_to_connect_and_one_per_request(make_sandbox):
+    import http.client
+    import time
+
+    box = make_sandbox("--latency-ms", "150")
+    host, port = box.base_url.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        timings = []
+        for _ in range(2):
+            start = time.monotonic()
+            conn.request("GET", "/_sandbox/stats")
+            conn.getresponse().read()
+            timings.append(time.monotonic() - start)
+    finally:
+        conn.close()
+    first, second = timings
+    assert first >= 0.3 and second >= 0.15   # a new connection: two round trips; a reused one: one

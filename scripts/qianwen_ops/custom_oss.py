@@ -34,9 +34,8 @@ from .credentials import _PLACEHOLDER_WORDS, Secret
 from .endpoints import check_file_sourced_host, check_not_tracked, parse_url
 from .errors import QwenOpsError
 from .fsutil import UnsafeTarget, create_file, make_dirs, read_limited
-from .local_files import LocalFile, _open_regular, display, read_chunks
+from .local_files import LocalFile, _open_regular, display, read_chunks, readable_name
 from .settings import Found, Settings
-from .temp_storage import readable_name
 
 DEFAULT_PREFIX = "qianwen-uploads"
 DEFAULT_EXPIRES = 86400

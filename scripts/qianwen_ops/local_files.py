@@ -11,26 +11,53 @@ import hashlib
 import os
 import re
 import stat
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
 from .errors import INPUT_FILE, QwenOpsError
+from .redaction import one_line
 
-READ_CHUNK = 256 * 1024
+READ_CHUNK = 1024 * 1024    # fewer, larger reads and hand-offs to the hashing thread
 PASS_THROUGH_SCHEMES = ("http", "https", "oss", "data")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
+# An API key typed where a file name belongs: "sk-" (or "sk-sp-"/"sk-ws-") and 16+ key characters.
+_KEY_LIKE = re.compile(r"^\s*(?:Bearer\s+)?sk-[A-Za-z0-9_\-]{16,}\s*$")
 
 
 def display(source: str) -> str:
-    """A one-line, printable form of an input for error messages (no URL secrets)."""
+    """A one-line, printable form of an input for messages (no URL secrets, no control characters).
+
+    Backslashes are doubled so an escaped control character (``\\n``) cannot be confused with a
+    name that holds a backslash; bytes that were not UTF-8 (surrogate escapes) show as ``\\udcXX``.
+    """
     text = source
     if "://" in source and not source.startswith("file:"):
         parts = urlsplit(source)
         text = f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
-    text = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    text = one_line(text.replace("\\", "\\\\"))
     return text if len(text) <= 200 else text[:97] + "…" + text[-100:]
+
+
+def looks_like_key(source: str) -> bool:
+    """True when an input is shaped like an API key (pasted by mistake): it must never be echoed."""
+    return bool(_KEY_LIKE.match(source))
+
+
+def readable_name(name: str, budget: int) -> str:
+    """The file name with anything URL-hostile replaced, cut to ``budget`` UTF-8 bytes (object keys)."""
+    name = unicodedata.normalize("NFC", name)
+    name = _UNSAFE.sub("_", name).strip("._") or "file"
+    stem, dot, ext = name.rpartition(".")
+    if not dot or len(ext.encode()) > 16:
+        stem, ext = name, ""
+    ext = f".{ext}" if ext else ""
+    while len((stem + ext).encode("utf-8")) > budget and stem:
+        stem = stem[:-1]
+    return (stem + ext) if stem else ext.lstrip(".")[: max(1, budget)] or "f"
 
 
 def is_remote(source: str) -> bool:
@@ -80,14 +107,23 @@ def local_path(source: str, home: Path | None = None) -> Path:
 
 @dataclass(frozen=True)
 class LocalFile:
+    """A checked input. ``identity`` changes whenever the content may have (ctime moves on any write,
+    even when the writer restores mtime), so a cache can trust it without re-reading the file."""
+
     path: Path
     size: int
     mtime_ns: int
     inode: int
+    device: int = 0
+    ctime_ns: int = 0
 
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def identity(self) -> tuple:
+        return (self.device, self.inode, self.size, self.mtime_ns, self.ctime_ns)
 
 
 def check_file(path: Path) -> LocalFile:
@@ -109,7 +145,7 @@ def check_file(path: Path) -> LocalFile:
         raise QwenOpsError(f"{shown}: file is empty (0 bytes)", INPUT_FILE)
     if not os.access(path, os.R_OK):
         raise QwenOpsError(f"{shown}: permission denied", INPUT_FILE)
-    return LocalFile(path, info.st_size, info.st_mtime_ns, info.st_ino)
+    return LocalFile(path, info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev, info.st_ctime_ns)
 
 
 def check_size(local: LocalFile, max_bytes: int | None) -> None:
@@ -152,8 +188,61 @@ def read_chunks(local: LocalFile, hasher=None) -> Iterator[bytes]:
         raise QwenOpsError(f"{display(str(local.path))}: file changed while it was being read", INPUT_FILE)
 
 
-def sha256_of(local: LocalFile) -> str:
-    hasher = hashlib.sha256()
-    for _ in read_chunks(local, hasher):
+THREAD_HASH_BYTES = 4 * 1024 * 1024   # below this, hashing inline costs less than a thread
+
+
+class _InlineHasher:
+    def __init__(self):
+        self._hash = hashlib.sha256()
+
+    def update(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
         pass
-    return hasher.hexdigest()
+
+
+class _ThreadedHasher:
+    """sha256 in a worker thread, so hashing overlaps sending instead of capping its speed.
+
+    ``hashlib`` releases the GIL on large buffers; the queue is bounded (at most 4 chunks, 4 MiB)
+    so a slow hash holds back the reader rather than filling memory.
+    """
+
+    def __init__(self):
+        import queue
+        import threading
+
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue = queue.Queue(maxsize=4)
+        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    def _run(self) -> None:
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            self._hash.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
+
+
+def sha256_hasher(size: int):
+    """A sha256 with ``update``/``hexdigest``/``close``: threaded for large inputs, inline for small ones."""
+    return _ThreadedHasher() if size >= THREAD_HASH_BYTES else _InlineHasher()

@@ -2,17 +2,19 @@
 
 One policy per (account, model) is shared by every upload until shortly before it
 expires, so a batch costs one getPolicy per policy lifetime. Object keys are
-``<upload_dir>/<random>_<readable name>``: unique per upload, never colliding.
+``<upload_dir>/<random 12 hex>_<readable name>``: unique per upload. Uploads are
+exactly-once: the policy forbids overwrites, so a 409 on the *retry* of a key whose
+earlier attempt lost its answer means that attempt landed (success, no orphan); a
+409 on a key's first attempt is a real collision and the file gets a new key.
+Every number a server sends (size limit, policy lifetime) is validated before use.
 """
 
 from __future__ import annotations
 
-import hashlib
+import math
 import mimetypes
-import re
 import threading
 import time
-import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from functools import partial
@@ -31,12 +33,28 @@ from .http_client import (
     call_with_retries,
     error_fields,
 )
-from .local_files import LocalFile, display, read_chunks
+from .local_files import LocalFile, display, read_chunks, readable_name, sha256_hasher
 
 MEDIA_TTL_SECONDS = 48 * 3600
 POLICY_MARGIN_SECONDS = 30
 MAX_KEY_BYTES = 1023
-_UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
+DEFAULT_MAX_FILE_MB = 100
+DEFAULT_POLICY_TTL = 300
+
+
+def server_number(data: dict, name: str, default: float, low: float, high: float) -> float:
+    """A number from a server's answer, or ``default`` when absent; anything else is an error (never echoed)."""
+    value = data.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else math.nan
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and low <= number <= high):
+        raise QwenOpsError(f"getPolicy answered with an unusable {name} (not a number in {low:g}-{high:g})",
+                           errors.HTTP_ERROR)
+    return number
 
 
 @dataclass(frozen=True)
@@ -44,26 +62,10 @@ class Policy:
     data: dict
     expires_at: float
     margin: float          # replaced this long before it expires (an upload must fit in the rest)
+    max_bytes: int = DEFAULT_MAX_FILE_MB * 1024 * 1024
 
     def fresh(self) -> bool:
         return self.expires_at - time.time() > self.margin
-
-    @property
-    def max_bytes(self) -> int:
-        return int(float(self.data.get("max_file_size_mb") or 100) * 1024 * 1024)
-
-
-def readable_name(name: str, budget: int) -> str:
-    """The file name with anything URL-hostile replaced, cut to ``budget`` UTF-8 bytes."""
-    name = unicodedata.normalize("NFC", name)
-    name = _UNSAFE.sub("_", name).strip("._") or "file"
-    stem, dot, ext = name.rpartition(".")
-    if not dot or len(ext.encode()) > 16:
-        stem, ext = name, ""
-    ext = f".{ext}" if ext else ""
-    while len((stem + ext).encode("utf-8")) > budget and stem:
-        stem = stem[:-1]
-    return (stem + ext) if stem else ext.lstrip(".")[: max(1, budget)] or "f"
 
 
 def object_key(upload_dir: str, name: str) -> str:
@@ -80,9 +82,11 @@ class MultipartFile:
         head = b"".join(
             f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
             for name, value in fields)
-        safe_filename = filename.replace('"', "_").replace("\r", "_").replace("\n", "_")
+        # The name as the user sees it, minus what would break the header; bytes that were not UTF-8
+        # (surrogate escapes from the command line) become "?" instead of failing the whole batch.
+        safe_filename = "".join("_" if c in '"\\' or not c.isprintable() else c for c in filename)
         head += (f'--{self.boundary}\r\nContent-Disposition: form-data; name="file"; '
-                 f'filename="{safe_filename}"\r\nContent-Type: {content_type}\r\n\r\n').encode()
+                 f'filename="{safe_filename}"\r\nContent-Type: {content_type}\r\n\r\n').encode("utf-8", "replace")
         self._head = head
         self._tail = f"\r\n--{self.boundary}--\r\n".encode()
         self._local = local
@@ -91,16 +95,21 @@ class MultipartFile:
         self.sha256 = ""
 
     def chunks(self) -> Iterator[bytes]:
-        hasher = hashlib.sha256()
-        yield self._head
-        sent = 0
-        for chunk in read_chunks(self._local, hasher):
-            yield chunk
-            sent += len(chunk)
-            if self._progress is not None:
-                self._progress(sent)
-        yield self._tail
-        self.sha256 = hasher.hexdigest()
+        """The body; the file is read once and hashed alongside (a worker thread for large files)."""
+        hasher = sha256_hasher(self._local.size)
+        try:
+            yield self._head
+            sent = 0
+            for chunk in read_chunks(self._local):
+                hasher.update(chunk)
+                yield chunk
+                sent += len(chunk)
+                if self._progress is not None:
+                    self._progress(sent)
+            yield self._tail
+            self.sha256 = hasher.hexdigest()
+        finally:
+            hasher.close()
 
 
 @dataclass
@@ -133,8 +142,10 @@ class TempStorage:
         if not isinstance(data, dict) or not all(k in data for k in ("policy", "signature", "upload_dir",
                                                                       "upload_host", "oss_access_key_id")):
             raise QwenOpsError("getPolicy answered without a usable upload policy", errors.HTTP_ERROR)
-        ttl = float(data.get("expire_in_seconds") or 300)
-        return Policy(data, time.time() + ttl, margin=min(POLICY_MARGIN_SECONDS, ttl / 4))
+        ttl = server_number(data, "expire_in_seconds", DEFAULT_POLICY_TTL, 1, 7 * 86400)
+        max_mb = server_number(data, "max_file_size_mb", DEFAULT_MAX_FILE_MB, 0.001, 1024 * 1024)
+        return Policy(data, time.time() + ttl, margin=min(POLICY_MARGIN_SECONDS, ttl / 4),
+                      max_bytes=int(max_mb * 1024 * 1024))
 
     def policy(self, model: str, stale: Policy | None = None) -> Policy:
         """The shared policy for ``model``; a new one when it is close to expiry or ``stale``."""
@@ -171,24 +182,34 @@ class TempStorage:
             form = MultipartFile(_form_fields(policy.data, key, content_type), local, local.name, content_type,
                                  progress)
             headers = {"Content-Type": f"multipart/form-data; boundary={form.boundary}"}
+            attempts = []
+            send = partial(self.session.request, "POST", policy.data["upload_host"], headers, form)
+
+            def counted_send(send=send, attempts=attempts) -> Response:
+                attempts.append(1)
+                return send()
+
             try:  # 429, 5xx and network errors: retried with backoff by the HTTP layer
-                send = partial(self.session.request, "POST", policy.data["upload_host"], headers, form)
-                response = call_with_retries(send, retry)
+                response = call_with_retries(counted_send, retry)
             except QwenOpsError as exc:
                 self._unreachable = self._unreachable or exc.exit_code == errors.NETWORK
                 raise
             self._unreachable = False
             if response.status in (200, 201, 204):
                 return f"oss://{key}", time.time() + MEDIA_TTL_SECONDS, form.sha256
-            code, message, _ = error_fields(response)
-            if response.status == 403 and "expired" in message.lower() and not refreshed:
+            if response.status == 409 and len(attempts) > 1 and form.sha256:
+                # This key is ours alone (random, overwrite forbidden): an earlier attempt whose answer
+                # was lost stored exactly these bytes. Uploading again under a new name would orphan it.
+                return f"oss://{key}", time.time() + MEDIA_TTL_SECONDS, form.sha256
+            fields = error_fields(response)
+            if response.status == 403 and "expired" in fields[1].lower() and not refreshed:
                 refreshed = True
                 policy = self.policy(model, stale=policy)
                 continue
             if response.status == 409 and not renamed:
-                renamed = True
+                renamed = True   # a real collision on the first attempt: one new name
                 continue
-            raise _service_error(f"upload of {display(str(local.path))}", response)
+            raise _service_error(f"upload of {display(str(local.path))}", response, fields)
 
 
 def _form_fields(data: dict, key: str, content_type: str) -> list:
@@ -204,8 +225,8 @@ def _form_fields(data: dict, key: str, content_type: str) -> list:
     ]
 
 
-def _service_error(what: str, response: Response) -> QwenOpsError:
-    code, message, request_id = error_fields(response)
+def _service_error(what: str, response: Response, fields: tuple | None = None) -> QwenOpsError:
+    code, message, request_id = fields or error_fields(response)
     detail = f"{code}: {message}" if code else message or "no details"
     rid = f" (request_id {request_id})" if request_id else ""
     return QwenOpsError(f"{what} failed with HTTP {response.status} {detail}{rid}",

@@ -2,12 +2,21 @@
 
 Lives in ``$XDG_CACHE_HOME/qianwen-ops-auth/uploads.jsonl`` (default ``~/.cache``),
 mode 0600: one JSON line per upload, appended as each upload finishes (so a batch
-that is interrupted keeps what it did), read once per batch, and compacted (expired
-and superseded lines dropped) when it grows. Entries are keyed by a hash of (real
-path, size, mtime, inode, model, backend scope); the scope holds a salted account
-fingerprint, never a key. A hit also re-checks the file's sha256, and a URL is
-reused only while it keeps a safe margin of validity. Appends and compaction take
-an exclusive lock; unreadable lines or a corrupt file are ignored and rebuilt.
+that is interrupted keeps what it did) and read once per batch. Entries are keyed
+by a hash of (real path, device, inode, size, mtime and ctime in nanoseconds, model,
+backend scope); the scope holds a salted account fingerprint, never a key. A hit
+trusts that identity instead of re-reading the file (any write moves ctime, even
+when mtime is restored), and a URL is reused only while it keeps a safe margin of
+validity.
+
+Cost per batch stays linear: appends are one line each without fsync; ``finish``
+(once per batch) syncs the file once and compacts it (expired and superseded lines
+dropped, atomic replace) only when it has grown well past twice its live size, from
+the entries already in memory plus the lines other runs appended since they were
+read. Appends and compaction hold one lock; every write goes through ``fsutil``
+(never through a link; a FIFO or device in the cache's place is ignored, never
+opened for a blocking read or write). Unreadable lines or a corrupt file are
+ignored and rebuilt.
 """
 
 from __future__ import annotations
@@ -15,29 +24,32 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import stat
+import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Mapping
 
-from .fsutil import replace_file
+from .fsutil import append_file, locked, make_dirs, replace_file, user_dir
 from .local_files import LocalFile
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 MIN_MARGIN_SECONDS = 300
 MARGIN_FRACTION = 0.1
-COMPACT_BYTES = 512 * 1024
+COMPACT_MIN_BYTES = 256 * 1024   # never bother compacting a file smaller than this
+COMPACT_FACTOR = 2.5             # compact when the file is this many times its live lines
 MAX_CACHE_BYTES = 64 * 1024 * 1024
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 def cache_path(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    base = env.get("XDG_CACHE_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".cache")
-    return Path(base) / "qianwen-ops-auth" / "uploads.jsonl"
+    return user_dir("cache", env) / "uploads.jsonl"
 
 
 def entry_key(local: LocalFile, model: str, scope: str) -> str:
-    parts = [str(local.path.resolve()), local.size, local.mtime_ns, local.inode, model, scope]
+    parts = [str(local.path.resolve()), *local.identity, model, scope]
     return hashlib.sha256(json.dumps(parts).encode("utf-8")).hexdigest()
 
 
@@ -48,84 +60,198 @@ def still_valid(entry: dict, now: float | None = None) -> bool:
     return entry["expires_at"] - now > margin
 
 
-def _lines(entries: Mapping[str, dict]) -> str:
-    return "".join(json.dumps({"v": CACHE_VERSION, "key": k, "entry": e}) + "\n" for k, e in entries.items())
+def _line(key: str, entry: dict) -> bytes:
+    return (json.dumps({"v": CACHE_VERSION, "key": key, "entry": entry}) + "\n").encode("utf-8")
 
 
-def _parse(data: bytes) -> dict:
-    entries: dict = {}
+_PREFIX = _line("", {})[: _line("", {}).index(b'"key": "') + len(b'"key": "')]   # b'{"v": 2, "key": "'
+_EXPIRES = re.compile(rb'"expires_at": (-?[0-9][0-9.eE+-]*)')
+
+
+def _index(data: bytes, lines: dict) -> None:
+    """Add each line of ``data`` to ``lines`` under its key (later lines win), without parsing its JSON.
+
+    Only the key is read here; an entry is parsed when it is looked up, so reading a cache of
+    thousands of entries costs a split, not thousands of ``json.loads``. Foreign lines are skipped.
+    """
+    start = len(_PREFIX)
     for line in data.splitlines():
-        try:
-            row = json.loads(line)
-            if row.get("v") == CACHE_VERSION and isinstance(row.get("entry"), dict):
-                entries[row["key"]] = row["entry"]
-        except (ValueError, AttributeError, KeyError, TypeError):
-            continue  # a torn or foreign line is just a miss
-    return entries
+        if line.startswith(_PREFIX):
+            end = line.find(b'"', start)
+            if end > start:
+                lines[line[start:end].decode("ascii", "replace")] = line
+
+
+def _entry(line: bytes | None) -> dict | None:
+    if line is None:
+        return None
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None  # a torn line is just a miss
+    entry = row.get("entry") if isinstance(row, dict) and row.get("v") == CACHE_VERSION else None
+    return entry if isinstance(entry, dict) else None
+
+
+def _alive(line: bytes, now: float) -> bool:
+    found = _EXPIRES.search(line)
+    try:
+        return found is not None and float(found.group(1)) > now
+    except ValueError:
+        return False
+
+
+def _open_read(path: Path) -> int | None:
+    """A read-only descriptor of the cache file, or None when it is missing, a link or not a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
 
 
 class UploadCache:
+    """One batch's view of the cache: read once, appended per upload, finished once."""
+
     def __init__(self, path: Path, enabled: bool = True):
         self.path = path
         self.enabled = enabled
-        self._entries: dict | None = None
+        self._lines: dict | None = None          # key -> its latest raw line
+        self._read_mark: tuple | None = None     # (device, inode, size) of the file when it was read
+        self._appended = False
+        self._folder_ready = False
+        self._mutex = threading.Lock()           # threads of one batch; other processes: the file lock
 
-    def _read_file(self) -> dict:
-        try:
-            if self.path.stat().st_size > MAX_CACHE_BYTES:
-                return {}
-            return _parse(self.path.read_bytes())
-        except OSError:
-            return {}
+    # -- reading
+    def _load(self) -> None:
+        lines: dict = {}
+        self._read_mark = None
+        fd = _open_read(self.path)
+        if fd is not None:
+            try:
+                info = os.fstat(fd)
+                if info.st_size <= MAX_CACHE_BYTES:
+                    _index(_read_all(fd, info.st_size), lines)
+                    self._read_mark = (info.st_dev, info.st_ino, info.st_size)
+            except OSError:
+                lines = {}
+            finally:
+                os.close(fd)
+        self._lines = lines
 
     def lookup(self, key: str) -> dict | None:
         if not self.enabled:
             return None
-        if self._entries is None:
-            self._entries = self._read_file()
-        entry = self._entries.get(key)
+        with self._mutex:
+            if self._lines is None:
+                self._load()
+            entry = _entry(self._lines.get(key))
         try:
-            return entry if isinstance(entry, dict) and still_valid(entry) else None
+            return entry if entry is not None and still_valid(entry) else None
         except (KeyError, TypeError):
             return None
 
-    @contextmanager
-    def _locked(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        lock_fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                import fcntl
+    # -- writing
+    def _lock_path(self) -> Path:
+        return self.path.with_suffix(".lock")
 
-                fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            except ImportError:  # not on POSIX: appends are still whole lines
-                pass
-            yield
-        finally:
-            os.close(lock_fd)
+    def _folder(self) -> None:
+        if not self._folder_ready:
+            base = self.path.parent.parent
+            base.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_dirs(base, self.path.parent.name)
+            self._folder_ready = True
 
     def store(self, new_entries: Mapping[str, dict]) -> None:
-        """Append entries (one line each); compact the file when it has grown large."""
+        """Append entries, one line each (no fsync: ``finish`` syncs once per batch)."""
         if not self.enabled or not new_entries:
             return
-        lines = _lines(new_entries)
+        new_lines = {k: _line(k, e) for k, e in new_entries.items()}
         try:
-            with self._locked():
-                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-                with os.fdopen(fd, "a+b") as handle:
-                    size = handle.seek(0, os.SEEK_END)
-                    torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
-                    handle.write((b"\n" if torn else b"") + lines.encode("utf-8"))
-                if self.path.stat().st_size > COMPACT_BYTES:
-                    self._compact()
-        except OSError:
+            with self._mutex:
+                self._folder()
+                with locked(self._lock_path()):
+                    append_file(self.path, (b"\n" if _torn(self.path) else b"") + b"".join(new_lines.values()))
+                self._appended = True
+                if self._lines is not None:
+                    self._lines.update((k, v.rstrip(b"\n")) for k, v in new_lines.items())
+        except (OSError, ValueError):
             return  # a cache that cannot be written only costs a re-upload next time
-        if self._entries is not None:
-            self._entries.update(new_entries)
 
-    def _compact(self) -> None:
-        """Rewrite without expired or superseded lines (lock held)."""
-        now = time.time()
-        live = {k: e for k, e in self._read_file().items()
-                if isinstance(e.get("expires_at"), (int, float)) and e["expires_at"] > now}
-        replace_file(self.path, _lines(live).encode("utf-8"))
+    def finish(self) -> None:
+        """End of a batch: one fsync, and a compaction only when the file is well past its live size."""
+        if not self.enabled or not self._appended:
+            return
+        try:
+            with self._mutex, locked(self._lock_path()):
+                self._appended = False
+                fd = _open_read(self.path)
+                if fd is None:
+                    return
+                try:
+                    info = os.fstat(fd)
+                    if info.st_size <= COMPACT_MIN_BYTES:
+                        os.fsync(fd)
+                        return
+                    lines = self._current(fd, info)
+                    now = time.time()
+                    live = [line for line in lines.values() if _alive(line, now)]
+                    if info.st_size <= COMPACT_FACTOR * sum(len(line) + 1 for line in live):
+                        os.fsync(fd)
+                        return
+                finally:
+                    os.close(fd)
+                replace_file(self.path, b"".join(line + b"\n" for line in live))
+                self._read_mark = None
+                self._lines = None
+        except (OSError, ValueError):
+            return
+
+    def _current(self, fd: int, info: os.stat_result) -> dict:
+        """Every line in effect in the file now (lock held): those read at start plus the ones appended since."""
+        mark = self._read_mark
+        if self._lines is not None and mark is not None and mark[:2] == (info.st_dev, info.st_ino) \
+                and info.st_size >= mark[2]:
+            lines = dict(self._lines)
+            tail = _read_all(fd, info.st_size - mark[2], offset=mark[2])
+            start = tail.find(b"\n") + 1 if mark[2] and not _ends_line(fd, mark[2]) else 0
+            _index(tail[start:], lines)
+            return lines
+        lines: dict = {}
+        if info.st_size <= MAX_CACHE_BYTES:
+            _index(_read_all(fd, info.st_size), lines)
+        return lines
+
+
+def _torn(path: Path) -> bool:
+    """True when the file ends inside a line (a writer died mid-append): the next line must start fresh."""
+    fd = _open_read(path)
+    if fd is None:
+        return False
+    try:
+        size = os.fstat(fd).st_size
+        return size > 0 and not _ends_line(fd, size)
+    finally:
+        os.close(fd)
+
+
+def _ends_line(fd: int, size: int) -> bool:
+    return os.pread(fd, 1, size - 1) == b"\n"
+
+
+def _read_all(fd: int, size: int, offset: int = 0) -> bytes:
+    parts, left = [], size
+    while left > 0:
+        chunk = os.pread(fd, min(left, 1 << 20), offset)
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+        offset += len(chunk)
+    return b"".join(parts)

@@ -34,6 +34,15 @@ class Handler(BaseHTTPRequestHandler):
     state: SandboxState
     quiet = False
 
+    # -- emulated distance (--latency-ms): one round trip to open a connection, one per request
+    def setup(self) -> None:
+        super().setup()
+        self._round_trip()
+
+    def _round_trip(self) -> None:
+        if self.state.config.latency_ms:
+            time.sleep(self.state.config.latency_ms / 1000)
+
     # -- request helpers
     def setup_request(self) -> None:
         raw_path, _, raw_query = self.path.partition("?")
@@ -42,6 +51,7 @@ class Handler(BaseHTTPRequestHandler):
         self.query_dict = dict(self.query)
         self.request_id = str(uuid.uuid4())
         self._body = None
+        self.lose_answer = False
 
     @staticmethod
     def parse_query(raw: str) -> list:
@@ -79,6 +89,9 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- responses
     def send_bytes(self, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
+        if self.lose_answer:  # fault "lose_answer": the request took effect, the client never hears back
+            self._reset()
+            return
         self.send_response(status)
         if content_type:
             self.send_header("Content-Type", content_type)
@@ -139,14 +152,15 @@ class Handler(BaseHTTPRequestHandler):
             return False
         if fault.delay_s:
             time.sleep(fault.delay_s)
+        if fault.action == "lose_answer":
+            self.lose_answer = True
+            return False
         if fault.action == "reset":
             try:
                 self.body().read(32 * 1024)
             except (BadBody, OSError):
                 pass
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_connection = True
-            self.connection.close()
+            self._reset()
             return True
         if fault.status:
             self.finish_body()
@@ -157,6 +171,12 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_ds_error(fault.status, code, "Injected fault.")
             return True
         return False
+
+    def _reset(self) -> None:
+        """Drop the connection with a TCP reset."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
 
     # -- logging without query strings or headers
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server API
@@ -169,6 +189,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- dispatch
     def _dispatch(self) -> None:
+        self._round_trip()
         self.setup_request()
         try:
             self.route()
@@ -231,7 +252,8 @@ class DashScopeHandler(Handler):
                 raise ValueError(route)
             fault = Fault(status=int(spec.get("status", 0)), action=str(spec.get("action", "")),
                           delay_s=float(spec.get("delay_s", 0)), remaining=int(spec.get("count", 1)))
-            if not (fault.status or fault.action == "reset" or fault.delay_s) or fault.remaining < 1:
+            if not (fault.status or fault.action in ("reset", "lose_answer") or fault.delay_s) \
+                    or fault.remaining < 1:
                 raise ValueError("empty fault")
             if fault.delay_s > 120:
                 raise ValueError("delay too long")
@@ -251,6 +273,7 @@ class OssHandler(Handler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128   # the listen backlog: socketserver's default 5 makes high concurrency look slow
 
     def handle_error(self, request, client_address) -> None:
         pass  # a client that went away is not news; never print tracebacks

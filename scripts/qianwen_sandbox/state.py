@@ -33,12 +33,13 @@ class SandboxConfig:
     tls_cert: Path | None = None     # both set: both ports serve HTTPS with this certificate chain
     tls_key: Path | None = None
     ram_policy: object = None        # ram.Policy for the main ("user") AccessKey; None: full access
+    latency_ms: int = 0              # emulated round trip: one to open a connection, one per request
 
 
 @dataclass
 class Fault:
     status: int = 0
-    action: str = ""          # "reset": drop the connection mid-body
+    action: str = ""          # "reset": drop the connection mid-body; "lose_answer": act, then drop it
     delay_s: float = 0.0
     remaining: int = 1
 
