@@ -272,3 +272,17 @@ def test_scripts_have_help():
     for script in [*SCRIPTS.glob("*.py"), UPDATE_SKILL / "scripts" / "check_update.py"]:
         done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and "usage:" in done.stdout, script.name
+
+
+def test_threat_model_names_only_tests_that_exist():
+    """docs/threat-model.md holds each rule by a test: every test it names must be there to fail."""
+    text = (ROOT / "docs" / "threat-model.md").read_text()
+    named, current = [], None
+    for file_part, name in re.findall(r"`(test_\w+\.py)?(?:::(test_\w+))?(?:\[\.\.\.\])?[^`]*`", text):
+        current = file_part or current
+        if name:
+            named.append((current, name))
+    assert len(named) > 40
+    missing = [f"{file}::{name}" for file, name in named
+               if not re.search(rf"^def {name}\b", (ROOT / "tests" / file).read_text(), re.M)]
+    assert not missing, missing
