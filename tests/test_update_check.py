@@ -266,7 +266,7 @@ def test_hostile_state_content_is_read_as_absent_and_rewritten(name, uenv, monke
     status = update_prompt.status(uenv)
     assert status["last_check"] is None and status["reason"] == ""  # "never_install": "yes" is not true
     assert status["summary"].startswith("never checked")
-    monkeypatch.setattr(check_update, "fetch_latest", lambda url, timeout: {"version": CURRENT})
+    monkeypatch.setattr(check_update, "fetch_latest", lambda url, timeout, env=None: {"version": CURRENT})
     result = check_update.check(env=uenv)
     assert "error" not in result and result["checked_at"] == 1_800_000_000  # the junk cache was not trusted
     update_prompt.dismiss(uenv)
