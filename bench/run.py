@@ -596,7 +596,7 @@ def main() -> int:
     big = 8 * MIB if quick else 1024 * MIB
     few = 1 if quick else 3   # rounds of the slowest cases (1 GiB files, the SDK over 50 ms)
     sizes = {
-        "probe": lambda w: bench_probe(w, 2 if quick else rounds * 3),
+        "probe": lambda w: bench_probe(w, 1 if quick else rounds * 3),
         "probe50": lambda w: bench_probe(w, 1 if quick else rounds * 2, LATENCY_MS),
         "proxy": lambda w: bench_proxy_tls(w, 1 if quick else rounds * 2),
         "sink": lambda w: bench_null_sink(w, big, rounds),

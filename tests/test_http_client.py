@@ -105,7 +105,7 @@ class _Closing(_Big):
 
 def test_a_closing_answer_still_gives_its_body():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Closing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     session = http_client.HttpSession(timeout=5, env={})
     try:
         got = session.request("GET", f"http://127.0.0.1:{server.server_address[1]}/")
@@ -119,7 +119,7 @@ def test_a_closing_answer_still_gives_its_body():
 def test_oversized_response_is_a_clean_error(monkeypatch):
     monkeypatch.setattr(http_client, "MAX_RESPONSE_BYTES", 1000)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Big)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     session = http_client.HttpSession(timeout=5, env={})
     try:
         with pytest.raises(QwenOpsError) as info:

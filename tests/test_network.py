@@ -357,7 +357,7 @@ class _Answer200(BaseHTTPRequestHandler):
 def test_ipv6_literal_with_a_port(env, project):
     server_class = type("V6", (HTTPServer,), {"address_family": socket.AF_INET6})
     server = server_class(("::1", 0), _Answer200)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     port = server.server_address[1]
     try:
         result = run_script("probe.py", env=dict(env, QWEN_BASE_URL=f"http://[::1]:{port}",

@@ -134,7 +134,7 @@ def test_redirect_is_not_followed_with_the_key(env, project):
 
     redirector = HTTPServer(("127.0.0.1", 0), Redirector)
     for server in (target, redirector):
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     try:
         result = run_script("probe.py", env=dict(env, QWEN_BASE_URL=f"http://127.0.0.1:{redirector.server_address[1]}",
                                                  DASHSCOPE_API_KEY="sk-abcdef1234"), cwd=project)

@@ -49,7 +49,7 @@ class VersionServer:
 
         self.server = HTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/version.json"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
 
     def version(self, version: str, info: str = "new things"):
         self.reply = (200, json.dumps({"version": version, "name": "qianwen-ops-auth", "released": "2026-12-01",

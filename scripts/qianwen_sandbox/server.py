@@ -342,7 +342,7 @@ def start(config: SandboxConfig | None = None, quiet: bool = False) -> Sandbox:
     state.oss_endpoint = f"{scheme}://{host}:{oss.server_address[1]}"
     threads = []
     for server in (api, oss):
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
         threads.append(thread)
     return Sandbox(state, [api, oss], threads, own)
