@@ -34,7 +34,7 @@ from .credentials import _PLACEHOLDER_WORDS, Secret
 from .endpoints import check_file_sourced_host, check_not_tracked, parse_url
 from .errors import QwenOpsError
 from .fsutil import UnsafeTarget, create_file, make_dirs, read_limited
-from .local_files import LocalFile, _open_regular, display, read_chunks, readable_name
+from .local_files import LocalFile, display, read_chunks, readable_name
 from .settings import Found, Settings
 
 DEFAULT_PREFIX = "qianwen-uploads"
@@ -381,7 +381,7 @@ class CustomOss:
                     progress(sent)
 
         try:
-            for number, data in enumerate(_parts(local, hasher, self.part_size), start=1):
+            for number, data in enumerate(read_chunks(local, hasher, self.part_size), start=1):
                 earlier = done.get(number)
                 if earlier and earlier[1] == len(data) and earlier[0].strip('"').upper() == \
                         hashlib.md5(data, usedforsecurity=False).hexdigest().upper():
@@ -430,31 +430,6 @@ class CustomOss:
             checkpoint.unlink()
         except OSError:
             pass
-
-
-def _parts(local: LocalFile, hasher, part_size: int):
-    """The file in ``part_size`` pieces, read once (one read call per part, no extra copy);
-    ``hasher`` sees every byte in order. Raises when the file changes size or mtime meanwhile."""
-    fd = _open_regular(local)
-    left = local.size
-    try:
-        while left > 0:
-            data = os.read(fd, min(part_size, left))
-            while data and len(data) < min(part_size, left):   # short reads: rare, but allowed
-                more = os.read(fd, min(part_size, left) - len(data))
-                if not more:
-                    break
-                data += more
-            if not data:
-                break
-            left -= len(data)
-            hasher.update(data)
-            yield data
-        after = os.fstat(fd)
-    finally:
-        os.close(fd)
-    if left or after.st_size != local.size or after.st_mtime_ns != local.mtime_ns:
-        raise QwenOpsError(f"{display(str(local.path))}: file changed while it was being read", errors.INPUT_FILE)
 
 
 def _check_unchanged(local: LocalFile) -> None:

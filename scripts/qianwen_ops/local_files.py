@@ -168,13 +168,20 @@ def _open_regular(local: LocalFile) -> int:
     return fd
 
 
-def read_chunks(local: LocalFile, hasher=None) -> Iterator[bytes]:
-    """Exactly ``local.size`` bytes, or an error if the file changed underneath."""
+def read_chunks(local: LocalFile, hasher=None, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
+    """Exactly ``local.size`` bytes in ``chunk_size`` pieces (the last may be shorter), each read once;
+    ``hasher`` sees every byte in order. Raises when the file changes size or mtime meanwhile."""
     fd = _open_regular(local)
     left = local.size
     try:
         while left > 0:
-            chunk = os.read(fd, min(READ_CHUNK, left))
+            want = min(chunk_size, left)
+            chunk = os.read(fd, want)
+            while chunk and len(chunk) < want:  # short reads: rare on regular files, but allowed
+                more = os.read(fd, want - len(chunk))
+                if not more:
+                    break
+                chunk += more
             if not chunk:
                 break
             left -= len(chunk)
