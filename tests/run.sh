@@ -46,4 +46,4 @@ for skill in skills/*/; do
 done
 
 echo "== pytest"
-"$BIN/python" -m pytest -n 2 -q "$@"
+"$BIN/python" -m pytest -n 4 -q "$@"  # 4 workers on 2 cores: most tests wait on child processes

@@ -41,7 +41,7 @@ _PLACEHOLDER_WORDS = ("your", "xxxx", "placeholder", "example", "replace", "chan
 
 
 KEY_ADVICE = {
-    NOT_SET: "no API key found; run scripts/setup_env.py and put your key in .env",
+    NOT_SET: "no API key found; run `{setup}` and put your key in the .env it names",
     PLACEHOLDER: "the API key is still the placeholder; replace it in {source} with your key from the console",
     MALFORMED: "the API key in {source} is malformed ({problem}); fix it there",
     TOKEN_PLAN: ("the API key in {source} is a Token Plan key (sk-sp-); Token Plan is for interactive "
@@ -117,7 +117,10 @@ def classify_key(value: str | None) -> tuple[str, str]:
 
 def key_advice(key: "ApiKey") -> str:
     """One line saying what is wrong with an unusable key and where to fix it (never the value)."""
-    return KEY_ADVICE[key.status].format(source=key.source or ".env", problem=key.problem)
+    from .project import script_command
+
+    return KEY_ADVICE[key.status].format(source=key.source or ".env", problem=key.problem,
+                                         setup=script_command("setup_env.py"))
 
 
 def key_exit_code(key: "ApiKey") -> int:

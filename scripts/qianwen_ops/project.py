@@ -57,6 +57,16 @@ SKILL_DIR = Path(__file__).resolve().parents[2]
 _warned: set = set()
 
 
+def script_command(name: str, cwd: Path | None = None, skill_dir: Path = SKILL_DIR) -> str:
+    """How to run one of this skill's scripts from ``cwd``: ``python3 <path>``, relative when it lies below."""
+    script = skill_dir / "scripts" / name
+    try:
+        shown = script.relative_to(Path(os.path.abspath(cwd or os.getcwd())).resolve())
+    except ValueError:
+        shown = script
+    return f"python3 {shown}"
+
+
 def _warn(path: Path, why: str) -> None:
     if str(path) not in _warned:
         _warned.add(str(path))

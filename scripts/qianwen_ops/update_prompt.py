@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
+from .project import script_command
 from .skill_state import (
     DAY_SECONDS,
     MAIN_SKILL,
@@ -133,7 +134,7 @@ def never_install(env: Mapping[str, str] | None = None) -> dict:
 
 
 def action_required_lines(env: Mapping[str, str] | None = None) -> list:
-    me = f"python3 {SKILL_DIR / 'scripts' / 'gossamer.py'}"
+    me = script_command("gossamer.py")
     return [
         f"[ACTION_REQUIRED] The {UPDATE_SKILL} skill is not installed; it tells you about new {MAIN_SKILL} "
         "versions. Ask the user to choose one option and wait for the answer:",
