@@ -4,7 +4,8 @@ Two tools:
 
 * ``redact(text)`` removes credential-shaped strings (bearer tokens, ``sk-`` keys, OSS
   signatures and policies) and every secret this process has loaded (see ``remember``),
-  with and without its ``sk-``/``sk-sp-`` prefix, and any 6-character piece of one.
+  with and without its ``sk-``/``sk-sp-`` prefix, and any 6-character piece of one in any
+  letter case.
 * ``untrusted(text)`` is for anything a server sent (a JSON ``code``, a ``request_id``, a
   header, an XML message): ``redact``, then one printable line (newlines, control and
   format characters escaped, so a server cannot forge a line such as "SUCCESS" into an
@@ -37,9 +38,10 @@ _RULES = [
      r"OSSAccessKeyId)>.*?</\1>", r"<\1><redacted></\1>"),
 ]
 _compiled: list = []
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")  # keeps every index
 _lock = threading.Lock()
 _secrets: set = set()        # full values, longest first when used
-_pieces: set = set()         # every MIN_PIECE-long slice of every secret
+_pieces: set = set()         # every MIN_PIECE-long slice of every secret, ASCII lower-cased
 
 
 def remember(value: str) -> None:
@@ -54,14 +56,16 @@ def remember(value: str) -> None:
     with _lock:
         _secrets.update(forms)
         for form in forms:
-            _pieces.update(form[i:i + MIN_PIECE] for i in range(len(form) - MIN_PIECE + 1))
+            low = form.translate(_ASCII_LOWER)
+            _pieces.update(low[i:i + MIN_PIECE] for i in range(len(low) - MIN_PIECE + 1))
 
 
 def _mask_pieces(text: str) -> str:
-    """Replace every run of text made of secret pieces by ``<redacted>``."""
+    """Replace every run of text made of secret pieces (in any letter case) by ``<redacted>``."""
     if not _pieces or len(text) < MIN_PIECE:
         return text
-    hits = [i for i in range(len(text) - MIN_PIECE + 1) if text[i:i + MIN_PIECE] in _pieces]
+    low = text.translate(_ASCII_LOWER)
+    hits = [i for i in range(len(low) - MIN_PIECE + 1) if low[i:i + MIN_PIECE] in _pieces]
     if not hits:
         return text
     out, cursor, i = [], 0, 0

@@ -1,0 +1,31 @@
+"""redaction: known secrets and any piece of them, in any letter case; server text as one inert line."""
+
+from __future__ import annotations
+
+from conftest import leaks
+from qianwen_ops import redaction
+from qianwen_ops.credentials import Secret
+
+KEY = "sk-Rd4x-Qm7v-Tz2b-Wk9p"
+
+
+def test_a_secret_is_masked_whole_without_prefix_in_pieces_and_in_any_case():
+    Secret(KEY)  # a Secret registers its value
+    for shown in (KEY, KEY[3:], KEY[5:14], KEY.upper(), KEY[3:].lower(), f"id={KEY[4:12]}x"):
+        out = redaction.redact(f"server said {shown} twice {shown}")
+        assert not leaks(out.lower(), (KEY.lower(),)), (shown, out)
+        assert out.startswith("server said ") and "twice" in out
+
+
+def test_unrelated_text_is_left_alone():
+    Secret(KEY)
+    text = "request 7f3a-22 failed: InvalidApiKey (code 401)"
+    assert redaction.redact(text) == text
+
+
+def test_untrusted_is_one_printable_capped_line():
+    forged = "denied\nSUCCESS: key verified\r\x1b[32mOK\x1b[0m \u202eevil\u0000"
+    out = redaction.untrusted(forged, 40)
+    assert "\n" not in out and "\r" not in out and out.isprintable() and len(out) <= 40
+    assert out.startswith("denied\\nSUCCESS")
+    assert redaction.untrusted(None) == "" and redaction.untrusted(12345) == "12345"
