@@ -305,3 +305,12 @@ def test_evidence_of_a_script_run_from_a_subfolder_lands_in_the_project(sb, env,
     result = run_script("probe.py", env=sandbox_env(env, sb), cwd=project / "src")
     assert result.code == 0
     assert any((project / "output" / "qianwen-ops-auth").iterdir()) and not (project / "src" / "output").exists()
+
+
+def test_evidence_keeps_undecodable_names_escaped(tmp_path):
+    """A file name that is not UTF-8 (a surrogate after os.fsdecode) is saved escaped, never a crash."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    one = evidence.write_record("probe", {"error": "bad \udcff name"}, cwd=tmp_path)
+    many = evidence.append_records("uploads", [{"source": "x\udcffy"}], cwd=tmp_path)
+    assert one is not None and many is not None
+    assert "\\udcff" in one.read_text() and "\\udcff" in many.read_text()

@@ -58,7 +58,7 @@ def write_record(kind: str, record: dict, cwd: Path | None = None) -> Path | Non
     """Write one JSON file per run; returns its path, or None if it could not be written."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     data = (json.dumps(_clean({"kind": kind, "timestamp": stamp, **record}), indent=2, ensure_ascii=False)
-            + "\n").encode("utf-8")
+            + "\n").encode("utf-8", "backslashreplace")
     try:
         folder = _folder(cwd)
         for attempt in range(1, 6):
@@ -96,7 +96,7 @@ def append_records(kind: str, records: list[dict], cwd: Path | None = None) -> P
         path = folder / f"{kind}.jsonl"
         with locked(folder / f".{kind}.jsonl.lock"):
             _rotate(path)
-            append_file(path, lines.encode("utf-8"))
+            append_file(path, lines.encode("utf-8", "backslashreplace"))
     except OSError:
         return None
     return path
