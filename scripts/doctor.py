@@ -20,8 +20,9 @@ MARKS = {"ok": "[ok]  ", "fail": "[FAIL]", "skip": "[skip]", "info": "[info]", "
 def main() -> int:
     parser = cli.ArgumentParser(prog="doctor.py", description=__doc__, epilog=cli.exit_code_epilog(CODES))
     parser.add_argument("--json", action="store_true", help="print one JSON object (for agents)")
-    parser.add_argument("--offline", action="store_true", help="send no request (skip the probe)")
-    parser.add_argument("--check-oss", action="store_true",
+    sends = parser.add_mutually_exclusive_group()
+    sends.add_argument("--offline", action="store_true", help="send no request (skip the probe)")
+    sends.add_argument("--check-oss", action="store_true",
                         help="custom OSS mode: put a tiny object, presign, GET and delete it")
     parser.add_argument("--timeout", type=float, default=15.0, help="probe timeout in seconds (default 15)")
     args = parser.parse_args()

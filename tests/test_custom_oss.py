@@ -247,3 +247,10 @@ def test_config_object_never_shows_secrets(tmp_path):
     assert "Oss-Sec-7z" not in repr(config) and "LTAI-id-9" not in repr(config)
     with pytest.raises(QwenOpsError):
         load_config(Settings.from_process(cwd=tmp_path, env={"QWEN_TMP_OSS_BUCKET": "my-bucket"}))
+
+
+def test_doctor_offline_and_check_oss_do_not_mix(env, project):
+    """--offline promises that nothing is sent; --check-oss sends: asking for both is a usage error."""
+    result = run_script("doctor.py", "--offline", "--check-oss", env=env, cwd=project)
+    assert result.code == 2 and "not allowed with" in result.err
+    assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
