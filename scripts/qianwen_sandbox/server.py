@@ -31,6 +31,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "qianwen-sandbox"
     sys_version = ""
     timeout = 60
+    disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
     state: SandboxState
     quiet = False
 
