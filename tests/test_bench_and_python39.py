@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SCRIPTS, UPDATE_SKILL, start_sandbox
+from conftest import ROOT, SCRIPTS, UPDATE_SKILL, read_json_line, start_sandbox
 
 
 def test_bench_quick_writes_a_report(tmp_path):
@@ -88,9 +88,9 @@ def test_stdlib_scripts_on_python_39(tmp_path):
                               env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and json.loads(done.stdout)["has_update"] is False
         sandbox39 = subprocess.Popen([*bare, str(SCRIPTS / "sandbox.py"), "--quiet"], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.DEVNULL)
         try:
-            assert json.loads(sandbox39.stdout.readline())["api_key"].startswith("sk-")
+            assert read_json_line(sandbox39)["api_key"].startswith("sk-")
         finally:
             sandbox39.terminate()
             assert sandbox39.wait(timeout=20) == 0

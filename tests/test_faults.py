@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit
 
-from conftest import SCRIPTS, SandboxProc, run_script, sandbox_env, wait_until
+from conftest import SCRIPTS, SandboxProc, read_json_line, run_script, sandbox_env, wait_until
 from test_sandbox_protocol import RESOLVE, chat
 
 MODEL = "qwen-vl-plus"
@@ -100,22 +100,22 @@ def test_policy_expiring_mid_batch(make_sandbox, env, project):
     assert result.code == 0 and len(result.out.split()) == 6
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_persistent(data_dir, port, oss_port) -> SandboxProc:
+def start_persistent(data_dir, port: int = 0, oss_port: int = 0) -> SandboxProc:
+    """A sandbox keeping its state in ``data_dir``; port 0 lets the kernel choose (no race with other tests)."""
     proc = subprocess.Popen([sys.executable, str(SCRIPTS / "sandbox.py"), "--quiet", "--data-dir", str(data_dir),
                              "--port", str(port), "--oss-port", str(oss_port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    return SandboxProc(json.loads(proc.stdout.readline()), proc)
+                            stderr=subprocess.DEVNULL)
+    return SandboxProc(read_json_line(proc), proc)
+
+
+def ports(box: SandboxProc) -> tuple:
+    return urlsplit(box.base_url).port, urlsplit(box.info["oss_endpoint"]).port
 
 
 def test_sandbox_killed_mid_batch_then_rerun_completes(env, project, tmp_path):
-    data, port, oss_port = tmp_path / "sandbox-data", free_port(), free_port()
-    box = start_persistent(data, port, oss_port)
+    data = tmp_path / "sandbox-data"
+    box = start_persistent(data)
+    port, oss_port = ports(box)  # the restart below takes the same ports back
     try:
         names = files(project, 20, size=1000)
         run_env = sandbox_env(env, box)
