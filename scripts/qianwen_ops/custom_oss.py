@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import re
 import sys
 import time
-import uuid
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -177,6 +174,8 @@ def import_oss2():
     except ImportError:
         raise QwenOpsError("custom OSS mode needs the oss2 package: python3 -m pip install oss2",
                            errors.MISSING_DEPENDENCY) from None
+    import logging  # here, with oss2: a batch that never uploads to a bucket never pays for it
+
     # Its debug lines carry strings-to-sign and its error lines tracebacks: none reaches the terminal.
     logger = logging.getLogger("oss2")
     if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
@@ -294,7 +293,7 @@ class CustomOss:
 
     def upload(self, local: LocalFile, model: str, progress=None,
                stable_id: str | None = None) -> tuple[str, float, str]:
-        key = self.object_key(local, stable_id or uuid.uuid4().hex)
+        key = self.object_key(local, stable_id or os.urandom(16).hex())
         what = f"upload of {display(str(local.path))}"
         if local.size >= self.multipart_threshold:
             sha = self._multipart(local, key, what, progress)
@@ -365,6 +364,8 @@ class CustomOss:
         hasher = hashlib.sha256()
         etags: dict = {}
         sent = 0
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
         pool = ThreadPoolExecutor(max_workers=self.threads)
         pending: set = set()
 
@@ -457,8 +458,8 @@ def round_trip(config: CustomOssConfig, checkpoint_dir: Path, timeout: float = D
         oss = CustomOss(config, checkpoint_dir, timeout=timeout, announce=False, env=env)
     except QwenOpsError as exc:
         return [("connect", False, exc.message, exc.exit_code)]
-    key = f"{config.prefix}/doctor-check-{uuid.uuid4().hex}.txt"
-    payload = f"qianwen-ops-auth doctor {uuid.uuid4().hex}".encode()
+    key = f"{config.prefix}/doctor-check-{os.urandom(16).hex()}.txt"
+    payload = f"qianwen-ops-auth doctor {os.urandom(16).hex()}".encode()
     session = HttpSession(timeout=timeout, env=env)
     step = "put"
     try:

@@ -47,11 +47,9 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 SKILL_DIR = Path(__file__).resolve().parents[2]
 _warned: set = set()
@@ -141,8 +139,7 @@ def _git_root(start: Path) -> Path | None:
     return None
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(NamedTuple):  # a NamedTuple, not a dataclass: the probe's start-up stays short
     """``start``: the folder whose ``.env`` is read first; ``project``: the user's project."""
 
     start: Path
@@ -177,6 +174,8 @@ def find_project(cwd: Path | None = None, env: Mapping[str, str] | None = None,
 
 
 def _git(project: Path, *args: str) -> int | None:
+    import subprocess  # only for doctor's findings: the probe's start-up never needs it
+
     try:
         done = subprocess.run(["git", "-C", str(project), *args], stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=5)
