@@ -23,6 +23,7 @@ from .endpoints import resolve_endpoint
 from .errors import QwenOpsError
 from .http_client import HttpSession
 from .local_files import LocalFile, check_file, check_size, display, is_remote, local_path, looks_like_key
+from .secret_files import is_credential_name, refuse_credentials
 from .settings import Settings
 from .temp_storage import TempStorage
 from .upload_cache import UploadCache, cache_path, entry_key
@@ -97,6 +98,7 @@ def open_backend(settings: Settings, session: HttpSession) -> UploadBackend:
     """The backend every local upload in this call goes to (checked before any request)."""
     custom = load_config(settings)
     if custom is not None:
+        find_api_key(settings)  # not used here, but loaded so that a file holding it is never uploaded
         return CustomOss(custom, cache_path(settings.env).parent, timeout=session.timeout, env=settings.env)
     key = find_api_key(settings)
     if key_exit_code(key) != errors.OK:
@@ -146,6 +148,8 @@ class _Batch:
         if is_remote(source):
             return Upload(source, None, "url", None, None, source.startswith("oss://"), source)
         local = check_file(local_path(source, self.settings.home))
+        if is_credential_name(local.path):  # before the backend is opened: nothing sent, nothing read
+            raise QwenOpsError(f"refusing to upload {display(source)}: it holds credentials", errors.INPUT_FILE)
         backend = self.backend()
         key = entry_key(local, model, backend.cache_scope)
         with self._lock:
@@ -163,6 +167,8 @@ class _Batch:
         if hit is not None:  # the identity (device, inode, size, mtime, ctime) is unchanged: no re-read
             return Upload(hit["url"], hit["expires_at"], hit["backend"], local.size, hit.get("sha256"),
                           hit["needs_resolve_header"], source, cached=True)
+        # The backend has loaded this run's secrets by now; a small file holding one is never sent.
+        refuse_credentials(local.path, local.size, display(source))
         check_size(local, backend.max_bytes(model))
         progress = (lambda sent: self.progress(source, sent, local.size)) if self.progress else None
         # A stable object id per file identity lets an interrupted multipart upload resume.
@@ -243,7 +249,8 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
         try:
             return Outcome(source, upload=batch.one(source, model))
         except QwenOpsError as exc:
-            if exc.exit_code == errors.INPUT_FILE and not exc.message.startswith(display(source)):
+            if exc.exit_code == errors.INPUT_FILE and not exc.message.startswith(
+                    (display(source), "refusing to upload ")):
                 exc = QwenOpsError(f"{display(source)}: {exc.message}", exc.exit_code, code=exc.code,
                                    status=exc.status)
             return Outcome(source, error=exc)

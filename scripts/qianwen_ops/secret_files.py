@@ -1,0 +1,66 @@
+"""Files that must never be uploaded: credential files by name, and small files holding a secret.
+
+An upload turns a file into a URL (in custom OSS mode a shareable presigned link), so a
+``.env`` named by mistake would publish the key. Before any byte is sent, an input is refused
+(exit 10, one line, never its content) when
+
+* its name marks it as a credential file (``CREDENTIAL_NAMES``, ``CREDENTIAL_SUFFIXES``,
+  ``.env.*``, ``config.json`` inside a ``.bailian`` folder), or
+* it is at most ``SCAN_LIMIT`` bytes and its content holds a secret this process has loaded
+  (the API key with or without its ``sk-`` prefix, an OSS AccessKey secret, an STS token: every
+  value ``redaction.remember`` was given).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import errors, redaction
+from .errors import QwenOpsError
+
+SCAN_LIMIT = 1024 * 1024
+CREDENTIAL_NAMES = frozenset({
+    ".env", ".netrc", "_netrc", ".pgpass", ".npmrc", ".pypirc", ".git-credentials", "credentials",
+    "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519",
+})
+CREDENTIAL_SUFFIXES = (".env", ".pem", ".key")
+
+
+def is_credential_name(path: Path) -> bool:
+    """True when the file's name (or ``.bailian/config.json``) marks it as holding credentials."""
+    name = path.name.lower()
+    if name in CREDENTIAL_NAMES or name.startswith(".env.") or name.endswith(CREDENTIAL_SUFFIXES):
+        return True
+    return name == "config.json" and path.parent.name.lower() == ".bailian"
+
+
+def contains_secret(data: bytes) -> bool:
+    """True when ``data`` holds any secret this process has loaded (exact bytes, any prefix form)."""
+    with redaction._lock:  # read-only use of the registry credentials.Secret fills
+        secrets = list(redaction._secrets)
+    return any(secret.encode("utf-8", "surrogatepass") in data for secret in secrets)
+
+
+def _head(path: Path, size: int) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return b""  # unreadable now: the upload's own open reports it
+    try:
+        chunks, left = [], min(size, SCAN_LIMIT)
+        while left > 0:
+            chunk = os.read(fd, min(left, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def refuse_credentials(path: Path, size: int, shown: str) -> None:
+    """Raise exit 10 when ``path`` must not be uploaded (see the module docstring)."""
+    if is_credential_name(path) or (size <= SCAN_LIMIT and contains_secret(_head(path, size))):
+        raise QwenOpsError(f"refusing to upload {shown}: it holds credentials", errors.INPUT_FILE)
