@@ -13,7 +13,6 @@ tracks (a cloned repository's) may not redirect anything at all.
 
 from __future__ import annotations
 
-import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -149,22 +148,14 @@ def is_git_tracked(path: Path) -> bool:
     """True when git tracks ``path`` (a committed file: whoever commits to that repository wrote it).
 
     Runs git only when asked, i.e. only when a redirecting value really came from a .env file.
-    Without git, or outside a work tree, the answer is False. fsmonitor is switched off so that a
-    cloned repository's configuration cannot make this check run a program.
+    Without git, or outside a work tree, the answer is False. git runs through ``gitrun.run_git``,
+    so a cloned repository's configuration cannot make this check run a program.
     """
-    import subprocess
+    from .gitrun import run_git
 
     path = Path(path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_OPTIONAL_LOCKS="0", GIT_TERMINAL_PROMPT="0")
-    try:
-        done = subprocess.run(["git", "-c", "core.fsmonitor=false", "-C", str(path.parent), "ls-files",
-                               "--error-unmatch", "--", path.name],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env=env, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return done.returncode == 0
+    done = run_git(path.parent, "ls-files", "--error-unmatch", "--", path.name)
+    return done is not None and done.returncode == 0
 
 
 def check_not_tracked(name: str, source: str) -> None:

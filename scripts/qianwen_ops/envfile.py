@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, NamedTuple
@@ -36,6 +35,7 @@ from .credentials import KEY_NAMES, PLACEHOLDER, STANDARD, TOKEN_PLAN, Secret, c
 from .dotenv_parser import MAX_DOTENV_BYTES, Binding, available_parsers, bindings, decode_dotenv, normalize
 from .errors import QwenOpsError
 from .fsutil import UnsafeTarget, check_writable_target, replace_file
+from .gitrun import run_git
 from .settings import Settings
 
 PLACEHOLDER_VALUE = "sk-your-key-here"
@@ -212,11 +212,8 @@ def _check_target(path: Path) -> None:
                            errors.REFUSED_WRITE) from None
 
 
-def _git(folder: Path, *args: str) -> subprocess.CompletedProcess | None:
-    try:
-        return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
+def _git(folder: Path, *args: str):
+    return run_git(folder, *args)
 
 
 def _in_git_work_tree(folder: Path) -> bool:

@@ -174,14 +174,10 @@ def find_project(cwd: Path | None = None, env: Mapping[str, str] | None = None,
 
 
 def _git(project: Path, *args: str) -> int | None:
-    import subprocess  # only for doctor's findings: the probe's start-up never needs it
+    from .gitrun import run_git  # only for doctor's findings: the probe's start-up never needs it
 
-    try:
-        done = subprocess.run(["git", "-C", str(project), *args], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.returncode
+    done = run_git(project, *args, timeout=5)
+    return None if done is None else done.returncode
 
 
 def _dotenv_findings(path: Path, project: Path, in_git: bool) -> list:
