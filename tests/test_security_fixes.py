@@ -3,6 +3,7 @@ hosts checked, JSON output ASCII-escaped, retries bounded by an overall deadline
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,9 +12,15 @@ import pytest
 from test_custom_oss import oss_env, without_notice
 
 from conftest import CANARY_KEY, assert_clean_error, leaks, run_script, sandbox_env
-from qianwen_ops.endpoints import is_git_tracked
+from qianwen_ops.credentials import Secret
+from qianwen_ops.endpoints import is_git_tracked, resolve_endpoint
+from qianwen_ops.errors import HTTP_ERROR, QwenOpsError
 from qianwen_ops.gitrun import git_env
+from qianwen_ops.http_client import Response
+from qianwen_ops.local_files import check_file
 from qianwen_ops.secret_files import is_credential_name
+from qianwen_ops.settings import Settings
+from qianwen_ops.temp_storage import TempStorage
 
 MODEL = "qwen-vl-plus"
 
@@ -92,3 +99,76 @@ def test_git_runs_without_credentials_or_git_variables():
     env = git_env({"DASHSCOPE_API_KEY": CANARY_KEY, "QWEN_TMP_OSS_AK_SECRET": "x" * 20, "GIT_DIR": "/elsewhere",
                    "git_config_global": "/x", "HTTPS_PROXY": "http://u:p@proxy:1", "PATH": "/usr/bin"})
     assert env == {"PATH": "/usr/bin", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0"}
+
+
+class _PolicyServer:
+    """A stand-in HTTP session: getPolicy answers ``data``; every request is recorded."""
+
+    def __init__(self, data: dict):
+        self.body = json.dumps({"data": data}).encode()
+        self.requests = []
+
+    def request(self, method, url, headers=None, body=None) -> Response:
+        self.requests.append((method, url))
+        if method == "GET":
+            return Response(200, {}, self.body)
+        for _ in body.chunks():
+            pass
+        return Response(200, {}, b"")
+
+
+GOOD_POLICY = {"policy": "cG9saWN5", "signature": "c2ln", "upload_dir": "dashscope-instant/abc/2026-11-21/x",
+               "upload_host": "https://dashscope-file-mgr.oss-cn-beijing.aliyuncs.com",
+               "oss_access_key_id": "LTAI5tExample", "x_oss_object_acl": "private", "x_oss_forbid_overwrite": "true"}
+
+
+def _upload_with(tmp_path, base_url: str | None, **changes):
+    server = _PolicyServer(dict(GOOD_POLICY, **changes))
+    env = {"QWEN_BASE_URL": base_url} if base_url else {}
+    storage = TempStorage(resolve_endpoint(Settings.from_process(cwd=None, env=env)), Secret("sk-" + "1" * 32),
+                          server)
+    path = tmp_path / "pic.png"
+    path.write_bytes(b"picture")
+    return server, (lambda: storage.upload(check_file(path), MODEL))
+
+
+@pytest.mark.parametrize("base_url,host", [
+    (None, "http://files.attacker.example/up"), (None, "https://files.attacker.example"),
+    (None, "http://dashscope-file-mgr.oss-cn-beijing.aliyuncs.com"),     # OSS, but plain http
+    (None, "https://oss.aliyuncs.com.attacker.example"), (None, "http://127.0.0.1:8999/bucket"),
+    (None, "https://127.0.0.1/bucket"), ("http://127.0.0.1:9", "https://[::2]/bucket"),
+    (None, "ftp://x.aliyuncs.com"), (None, 42)])
+def test_an_untrusted_upload_host_is_refused_and_nothing_is_uploaded(tmp_path, base_url, host):
+    server, upload = _upload_with(tmp_path, base_url, upload_host=host)
+    with pytest.raises(QwenOpsError) as caught:
+        upload()
+    message = caught.value.message
+    assert caught.value.exit_code == HTTP_ERROR and "upload" in message and "\n" not in message
+    assert [method for method, _ in server.requests] == ["GET"]          # getPolicy only: nothing uploaded
+    if isinstance(host, str) and "attacker" in host:
+        assert "attacker.example" in message
+
+
+@pytest.mark.parametrize("base_url,host", [
+    (None, "https://dashscope-file-mgr.oss-cn-beijing.aliyuncs.com"),
+    (None, "https://oss-cn-beijing.aliyuncs.com/some-bucket"),
+    ("http://127.0.0.1:9", "http://127.0.0.1:8999/dashscope-sandbox-temp"),   # the sandbox: loopback API only
+    ("http://localhost:9", "https://localhost:8999")])
+def test_oss_over_https_and_loopback_for_a_loopback_api_are_accepted(tmp_path, base_url, host):
+    server, upload = _upload_with(tmp_path, base_url, upload_host=host)
+    url = upload()[0]
+    assert url.startswith("oss://dashscope-instant/abc/2026-11-21/x/") and server.requests[-1] == ("POST", host)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("upload_dir", "a\nb"), ("upload_dir", "ok\r\nSUCCESS"), ("upload_dir", "../up"), ("upload_dir", "a/../b"),
+    ("upload_dir", "x" * 600), ("upload_dir", "dir\u202egnp.exe"), ("upload_dir", ""), ("upload_dir", "/abs"),
+    ("upload_dir", "with space"), ("upload_dir", ["list"]), ("signature", "s\r\nX-Evil: 1"),
+    ("policy", "p\x00"), ("oss_access_key_id", 7), ("x_oss_object_acl", "public-read\n")])
+def test_policy_fields_with_control_characters_or_bad_shapes_are_refused(tmp_path, field, value):
+    server, upload = _upload_with(tmp_path, None, **{field: value})
+    with pytest.raises(QwenOpsError) as caught:
+        upload()
+    assert caught.value.exit_code == HTTP_ERROR and field in caught.value.message
+    assert "\n" not in caught.value.message and "\u202e" not in caught.value.message
+    assert [method for method, _ in server.requests] == ["GET"]

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import math
 import mimetypes
+import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable, Iterator
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from . import errors
 from .credentials import Secret
-from .endpoints import Endpoint
+from .endpoints import Endpoint, is_loopback_host, parse_url
 from .errors import QwenOpsError
 from .http_client import (
     DEFAULT_RETRY,
@@ -34,6 +35,7 @@ from .http_client import (
     error_fields,
 )
 from .local_files import LocalFile, display, read_chunks, readable_name, sha256_hasher
+from .redaction import untrusted
 
 MEDIA_TTL_SECONDS = 48 * 3600
 POLICY_MARGIN_SECONDS = 30
@@ -55,6 +57,56 @@ def server_number(data: dict, name: str, default: float, low: float, high: float
         raise QwenOpsError(f"getPolicy answered with an unusable {name} (not a number in {low:g}-{high:g})",
                            errors.HTTP_ERROR)
     return number
+
+
+MAX_UPLOAD_DIR = 512
+MAX_FORM_FIELD = 64 * 1024
+FORM_FIELDS = ("oss_access_key_id", "signature", "policy", "x_oss_object_acl", "x_oss_forbid_overwrite")
+_BUCKET_PATH = re.compile(r"^(/[a-z0-9][a-z0-9-]{1,61}[a-z0-9])?/?$")
+
+
+def _refuse(what: str) -> QwenOpsError:
+    return QwenOpsError(f"getPolicy answered with {what}; refused, nothing was uploaded", errors.HTTP_ERROR)
+
+
+def check_upload_host(raw, endpoint: Endpoint) -> str:
+    """The upload address a policy names, when it may receive the user's files; else exit 7.
+
+    Allowed: ``https://`` to a ``*.aliyuncs.com`` host (OSS), with no path or one bucket
+    segment; a loopback ``http(s)://`` address only when the API endpoint is loopback itself
+    (the sandbox, which only the process environment can choose).
+    """
+    if not isinstance(raw, str) or len(raw) > 2048:
+        raise _refuse("an unusable upload_host")
+    try:
+        parts = urlsplit(raw.strip())
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        raise _refuse(f"an unusable upload_host ({untrusted(raw, 120)})") from None
+    oss = parts.scheme == "https" and host.endswith(".aliyuncs.com")
+    if not oss and not (is_loopback_host(host) and is_loopback_host(endpoint.host)):
+        raise _refuse(f"an upload host that is not Alibaba Cloud OSS over https ({untrusted(host or raw, 120)})")
+    try:  # the same shape rules as an endpoint: no user name, query, malformed label or bad port
+        parse_url(raw, "upload_host", paths=("", "/", parts.path.rstrip("/")))
+    except QwenOpsError:
+        raise _refuse(f"an unusable upload_host ({untrusted(raw, 120)})") from None
+    if not _BUCKET_PATH.match(parts.path):
+        raise _refuse(f"an upload_host with an unexpected path ({untrusted(raw, 120)})")
+    return raw.strip()
+
+
+def check_policy(data: dict, endpoint: Endpoint) -> None:
+    """Every policy field that reaches the form or the printed ``oss://`` URL, checked (exit 7, never echoed)."""
+    check_upload_host(data.get("upload_host"), endpoint)
+    upload_dir = data.get("upload_dir")
+    if not (isinstance(upload_dir, str) and 0 < len(upload_dir) <= MAX_UPLOAD_DIR and upload_dir.isprintable()
+            and not any(c.isspace() or c == "\\" for c in upload_dir) and not upload_dir.startswith("/")
+            and ".." not in upload_dir.split("/")):
+        raise _refuse("an unusable upload_dir (empty, too long, '..', spaces or control characters)")
+    for name in FORM_FIELDS:
+        value = data.get(name, "")
+        if not (isinstance(value, str) and len(value) <= MAX_FORM_FIELD and value.isprintable()):
+            raise _refuse(f"an unusable {name} (not one printable line)")
 
 
 @dataclass(frozen=True)
@@ -142,6 +194,7 @@ class TempStorage:
         if not isinstance(data, dict) or not all(k in data for k in ("policy", "signature", "upload_dir",
                                                                       "upload_host", "oss_access_key_id")):
             raise QwenOpsError("getPolicy answered without a usable upload policy", errors.HTTP_ERROR)
+        check_policy(data, self.endpoint)
         ttl = server_number(data, "expire_in_seconds", DEFAULT_POLICY_TTL, 1, 7 * 86400)
         max_mb = server_number(data, "max_file_size_mb", DEFAULT_MAX_FILE_MB, 0.001, 1024 * 1024)
         return Policy(data, time.time() + ttl, margin=min(POLICY_MARGIN_SECONDS, ttl / 4),
