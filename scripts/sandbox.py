@@ -52,6 +52,9 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=int, default=0,
                         help="emulated round trip on both ports: one to open each connection, one per "
                              "request (default 0)")
+    parser.add_argument("--upload-host", default="", metavar="URL",
+                        help="the upload address getPolicy names (default: the OSS port, path-style); for tests "
+                             "that route an OSS host name to the sandbox through a proxy")
     parser.add_argument("--quiet", action="store_true", help="no request log on stderr")
     args = parser.parse_args()
     if not is_loopback_host(args.host):
@@ -75,7 +78,7 @@ def main() -> int:
     config = SandboxConfig(host=args.host, port=args.port, oss_port=args.oss_port, data_dir=args.data_dir,
                            qps=args.qps, policy_ttl=args.policy_ttl, max_file_mb=args.max_file_mb,
                            tls_cert=args.tls_cert, tls_key=args.tls_key, ram_policy=ram_policy,
-                           latency_ms=args.latency_ms)
+                           latency_ms=args.latency_ms, upload_host=args.upload_host)
     try:
         sandbox = start(config, quiet=args.quiet)
     except OSError as exc:  # ssl.SSLError too: a bad certificate or key file

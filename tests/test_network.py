@@ -29,6 +29,7 @@ from qianwen_ops.redaction import redact
 PROXY_AND_CA = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY",
                 "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "REQUEST_METHOD")
 REGION_HOSTS = ("dashscope.aliyuncs.com", "dashscope-intl.aliyuncs.com", "dashscope-us.aliyuncs.com")
+OSS_HOST = "oss-cn-beijing.aliyuncs.com"  # the sandbox's getPolicy names it; only the proxy routes it
 PROXY_PASSWORD = "Px7-Qm3v-Hd9k"
 UNAUTHORIZED = json.dumps({"code": "InvalidApiKey", "message": "Invalid API-key provided.",
                            "request_id": "r-1"}).encode()
@@ -39,7 +40,7 @@ def pki(tmp_path_factory):
     """Three CAs: the sandbox's, a company proxy's (inspecting), and an unrelated one."""
     folder = tmp_path_factory.mktemp("pki")
     server_ca, company_ca, other_ca = trustme.CA(), trustme.CA(), trustme.CA()
-    cert = server_ca.issue_cert("127.0.0.1", "::1", "localhost", *REGION_HOSTS)
+    cert = server_ca.issue_cert("127.0.0.1", "::1", "localhost", OSS_HOST, *REGION_HOSTS)
     cert.private_key_and_cert_chain_pem.write_to_path(str(folder / "server.pem"))
     for name, ca in (("server-ca", server_ca), ("company-ca", company_ca), ("other-ca", other_ca)):
         ca.cert_pem.write_to_path(str(folder / f"{name}.pem"))
@@ -49,7 +50,8 @@ def pki(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tls_box(pki):
-    box = start_sandbox("--tls-cert", pki["server"], "--tls-key", pki["server"])
+    box = start_sandbox("--tls-cert", pki["server"], "--tls-key", pki["server"],
+                        "--upload-host", f"https://{OSS_HOST}/dashscope-sandbox-temp")
     yield box
     box.stop()
 
@@ -233,15 +235,17 @@ def test_no_proxy_sends_loopback_direct(proxies, net_env, pki, tls_box, project)
 
 
 def test_upload_through_the_proxy_to_the_tls_sandbox(proxies, net_env, pki, tls_box, project):
-    proxy = proxies(routes={"dashscope.aliyuncs.com:443": api_address(tls_box)}, allow_loopback=True)
+    oss_port = int(tls_box.info["oss_endpoint"].rsplit(":", 1)[1])
+    proxy = proxies(routes={"dashscope.aliyuncs.com:443": api_address(tls_box),
+                            f"{OSS_HOST}:443": ("127.0.0.1", oss_port)})
     (project / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"x" * 2000)
     run_env = dict(net_env, HTTPS_PROXY=proxy.url(), SSL_CERT_FILE=pki["server-ca"])
     result = run_script("upload_file.py", "photo.png", "--model", "qwen-vl-plus", "--no-cache", env=run_env,
                         cwd=project)
     assert result.code == 0, result.err
     assert result.out.strip().startswith("oss://")
-    oss_port = tls_box.info["oss_endpoint"].rsplit(":", 1)[1]
-    assert proxy.connects() == ["CONNECT dashscope.aliyuncs.com:443 HTTP/1.1", f"CONNECT 127.0.0.1:{oss_port} HTTP/1.1"]
+    # getPolicy names an OSS host (a loopback upload host is refused for a non-loopback API endpoint)
+    assert proxy.connects() == ["CONNECT dashscope.aliyuncs.com:443 HTTP/1.1", f"CONNECT {OSS_HOST}:443 HTTP/1.1"]
     outside_tunnel_is_clean(proxy, tls_box.api_key)
 
 

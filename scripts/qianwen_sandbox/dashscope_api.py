@@ -77,7 +77,7 @@ def get_policy(h, state) -> None:
         "policy": policy,
         "signature": sign_policy(temp.secret, policy),
         "upload_dir": upload_dir,
-        "upload_host": f"{state.oss_endpoint}/{cfg.temp_bucket}",
+        "upload_host": cfg.upload_host or f"{state.oss_endpoint}/{cfg.temp_bucket}",
         "expire_in_seconds": cfg.policy_ttl,
         "max_file_size_mb": cfg.max_file_mb,
         "capacity_limit_mb": 999999999,

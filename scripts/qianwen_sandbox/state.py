@@ -34,6 +34,7 @@ class SandboxConfig:
     tls_key: Path | None = None
     ram_policy: object = None        # ram.Policy for the main ("user") AccessKey; None: full access
     latency_ms: int = 0              # emulated round trip: one to open a connection, one per request
+    upload_host: str = ""            # what getPolicy names (default: this OSS port, path-style temp bucket)
 
 
 @dataclass
