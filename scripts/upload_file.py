@@ -15,6 +15,7 @@ import sys
 
 from qianwen_ops import cli, errors
 from qianwen_ops.evidence import append_records
+from qianwen_ops.http_client import MIN_UPLOAD_RATE, RETRY_DEADLINE_FACTOR
 from qianwen_ops.local_files import display
 from qianwen_ops.redaction import one_line
 from qianwen_ops.uploads import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, MAX_CONCURRENCY, check_options, upload_many
@@ -51,7 +52,9 @@ def main() -> int:
                         help=f"uploads in parallel, 1-{MAX_CONCURRENCY} (default {DEFAULT_CONCURRENCY})")
     parser.add_argument("--no-cache", action="store_true", help="upload again even if a cached URL is valid")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                        help=f"seconds to wait on a stalled request before retrying (default {DEFAULT_TIMEOUT:g})")
+                        help=f"seconds to wait on a stalled request before retrying (default {DEFAULT_TIMEOUT:g}); "
+                        f"the retries of one request end within {RETRY_DEADLINE_FACTOR:g} x this, plus the "
+                        f"time to send the file at {MIN_UPLOAD_RATE // 1024} KiB/s")
     args = parser.parse_args()
     try:
         check_options(args.model, args.concurrency, args.timeout)

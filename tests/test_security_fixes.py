@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,9 @@ from test_custom_oss import oss_env, without_notice
 from conftest import CANARY_KEY, assert_clean_error, leaks, run_script, sandbox_env
 from qianwen_ops.credentials import Secret
 from qianwen_ops.endpoints import is_git_tracked, resolve_endpoint
-from qianwen_ops.errors import HTTP_ERROR, QwenOpsError
+from qianwen_ops.errors import HTTP_ERROR, NETWORK, QwenOpsError
 from qianwen_ops.gitrun import git_env
-from qianwen_ops.http_client import Response
+from qianwen_ops.http_client import DEFAULT_RETRY, MIN_UPLOAD_RATE, Response, call_with_retries, retry_deadline
 from qianwen_ops.local_files import check_file
 from qianwen_ops.secret_files import is_credential_name
 from qianwen_ops.settings import Settings
@@ -172,3 +173,64 @@ def test_policy_fields_with_control_characters_or_bad_shapes_are_refused(tmp_pat
     assert caught.value.exit_code == HTTP_ERROR and field in caught.value.message
     assert "\n" not in caught.value.message and "\u202e" not in caught.value.message
     assert [method for method, _ in server.requests] == ["GET"]
+
+
+class _Clock:
+    """A clock and a sleep that only move when told (no real waiting)."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _attempts(clock: _Clock, took: float, outcome, deadline_after: float | None) -> tuple:
+    calls = []
+
+    def call():
+        calls.append(clock.now)
+        clock.now += took
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    deadline = None if deadline_after is None else clock.now + deadline_after
+    try:
+        result = call_with_retries(call, DEFAULT_RETRY, sleep=clock.sleep, rand=lambda: 0.5, deadline=deadline,
+                                   clock=clock)
+    except QwenOpsError as exc:
+        result = exc
+    return len(calls), result, clock.now - 100.0
+
+
+@pytest.mark.parametrize("outcome", [QwenOpsError("timed out", NETWORK, retryable=True), Response(503, {}, b"")])
+def test_retries_end_within_the_overall_deadline(outcome):
+    # --timeout 2: each trickled attempt takes ~4 s (the per-response bound); the deadline is 3 x 2 s.
+    count, result, took = _attempts(_Clock(), 4.0, outcome, retry_deadline(2.0, clock=lambda: 0.0))
+    assert count == 1 and took <= 6.0                               # was 5 attempts, ~23 s
+    assert result is outcome                                        # the last answer or error stands
+    count, result, took = _attempts(_Clock(), 1.0, outcome, 6.0)
+    assert count == 4 and took <= 6.0                               # waits 0.15, 0.3, 0.6; not 1.2
+    count, _, took = _attempts(_Clock(), 0.01, outcome, 6.0)      # quick failures keep every retry
+    assert count == DEFAULT_RETRY.attempts
+    assert _attempts(_Clock(), 4.0, outcome, None)[0] == DEFAULT_RETRY.attempts   # no deadline: as before
+
+
+def test_a_large_body_gets_time_for_its_retries():
+    assert retry_deadline(2.0, 100 * MIN_UPLOAD_RATE, clock=lambda: 0.0) == 6.0 + 100
+
+
+def test_a_slow_get_policy_cannot_hold_upload_past_a_few_timeouts(sb, env, project):
+    (project / "pic.png").write_bytes(b"picture")
+    sb.fault(route="getPolicy", delay_s=3.0, count=10)
+    before = sb.counts()["getPolicy"]
+    start = time.monotonic()
+    done = run_script("upload_file.py", "pic.png", "--model", MODEL, "--no-cache", "--timeout", "0.5",
+                      env=sandbox_env(env, sb), cwd=project)
+    took = time.monotonic() - start
+    assert done.code == 8 and "Traceback" not in done.err
+    assert sb.counts()["getPolicy"] - before < DEFAULT_RETRY.attempts and took < 3.5, (took, done.err)

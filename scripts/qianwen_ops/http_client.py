@@ -39,6 +39,8 @@ USER_AGENT = "qianwen-ops-auth"
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RESPONSE_DEADLINE_FACTOR = 2.0
+RETRY_DEADLINE_FACTOR = 3.0          # the retries of one request end within this many timeouts ...
+MIN_UPLOAD_RATE = 256 * 1024         # ... plus the time to send its body at this rate (bytes per second)
 MAX_PROXY_REPLY = 16 * 1024
 _CREDENTIAL_HEADERS = frozenset({"authorization", "x-oss-security-token"})
 
@@ -405,29 +407,51 @@ def retry_after_seconds(value: str, now: Callable[[], float] = time.time) -> flo
     return max(0.0, when.timestamp() - now())
 
 
+def retry_deadline(timeout: float, body_bytes: int = 0, clock: Callable[[], float] = time.monotonic) -> float:
+    """The ``clock()`` time by which one request's retries must be over (see ``call_with_retries``).
+
+    ``RETRY_DEADLINE_FACTOR`` timeouts, plus the time to send ``body_bytes`` at ``MIN_UPLOAD_RATE``
+    so that a large upload keeps a retry for a connection reset.
+    """
+    return clock() + RETRY_DEADLINE_FACTOR * timeout + body_bytes / MIN_UPLOAD_RATE
+
+
 def call_with_retries(call: Callable[[], Response], policy: RetryPolicy = DEFAULT_RETRY,
                       sleep: Callable[[float], None] = time.sleep,
-                      rand: Callable[[], float] | None = None) -> Response:
+                      rand: Callable[[], float] | None = None, deadline: float | None = None,
+                      clock: Callable[[], float] = time.monotonic) -> Response:
     """Run ``call``; retry 429/5xx responses and retryable errors with equal-jitter backoff.
 
     A ``Retry-After`` of whole seconds or an HTTP date lengthens the wait (never beyond
-    ``policy.max_delay``); anything else in it is ignored.
+    ``policy.max_delay``); anything else in it is ignored. With a ``deadline`` (a ``clock()``
+    time), a retry starts only when its wait plus the longest attempt so far still ends before
+    it; otherwise the last answer (or error) stands. A trickling server therefore cannot stretch
+    the sequence to ``attempts`` times its per-request bound.
     """
+    longest = 0.0
     for attempt in range(policy.attempts):
         last = attempt == policy.attempts - 1
+        started = clock()
         try:
             response = call()
         except QwenOpsError as exc:
+            longest = max(longest, clock() - started)
             if not exc.retryable or last:
                 raise
-            sleep(backoff_delay(policy, attempt, rand))
+            delay = backoff_delay(policy, attempt, rand)
+            if deadline is not None and clock() + delay + longest > deadline:
+                raise
+            sleep(delay)
             continue
+        longest = max(longest, clock() - started)
         if response.status not in RETRY_STATUSES or last:
             return response
         delay = backoff_delay(policy, attempt, rand)
         retry_after = retry_after_seconds(response.header("retry-after"))
         if retry_after is not None:
             delay = min(policy.max_delay, max(delay, retry_after))
+        if deadline is not None and clock() + delay + longest > deadline:
+            return response
         sleep(delay)
     raise AssertionError("unreachable")
 

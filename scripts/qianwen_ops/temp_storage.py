@@ -33,6 +33,7 @@ from .http_client import (
     RetryPolicy,
     call_with_retries,
     error_fields,
+    retry_deadline,
 )
 from .local_files import LocalFile, display, read_chunks, readable_name, sha256_hasher
 from .redaction import untrusted
@@ -184,10 +185,16 @@ class TempStorage:
     def cache_scope(self) -> str:
         return f"temp:{self.endpoint.root}:{self.api_key.fingerprint()}"
 
+    def _deadline(self, body_bytes: int = 0) -> float | None:
+        """When one request's retries must end: a few ``--timeout`` (plus the body's send time)."""
+        timeout = getattr(self.session, "timeout", None)
+        return None if timeout is None else retry_deadline(timeout, body_bytes)
+
     def _fetch_policy(self, model: str) -> Policy:
         url = f"{self.endpoint.native_base}/uploads?action=getPolicy&model={quote(model, safe='')}"
         headers = {"Authorization": f"Bearer {self.api_key.reveal()}", "Accept": "application/json"}
-        response = call_with_retries(lambda: self.session.request("GET", url, headers), self.retry)
+        response = call_with_retries(lambda: self.session.request("GET", url, headers), self.retry,
+                                     deadline=self._deadline())
         if response.status != 200:
             raise _service_error("getPolicy", response)
         data = (response.json() or {}).get("data")
@@ -243,7 +250,7 @@ class TempStorage:
                 return send()
 
             try:  # 429, 5xx and network errors: retried with backoff by the HTTP layer
-                response = call_with_retries(counted_send, retry)
+                response = call_with_retries(counted_send, retry, deadline=self._deadline(form.length))
             except QwenOpsError as exc:
                 self._unreachable = self._unreachable or exc.exit_code == errors.NETWORK
                 raise
