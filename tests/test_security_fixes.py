@@ -234,3 +234,18 @@ def test_a_slow_get_policy_cannot_hold_upload_past_a_few_timeouts(sb, env, proje
     took = time.monotonic() - start
     assert done.code == 8 and "Traceback" not in done.err
     assert sb.counts()["getPolicy"] - before < DEFAULT_RETRY.attempts and took < 3.5, (took, done.err)
+
+
+def test_json_output_and_evidence_are_ascii_escaped(sb, env, project):
+    name = "图片 ünï name.png"               # printable non-ASCII: escaped in JSON, never lost
+    (project / name).write_bytes(b"picture")
+    done = run_script("upload_file.py", name, "missing-\u2067.png", "--model", MODEL, "--json", "--no-cache",
+                      env=sandbox_env(env, sb), cwd=project)
+    assert done.code == 10 and done.out.isascii(), done.out
+    first, second = (json.loads(line) for line in done.out.splitlines())
+    assert first["source"] == name and "图片" in first["url"] and "error" in second
+    evidence = project / "output" / "qianwen-ops-auth"
+    texts = [path.read_bytes() for path in evidence.rglob("*") if path.is_file()]
+    assert texts and all(text.isascii() for text in texts)
+    assert any("图片" in json.loads(line).get("source", "") for line in (evidence / "uploads.jsonl").read_text()
+               .splitlines())

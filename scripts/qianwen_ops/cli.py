@@ -31,7 +31,7 @@ def fail(message: str) -> None:
 
 
 def print_json(obj: dict) -> None:
-    print(json.dumps(obj, ensure_ascii=False, sort_keys=False))
+    print(json.dumps(obj, ensure_ascii=True, sort_keys=False))
 
 
 def run(main: Callable[[], int]) -> None:

@@ -57,7 +57,7 @@ def _folder(cwd: Path | None) -> Path:
 def write_record(kind: str, record: dict, cwd: Path | None = None) -> Path | None:
     """Write one JSON file per run; returns its path, or None if it could not be written."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    data = (json.dumps(_clean({"kind": kind, "timestamp": stamp, **record}), indent=2, ensure_ascii=False)
+    data = (json.dumps(_clean({"kind": kind, "timestamp": stamp, **record}), indent=2, ensure_ascii=True)
             + "\n").encode("utf-8", "backslashreplace")
     try:
         folder = _folder(cwd)
@@ -89,7 +89,7 @@ def append_records(kind: str, records: list[dict], cwd: Path | None = None) -> P
     if not records:
         return None
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    lines = "".join(json.dumps(_clean({"kind": kind, "timestamp": stamp, **r}), ensure_ascii=False) + "\n"
+    lines = "".join(json.dumps(_clean({"kind": kind, "timestamp": stamp, **r}), ensure_ascii=True) + "\n"
                     for r in records)
     try:
         folder = _folder(cwd)
