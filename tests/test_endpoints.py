@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qianwen_ops.endpoints import parse_base_url, resolve_endpoint
-from qianwen_ops.errors import QwenOpsError
+from qianwen_ops.errors import CONFIG, QwenOpsError
 from qianwen_ops.settings import Settings
 
 
@@ -69,3 +69,16 @@ def test_documented_host_from_a_dotenv_is_fine_and_an_unknown_one_is_not(tmp_pat
     with pytest.raises(QwenOpsError, match="loopback host"):
         resolve_endpoint(Settings.from_process(cwd=tmp_path, env={}))
     assert resolve_endpoint(Settings.from_process(cwd=tmp_path, env={"QWEN_BASE_URL": "http://localhost:8080"}))
+
+
+def test_a_dotenv_may_name_a_documented_host_only_on_the_https_port(tmp_path):
+    """A cloned .env cannot move the key to another port of a documented host (or of *.aliyuncs.com)."""
+    for url in ("https://dashscope.aliyuncs.com:443", "https://dashscope.aliyuncs.com"):
+        (tmp_path / ".env").write_text(f"QWEN_BASE_URL={url}\n")
+        assert resolve_endpoint(Settings.from_process(cwd=tmp_path, env={})).host == "dashscope.aliyuncs.com"
+    (tmp_path / ".env").write_text("QWEN_BASE_URL=https://dashscope.aliyuncs.com:18050\n")
+    with pytest.raises(QwenOpsError, match="port 18050") as info:
+        resolve_endpoint(Settings.from_process(cwd=tmp_path, env={}))
+    assert info.value.exit_code == CONFIG
+    env = {"QWEN_BASE_URL": "https://dashscope.aliyuncs.com:18050"}  # the user's own environment decides
+    assert resolve_endpoint(Settings.from_process(cwd=tmp_path, env=env)).root.endswith(":18050")

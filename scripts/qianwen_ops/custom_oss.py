@@ -148,7 +148,7 @@ def load_config(settings: Settings) -> CustomOssConfig | None:
     endpoint_found = settings.get("QWEN_TMP_OSS_ENDPOINT")
     endpoint = _endpoint(endpoint_found.value.strip() if endpoint_found else "", bucket, region)
     if endpoint_found is not None:
-        check_file_sourced_host("QWEN_TMP_OSS_ENDPOINT", urlsplit(endpoint).hostname or "", endpoint_found.source,
+        check_file_sourced_host("QWEN_TMP_OSS_ENDPOINT", endpoint, endpoint_found.source,
                                 trusted_suffixes=(".aliyuncs.com",))
     token = None
     pair = _pair(settings, "QWEN_TMP_OSS_AK_ID", "QWEN_TMP_OSS_AK_SECRET")

@@ -128,19 +128,25 @@ def parse_base_url(raw: str, what: str = "QWEN_BASE_URL") -> str:
 KNOWN_HOSTS = frozenset(root.split("://", 1)[1] for root in (*REGION_ROOTS.values(), TOKEN_PLAN_ROOT))
 
 
-def check_file_sourced_host(name: str, host: str, source: str, trusted_suffixes: tuple = ()) -> None:
+def check_file_sourced_host(name: str, url: str, source: str, trusted_suffixes: tuple = ()) -> None:
     """A .env file (possibly from a cloned repository) may not send credentials to an unknown host.
 
-    From a file only documented hosts pass (plus ``trusted_suffixes``); loopback and any other host
-    must be set in the process environment, where only the user puts it.
+    From a file only documented hosts pass (plus ``trusted_suffixes``), on the https port; loopback,
+    any other host and any other port must be set in the process environment, where only the user
+    puts it.
     """
-    if source.startswith("env:") or host in KNOWN_HOSTS:
+    if source.startswith("env:"):
         return
-    if trusted_suffixes and host.endswith(trusted_suffixes):
-        return
-    kind = "a loopback host" if is_loopback_host(host) else "not a documented host"
-    raise QwenOpsError(f"{name} in {source} points to {host}, which is {kind}; a .env file may only name "
-                       "documented hosts: set it in the environment instead if you really mean it", CONFIG)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not (host in KNOWN_HOSTS or (trusted_suffixes and host.endswith(trusted_suffixes))):
+        kind = "a loopback host" if is_loopback_host(host) else "not a documented host"
+        raise QwenOpsError(f"{name} in {source} points to {host}, which is {kind}; a .env file may only name "
+                           "documented hosts: set it in the environment instead if you really mean it", CONFIG)
+    if parts.port not in (None, 443):
+        raise QwenOpsError(f"{name} in {source} names port {parts.port}; a .env file may only name documented "
+                           "hosts on the https port: set it in the environment instead if you really mean it",
+                           CONFIG)
 
 
 @lru_cache(maxsize=16)
@@ -171,7 +177,7 @@ def resolve_endpoint(settings: Settings) -> Endpoint:
     found = settings.get("QWEN_BASE_URL")
     if found is not None:
         root = parse_base_url(found.value)
-        check_file_sourced_host("QWEN_BASE_URL", urlsplit(root).hostname or "", found.source)
+        check_file_sourced_host("QWEN_BASE_URL", root, found.source)
         check_not_tracked("QWEN_BASE_URL", found.source)
         return Endpoint(root, "custom", f"QWEN_BASE_URL ({found.source})")
     region_found = settings.get("QWEN_REGION")
