@@ -99,7 +99,7 @@ def test_skill_md_runs_everything_from_the_project_by_the_skill_path():
 
 
 def test_skill_md_is_short():
-    assert len((ROOT / "SKILL.md").read_text().split()) < 900
+    assert len((ROOT / "SKILL.md").read_text().split()) < 1000
 
 
 def test_no_real_looking_keys_anywhere():
