@@ -165,8 +165,8 @@ def test_dismiss_never_and_status_across_processes(uenv, tmp_path, project):
     assert prompt.startswith("[ACTION_REQUIRED]")
     install_line = next(line for line in prompt.splitlines() if "Install now" in line)
     # a copy outside any agent folder installs for the universal .agents/ only; no --dismiss chained after it
-    assert install_line.endswith(
-        "Install now: npx skills add QianWen-AI/qianwen-ops-auth --full-depth --skill qianwen-update-check -a cursor -y")
+    assert install_line.endswith("Install now: npx skills add QianWen-AI/qianwen-ops-auth --full-depth "
+                                 "--skill qianwen-update-check -a cursor -y")
     assert "Install now" in prompt and "Skip for now" in prompt and "Never remind me" in prompt
     gossamer(uenv, project, "--dismiss", script_dir=scripts)
     assert gossamer(uenv, project, script_dir=scripts) == ""
