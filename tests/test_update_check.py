@@ -187,7 +187,9 @@ def test_update_available_line_when_sibling_installed(server, uenv, project):
     server.version(bump(CURRENT), "faster uploads")
     out = gossamer(uenv, project)
     assert out.startswith("[UPDATE_AVAILABLE]") and bump(CURRENT) in out and "faster uploads" in out
-    assert "npx skills add QianWen-AI/qianwen-ops-auth --full-depth" in out
+    assert out.rstrip().endswith("npx skills add QianWen-AI/qianwen-ops-auth --full-depth --skill '*' -a cursor -y")
+    plain = run_script("check_update.py", "--force", env=uenv, cwd=project, python=BARE).out
+    assert plain.rstrip().endswith("--full-depth --skill '*' -a cursor -y"), plain  # the sibling says it the same way
     assert gossamer(uenv, project) == ""  # checked moments ago: quiet for a day
 
 
