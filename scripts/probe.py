@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Check that the QianWen / DashScope API key works, printing only the HTTP status code.
 
-Sends one minimal chat completion to {endpoint}/compatible-mode/v1/chat/completions
+Sends one minimal chat completion to <endpoint>/compatible-mode/v1/chat/completions
+(<endpoint>: QWEN_BASE_URL when set, else the QWEN_REGION host: cn by default, intl, us)
 and prints the status code (000 when no HTTP answer: nothing sent, or network
 failure). The key is never printed. A non-secret record is saved under
-./output/qianwen-ops-auth/ of the current directory.
+<project>/output/qianwen-ops-auth/, <project> being the nearest folder holding .git
+from the current directory up (else the current directory); doctor.py prints it.
 
 --all-regions sends the same request to the three documented hosts (cn, intl, us) and
 prints one line per region, "<region> <status>" (000: no answer); exit 0 when any region
-accepts the key. It never sends the key to a QWEN_BASE_URL host. Proxies (HTTPS_PROXY,
+accepts the key, 5 when none does but one answered 401/403, 8 when no region answered
+(network). It never sends the key to a QWEN_BASE_URL host. Proxies (HTTPS_PROXY,
 NO_PROXY...) and CA certificates (SSL_CERT_FILE, REQUESTS_CA_BUNDLE...) come from the
 environment only, never from a .env file.
 """

@@ -9,7 +9,9 @@ Every write is atomic and keeps the file's mode; links and other special files a
 refused; anything ambiguous is refused (exit 12) with the file untouched.
 
 The key itself is never asked for or printed. --from-stdin exists only for a user who
-insists on having the script write their key: it replaces the placeholder in effect.
+insists on having the script write their key, in their own terminal (an agent never runs
+it with a key: its commands are recorded): it replaces the placeholder in effect, never a
+real key (to change one, edit .env).
 --custom-oss adds the QWEN_TMP_OSS_* lines for uploads to your own bucket, with the
 AccessKey lines as placeholders for you to fill in.
 """

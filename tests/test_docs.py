@@ -99,7 +99,7 @@ def test_skill_md_runs_everything_from_the_project_by_the_skill_path():
 
 
 def test_skill_md_is_short():
-    assert len((ROOT / "SKILL.md").read_text().split()) < 900
+    assert len((ROOT / "SKILL.md").read_text().split()) < 1000
 
 
 def test_no_real_looking_keys_anywhere():
@@ -272,6 +272,11 @@ def test_scripts_have_help():
     for script in [*SCRIPTS.glob("*.py"), UPDATE_SKILL / "scripts" / "check_update.py"]:
         done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and "usage:" in done.stdout, script.name
+        if script.name == "sandbox.py":  # a test tool: its {base_url} is a field of its start-up line
+            continue
+        # no unfilled format placeholder; evidence goes to the project root, not the current directory
+        assert not re.search(r"\{[a-z_]+\}", done.stdout), script.name
+        assert "of the current directory" not in done.stdout and "./output" not in done.stdout, script.name
 
 
 def test_threat_model_names_only_tests_that_exist():

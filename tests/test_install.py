@@ -248,3 +248,12 @@ def test_without_the_sibling_prompt_once_then_quiet(skills_cli, source_repo, tmp
     run_installed(ours / "scripts" / "gossamer.py", "--dismiss", env=env, cwd=project)
     assert run_installed(ours / "scripts" / "gossamer.py", env=env, cwd=project).stdout == ""
     assert json.loads((project / ".agents" / "state.json").read_text())["never_install"] is False
+    # "Install now", run as printed (from our checkout instead of GitHub): the sibling lands next to this
+    # skill for the same two agents, and no other agent's folder appears in the project
+    command = first.stdout.split("Install now: ", 1)[1].splitlines()[0]
+    assert command.endswith("--skill qianwen-update-check -a claude-code -a cursor -y") and "&&" not in command
+    prefix = "npx skills add QianWen-AI/qianwen-ops-auth "
+    assert command.startswith(prefix)
+    install(skills_cli, source_repo, project, Path(env["HOME"]), *command[len(prefix):].split())
+    assert sorted(p.name for p in project.iterdir() if p.is_dir()) == [".agents", ".claude"]
+    assert gossamer_status(ours, env, project)["update_check_installed"] is True

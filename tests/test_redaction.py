@@ -29,3 +29,22 @@ def test_untrusted_is_one_printable_capped_line():
     assert "\n" not in out and "\r" not in out and out.isprintable() and len(out) <= 40
     assert out.startswith("denied\\nSUCCESS")
     assert redaction.untrusted(None) == "" and redaction.untrusted(12345) == "12345"
+
+
+def test_sk_rule_needs_eight_key_characters():
+    for text in ("a Token Plan key (sk-sp-) on a standard host", "prefixes sk-, sk-sp- and sk-ws-", "sk-abc1234"):
+        assert redaction.redact(text) == text
+    assert redaction.redact("got sk-abcd1234 back") == "got sk-<redacted> back"
+    assert redaction.redact("(sk-sp-0123abcd)") == "(sk-<redacted>)"
+
+
+def test_sandbox_secrets_hold_no_word_so_evidence_keeps_its_names(sb):
+    """A sandbox key like sk-sandbox<hex> made every 6-letter piece of "sandbox" a secret piece."""
+    secrets = [value for name, value in sb.info.items()
+               if name.endswith(("api_key", "_secret", "_key_id", "session_token", "token_plan_key"))]
+    assert len(secrets) >= 6
+    for value in secrets:
+        Secret(value)
+    text = f"bucket {sb.info['oss_bucket']} (dashscope-sandbox-temp) via the sandbox at {sb.base_url}"
+    assert redaction.redact(text) == text
+    assert not leaks(redaction.redact(" ".join(secrets)), tuple(s[-12:] for s in secrets))

@@ -163,7 +163,10 @@ def test_dismiss_never_and_status_across_processes(uenv, tmp_path, project):
     assert status["state_file"] == uenv["QWEN_SKILLS_STATE"]
     prompt = gossamer(uenv, project, script_dir=scripts)
     assert prompt.startswith("[ACTION_REQUIRED]")
-    assert "npx skills add QianWen-AI/qianwen-ops-auth --full-depth --skill qianwen-update-check -y" in prompt
+    install_line = next(line for line in prompt.splitlines() if "Install now" in line)
+    # a copy outside any agent folder installs for the universal .agents/ only; no --dismiss chained after it
+    assert install_line.endswith("Install now: npx skills add QianWen-AI/qianwen-ops-auth --full-depth "
+                                 "--skill qianwen-update-check -a cursor -y")
     assert "Install now" in prompt and "Skip for now" in prompt and "Never remind me" in prompt
     gossamer(uenv, project, "--dismiss", script_dir=scripts)
     assert gossamer(uenv, project, script_dir=scripts) == ""
@@ -184,7 +187,9 @@ def test_update_available_line_when_sibling_installed(server, uenv, project):
     server.version(bump(CURRENT), "faster uploads")
     out = gossamer(uenv, project)
     assert out.startswith("[UPDATE_AVAILABLE]") and bump(CURRENT) in out and "faster uploads" in out
-    assert "npx skills add QianWen-AI/qianwen-ops-auth --full-depth" in out
+    assert out.rstrip().endswith("npx skills add QianWen-AI/qianwen-ops-auth --full-depth --skill '*' -a cursor -y")
+    plain = run_script("check_update.py", "--force", env=uenv, cwd=project, python=BARE).out
+    assert plain.rstrip().endswith("--full-depth --skill '*' -a cursor -y"), plain  # the sibling says it the same way
     assert gossamer(uenv, project) == ""  # checked moments ago: quiet for a day
 
 
@@ -224,6 +229,30 @@ def test_state_location_rules(tmp_path):
     assert state_path(loose, env) == tmp_path / "xdg" / "qianwen-ai" / "state.json"
     assert state_path(loose, {"HOME": str(tmp_path / "home")}) == tmp_path / "home/.local/state/qianwen-ai/state.json"
     assert state_path(loose, dict(env, QWEN_SKILLS_STATE=str(tmp_path / "s.json"))) == tmp_path / "s.json"
+
+
+def test_installer_args_follow_where_the_skill_is_installed(tmp_path):
+    sys.path.insert(0, str(SCRIPTS))
+    from qianwen_ops.skill_state import installer_args
+    from qianwen_ops.update_prompt import install_command, update_command
+
+    home, project = tmp_path / "home", tmp_path / "p"
+    env = {"HOME": str(home)}
+    agents_skill = project / ".agents" / "skills" / "qianwen-ops-auth"
+    claude_only = tmp_path / "c" / ".claude" / "skills" / "qianwen-ops-auth"
+    global_skill = home / ".agents" / "skills" / "qianwen-ops-auth"
+    for folder in (agents_skill, claude_only, global_skill):
+        folder.mkdir(parents=True)
+    assert installer_args(agents_skill, env) == "-a cursor"
+    assert installer_args(claude_only, env) == "-a claude-code"
+    assert installer_args(global_skill, env) == "-g -a cursor"
+    assert installer_args(tmp_path / "checkout", env) == "-a cursor"
+    (project / ".claude" / "skills").mkdir(parents=True)
+    (project / ".claude" / "skills" / "qianwen-ops-auth").symlink_to(agents_skill)  # the installer's link
+    link = project / ".claude" / "skills" / "qianwen-ops-auth"
+    assert installer_args(agents_skill, env) == installer_args(link, env) == "-a claude-code -a cursor"
+    assert install_command(env, link).endswith("--skill qianwen-update-check -a claude-code -a cursor -y")
+    assert update_command(env, global_skill).endswith("--skill '*' -g -a cursor -y")
 
 
 def test_state_module_copies_are_identical():

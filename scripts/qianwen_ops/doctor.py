@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,8 @@ from .endpoints import KNOWN_HOSTS, REGION_ROOTS, Endpoint, is_loopback_host, re
 from .errors import QwenOpsError
 from .evidence import evidence_dir
 from .probe import probe_regions, run_probe
-from .project import project_findings
+from .project import SKILL_DIR, project_findings
+from .redaction import untrusted
 from .settings import Settings
 
 OSS_VARIABLES = ("QWEN_TMP_OSS_BUCKET", "QWEN_TMP_OSS_REGION", "QWEN_TMP_OSS_AK_ID", "QWEN_TMP_OSS_AK_SECRET",
@@ -43,6 +45,15 @@ class Report:
         return {"ok": self.exit_code == errors.OK, "exit_code": self.exit_code, **self.facts, "checks": self.checks}
 
 
+def reference_path(name: str, cwd: str | Path | None = None) -> str:
+    """One of this skill's reference files as seen from ``cwd``: relative when it lies below, else absolute."""
+    path = SKILL_DIR / "references" / name
+    try:
+        return str(path.relative_to(Path(os.path.abspath(cwd or os.getcwd())).resolve()))
+    except ValueError:
+        return str(path)
+
+
 def bundle_version() -> str:
     from .update_prompt import find_update_skill
 
@@ -62,6 +73,7 @@ def _check_key_and_endpoint(settings: Settings, report: Report, offline: bool, t
         report.add("api key", "fail", key_advice(key))
         report.fail(key_exit_code(key))
     _check_key_sources(settings, report)
+    _check_region_override(settings, report)
     try:
         endpoint = resolve_endpoint(settings)
     except QwenOpsError as exc:
@@ -73,7 +85,7 @@ def _check_key_and_endpoint(settings: Settings, report: Report, offline: bool, t
     _check_network(settings, report, endpoint)
     if key.status == TOKEN_PLAN and not endpoint.is_token_plan:
         report.add("key fits endpoint", "fail", "a Token Plan key (sk-sp-) on a standard host is rejected with 401; "
-                   "these scripts need a standard key (see references/tokenplan.md)")
+                   f"these scripts need a standard key (see {reference_path('tokenplan.md', settings.cwd)})")
     elif key.status == STANDARD and endpoint.is_token_plan:
         report.add("key fits endpoint", "fail", "a standard key on the Token Plan host is rejected; "
                    "unset QWEN_BASE_URL or use the standard host")
@@ -130,6 +142,15 @@ def _check_key_sources(settings: Settings, report: Report) -> None:
             report.add("key sources", "warn",
                        f"{effective.source} overrides a different key in {other.source} (the nearer .env wins); "
                        "remove the stale line")
+
+
+def _check_region_override(settings: Settings, report: Report) -> None:
+    """QWEN_REGION does nothing while QWEN_BASE_URL is set: say so, or "set QWEN_REGION" advice seems broken."""
+    base, region = settings.get("QWEN_BASE_URL"), settings.get("QWEN_REGION")
+    if base is not None and region is not None:
+        report.add("region setting", "warn",
+                   f"QWEN_BASE_URL overrides QWEN_REGION={untrusted(region.value, 40)} ({region.source}): the region "
+                   f"is ignored; unset QWEN_BASE_URL ({base.source}) to use it")
 
 
 def _check_network(settings: Settings, report: Report, endpoint: Endpoint) -> None:

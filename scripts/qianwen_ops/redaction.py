@@ -2,10 +2,11 @@
 
 Two tools:
 
-* ``redact(text)`` removes credential-shaped strings (bearer tokens, ``sk-`` keys, OSS
-  signatures and policies) and every secret this process has loaded (see ``remember``),
-  with and without its ``sk-``/``sk-sp-`` prefix, and any 6-character piece of one in any
-  letter case.
+* ``redact(text)`` removes credential-shaped strings (bearer tokens, ``sk-`` followed by 8 or
+  more key characters (real keys have 32 or more; a shorter echo of a loaded key is caught as a
+  piece), OSS signatures and policies) and every secret this process has loaded (see
+  ``remember``), with and without its ``sk-``/``sk-sp-`` prefix, and any 6-character piece of
+  one in any letter case.
 * ``untrusted(text)`` is for anything a server sent (a JSON ``code``, a ``request_id``, a
   header, an XML message): ``redact``, then one printable line (newlines, control and
   format characters escaped, so a server cannot forge a line such as "SUCCESS" into an
@@ -27,7 +28,7 @@ _KEY_PREFIXES = ("sk-sp-", "sk-ws-", "sk-")
 
 _RULES = [
     (r"(?i)bearer\s+[^\s\"',;]+", "Bearer <redacted>"),
-    (r"sk-[A-Za-z0-9_\-]{3,}", "sk-<redacted>"),
+    (r"sk-[A-Za-z0-9_\-]{8,}", "sk-<redacted>"),  # key-shaped; "(sk-sp-)" is a word, not a key
     (r"(?i)\b(signature|x-oss-signature|ossaccesskeyid|x-oss-credential|"
      r"security-token|x-oss-security-token|policy)=[^&\s\"'<]+", r"\1=<redacted>"),
     (r"OSS4-HMAC-SHA256\s+[^\"'<\n]+", "OSS4-HMAC-SHA256 <redacted>"),

@@ -23,6 +23,7 @@ from .skill_state import (
     DAY_SECONDS,
     MAIN_SKILL,
     UPDATE_SKILL,
+    installer_args,
     last_outcome,
     now_seconds,
     read_state,
@@ -73,12 +74,13 @@ def child_env(env: Mapping[str, str]) -> dict:
     return kept
 
 
-def install_command(env: Mapping[str, str] | None = None) -> str:
-    return f"npx skills add {repo_name(env)} --full-depth --skill {UPDATE_SKILL} -y"
+def install_command(env: Mapping[str, str] | None = None, skill_dir: Path = SKILL_DIR) -> str:
+    """Installs the sibling next to this skill, for the same agents (``installer_args``), nothing else."""
+    return f"npx skills add {repo_name(env)} --full-depth --skill {UPDATE_SKILL} {installer_args(skill_dir, env)} -y"
 
 
-def update_command(env: Mapping[str, str] | None = None) -> str:
-    return f"npx skills add {repo_name(env)} --full-depth --skill '*' -y"
+def update_command(env: Mapping[str, str] | None = None, skill_dir: Path = SKILL_DIR) -> str:
+    return f"npx skills add {repo_name(env)} --full-depth --skill '*' {installer_args(skill_dir, env)} -y"
 
 
 def _iso(seconds: float) -> str:
@@ -138,7 +140,7 @@ def action_required_lines(env: Mapping[str, str] | None = None) -> list:
     return [
         f"[ACTION_REQUIRED] The {UPDATE_SKILL} skill is not installed; it tells you about new {MAIN_SKILL} "
         "versions. Ask the user to choose one option and wait for the answer:",
-        f"  1. Install now: {install_command(env)} && {me} --dismiss",
+        f"  1. Install now: {install_command(env)}",
         f"  2. Skip for now: {me} --dismiss",
         f"  3. Never remind me: {me} --never-install",
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import string
 import threading
 import time
 from collections import Counter, deque
@@ -49,6 +50,10 @@ def _token(n: int = 12) -> str:
     return secrets.token_hex(n)
 
 
+def _base62(length: int) -> str:
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(length))
+
+
 @dataclass
 class SandboxState:
     config: SandboxConfig
@@ -81,14 +86,16 @@ class SandboxState:
             return state
         except (OSError, ValueError, KeyError, TypeError):
             pass
-        main_key, other_key = f"sk-sandbox{_token()}", f"sk-sandbox{_token()}"
+        # random characters only: a word in a key ("sandbox") would make every echo of that word a
+        # secret piece to the redaction, so evidence would lose it everywhere (bucket names, hosts)
+        main_key, other_key = f"sk-{_token(16)}", f"sk-{_token(16)}"
         state.api_keys = {main_key: "acct-main", other_key: "acct-other"}
-        state.token_plan_key = f"sk-sp-sandbox{_token()}"
+        state.token_plan_key = f"sk-sp-{_token(16)}"
         user_bucket = frozenset({config.bucket})
         state.named = {
-            "temp": Credential(f"LTAIsandboxTemp{_token(6)}", _token(15), frozenset({config.temp_bucket})),
-            "user": Credential(f"LTAIsandbox{_token(6)}", _token(15), user_bucket),
-            "sts": Credential(f"STS.sandbox{_token(6)}", _token(15), user_bucket, security_token=_token(24)),
+            "temp": Credential(f"LTAI{_base62(20)}", _base62(30), frozenset({config.temp_bucket})),
+            "user": Credential(f"LTAI{_base62(20)}", _base62(30), user_bucket),
+            "sts": Credential(f"STS.{_base62(24)}", _base62(30), user_bucket, security_token=_base62(48)),
         }
         state.credentials = {cred.access_key_id: cred for cred in state.named.values()}
         state.save()

@@ -27,6 +27,7 @@ from skill_state import (  # noqa: E402
     DAY_SECONDS,
     UPDATE_SKILL,
     epoch,
+    installer_args,
     now_seconds,
     one_line,
     read_state,
@@ -196,7 +197,7 @@ def main() -> int:
         print(f"update check: {result['error']} (current {result['current']})")
     elif result["has_update"]:
         print(f"update available: {result['current']} -> {result['latest']}. Update with: "
-              f"npx skills add {repo_name()} --full-depth --skill '*' -y")
+              f"npx skills add {repo_name()} --full-depth --skill '*' {installer_args(SKILL_DIR)} -y")
     else:
         print(f"qianwen-ops-auth {result['current']} is up to date")
     return 0

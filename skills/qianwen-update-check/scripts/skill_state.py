@@ -91,6 +91,33 @@ def repo_name(env: Mapping[str, str] | None = None) -> str:
     return repo if ok else DEFAULT_REPO
 
 
+_AGENT_FOLDERS = ((".claude", "claude-code"), (".agents", "cursor"))  # cursor reads the universal .agents/
+
+
+def installer_args(skill_dir: Path, env: Mapping[str, str] | None = None) -> str:
+    """The ``npx skills add`` options that install where this skill is installed, for the same agents.
+
+    ``-a claude-code`` when ``<root>/.claude/skills/<this skill>`` exists, ``-a cursor`` when
+    ``<root>/.agents/skills/<this skill>`` does (``<root>`` holds the agent folder this skill lives in,
+    as given or with links resolved), and ``-g`` when ``<root>`` is the home folder. A skill outside any
+    agent folder (a git checkout) gives ``-a cursor``. Never no ``-a``: the installer would then write
+    a folder for every agent it knows into the project.
+    """
+    env = os.environ if env is None else env
+    home = Path(os.path.abspath(env.get("HOME") or os.path.expanduser("~")))
+    found, is_global = set(), False
+    for start in (Path(os.path.abspath(skill_dir)), Path(os.path.realpath(skill_dir))):
+        skills = start.parent
+        if skills.name != "skills" or skills.parent.name not in dict(_AGENT_FOLDERS):
+            continue
+        root = skills.parent.parent
+        is_global = is_global or root == home or os.path.realpath(root) == os.path.realpath(home)
+        found.update(agent for folder, agent in _AGENT_FOLDERS
+                     if os.path.isdir(root / folder / "skills" / start.name))
+    agents = [agent for _, agent in _AGENT_FOLDERS if agent in found] or ["cursor"]
+    return " ".join((["-g"] if is_global else []) + [f"-a {agent}" for agent in agents])
+
+
 def ancestors(skill_dir: Path) -> list:
     """The folders above ``skill_dir``, as given and with symlinks resolved (installs use links)."""
     seen, out = set(), []
