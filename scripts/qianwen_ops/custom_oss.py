@@ -32,6 +32,7 @@ from .endpoints import check_file_sourced_host, check_not_tracked, parse_url
 from .errors import QwenOpsError
 from .fsutil import UnsafeTarget, create_file, make_dirs, read_limited
 from .local_files import LocalFile, display, read_chunks, readable_name
+from .project import skill_path
 from .settings import Found, Settings
 
 DEFAULT_PREFIX = "qianwen-uploads"
@@ -98,7 +99,7 @@ def _check_credential(found: Found, name: str, token: bool = False) -> str:
                                                       and not (value.replace(".", "").isalnum() and value.isascii()))
     if placeholder:
         raise QwenOpsError(f"{name} (from {where}) is still a placeholder; put the RAM user's AccessKey there "
-                           "(see references/custom-oss.md)", errors.CONFIG)
+                           f"(see {skill_path('references', 'custom-oss.md')})", errors.CONFIG)
     if value != value.strip() or any(ch.isspace() for ch in value):
         raise QwenOpsError(f"{name} (from {where}) contains whitespace; paste the value without spaces or "
                            "line breaks", errors.CONFIG)
@@ -222,7 +223,7 @@ _ADVICE = {
     "NoSuchBucket": ("bucket {bucket} does not exist at {host} (check QWEN_TMP_OSS_BUCKET and "
                      "QWEN_TMP_OSS_REGION)", errors.CONFIG),
     "AccessDenied": ("access denied: the RAM user needs {action} on acs:oss:*:*:{bucket}/{prefix}/* "
-                     "(see the policy in references/custom-oss.md)", errors.AUTH_REJECTED),
+                     "(see the policy in {guide})", errors.AUTH_REJECTED),
     "SignatureDoesNotMatch": ("OSS rejected the signature: the AccessKey secret from {source} is wrong",
                               errors.AUTH_REJECTED),
     "InvalidAccessKeyId": ("OSS does not know the AccessKey ID from {source}", errors.AUTH_REJECTED),
@@ -245,7 +246,8 @@ def map_error(exc: Exception, config: CustomOssConfig, what: str, action: str = 
     if code in _ADVICE:
         text, exit_code = _ADVICE[code]
         return QwenOpsError(f"{what}: " + text.format(bucket=config.bucket, prefix=config.prefix, host=host,
-                                                      source=config.credential_source, action=action),
+                                                      source=config.credential_source, action=action,
+                                                      guide=skill_path("references", "custom-oss.md")),
                             exit_code, code=code, status=status)
     shown = code if re.fullmatch(r"[A-Za-z.]{1,64}", code) else "error"
     return QwenOpsError(f"{what}: OSS answered HTTP {status} {shown}",

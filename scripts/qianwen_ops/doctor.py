@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from .endpoints import KNOWN_HOSTS, REGION_ROOTS, Endpoint, is_loopback_host, re
 from .errors import QwenOpsError
 from .evidence import evidence_dir
 from .probe import probe_regions, run_probe
-from .project import SKILL_DIR, project_findings
+from .project import project_findings, skill_path
 from .redaction import untrusted
 from .settings import Settings
 
@@ -43,15 +42,6 @@ class Report:
 
     def as_dict(self) -> dict:
         return {"ok": self.exit_code == errors.OK, "exit_code": self.exit_code, **self.facts, "checks": self.checks}
-
-
-def reference_path(name: str, cwd: str | Path | None = None) -> str:
-    """One of this skill's reference files as seen from ``cwd``: relative when it lies below, else absolute."""
-    path = SKILL_DIR / "references" / name
-    try:
-        return str(path.relative_to(Path(os.path.abspath(cwd or os.getcwd())).resolve()))
-    except ValueError:
-        return str(path)
 
 
 def bundle_version() -> str:
@@ -84,8 +74,9 @@ def _check_key_and_endpoint(settings: Settings, report: Report, offline: bool, t
     _check_documented_host(endpoint, report)
     _check_network(settings, report, endpoint)
     if key.status == TOKEN_PLAN and not endpoint.is_token_plan:
+        guide = skill_path("references", "tokenplan.md", cwd=settings.cwd)
         report.add("key fits endpoint", "fail", "a Token Plan key (sk-sp-) on a standard host is rejected with 401; "
-                   f"these scripts need a standard key (see {reference_path('tokenplan.md', settings.cwd)})")
+                   f"these scripts need a standard key (see {guide})")
     elif key.status == STANDARD and endpoint.is_token_plan:
         report.add("key fits endpoint", "fail", "a standard key on the Token Plan host is rejected; "
                    "unset QWEN_BASE_URL or use the standard host")

@@ -8,7 +8,7 @@ environment, API key included). Every git call therefore goes through ``run_git`
 * ``-c core.fsmonitor=false`` (the only setting these commands act on that names a program; with
   git older than 2.36, where the value is a hook path, it names the harmless ``false``);
 * ``--no-pager``; stdin closed; output captured (so no pager or editor even with a terminal);
-* an environment without credentials (``update_prompt.child_env``, the rule the update check
+* an environment without credentials (``redaction.child_env``, the rule the update check
   uses) and without any ``GIT_*`` variable (``GIT_DIR``, ``GIT_CONFIG_*`` could point git at
   other configuration); ``GIT_TERMINAL_PROMPT=0`` and ``GIT_OPTIONAL_LOCKS=0``;
 * a timeout.
@@ -31,7 +31,7 @@ SAFE_OPTIONS = ("--no-pager", "-c", "core.fsmonitor=false")
 
 def git_env(env=None) -> dict:
     """``env`` (default: the process environment) without credentials and without ``GIT_*``."""
-    from .update_prompt import child_env  # the credential rule, written once (imported lazily: git is rare)
+    from .redaction import child_env  # the credential rule, written once
 
     kept = {k: v for k, v in child_env(os.environ if env is None else env).items()
             if not k.upper().startswith("GIT_")}

@@ -55,14 +55,18 @@ SKILL_DIR = Path(__file__).resolve().parents[2]
 _warned: set = set()
 
 
-def script_command(name: str, cwd: Path | None = None, skill_dir: Path = SKILL_DIR) -> str:
-    """How to run one of this skill's scripts from ``cwd``: ``python3 <path>``, relative when it lies below."""
-    script = skill_dir / "scripts" / name
+def skill_path(*parts: str, cwd: Path | None = None, skill_dir: Path = SKILL_DIR) -> str:
+    """A file of this skill as seen from ``cwd``: relative when it lies below, else absolute."""
+    path = skill_dir.joinpath(*parts)
     try:
-        shown = script.relative_to(Path(os.path.abspath(cwd or os.getcwd())).resolve())
+        return str(path.relative_to(Path(os.path.abspath(cwd or os.getcwd())).resolve()))
     except ValueError:
-        shown = script
-    return f"python3 {shown}"
+        return str(path)
+
+
+def script_command(name: str, cwd: Path | None = None, skill_dir: Path = SKILL_DIR) -> str:
+    """How to run one of this skill's scripts from ``cwd``: ``python3 <path>``."""
+    return f"python3 {skill_path('scripts', name, cwd=cwd, skill_dir=skill_dir)}"
 
 
 def _warn(path: Path, why: str) -> None:

@@ -14,13 +14,15 @@ Two tools:
   through it before it reaches stdout, stderr, evidence or an exception.
 
 ``credentials.Secret`` calls ``remember`` for each value it holds, so redaction knows the
-secrets actually in use without any caller passing them around.
+secrets actually in use without any caller passing them around (``loaded_secrets`` lists them).
+``child_env`` is the same rule for child processes: the environment they get holds no credential.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from typing import Mapping
 
 MIN_PIECE = 6          # a run this long taken from a secret counts as showing it
 DEFAULT_LIMIT = 300    # characters of one untrusted field
@@ -129,3 +131,34 @@ def untrusted(value: object, limit: int = DEFAULT_LIMIT) -> str:
     text = value if isinstance(value, str) else str(value)
     text = text[: limit * 8]  # bound the work on hostile input before anything else
     return cap(one_line(redact(text)), limit)
+
+
+def loaded_secrets() -> list:
+    """Every secret value this process holds (for checks such as "does this file contain one?")."""
+    with _lock:
+        return list(_secrets)
+
+
+_SECRET_PREFIXES = ("QIANWEN_", "DASHSCOPE_", "OSS_", "QWEN_TMP_OSS_", "ALIBABA_CLOUD_", "ALIYUN_", "BAILIAN_")
+_SECRET_WORDS = ("API_KEY", "APIKEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "ACCESS_KEY",
+                 "PRIVATE_KEY", "AUTH")
+_PROXY_WITH_USER = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*@|^[^/@:]+:[^/@]*@")
+
+
+def child_env(env: Mapping[str, str]) -> dict:
+    """``env`` without credentials: the update check needs none, so it is given none.
+
+    Dropped: ``QIANWEN_*``, ``DASHSCOPE_*``, ``OSS_*``, ``QWEN_TMP_OSS_*``, ``ALIBABA_CLOUD_*``,
+    ``ALIYUN_*``, ``BAILIAN_*``; any name containing ``API_KEY``, ``SECRET``, ``TOKEN``, ``PASSWORD``,
+    ``CREDENTIAL``, ``ACCESS_KEY``, ``PRIVATE_KEY`` or ``AUTH``; proxy variables whose URL carries a
+    user name or password.
+    """
+    kept = {}
+    for name, value in env.items():
+        upper = name.upper()
+        if upper.startswith(_SECRET_PREFIXES) or any(word in upper for word in _SECRET_WORDS):
+            continue
+        if upper.endswith("_PROXY") and _PROXY_WITH_USER.match(value.strip()):
+            continue
+        kept[name] = value
+    return kept

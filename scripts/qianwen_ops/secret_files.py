@@ -37,9 +37,7 @@ def is_credential_name(path: Path) -> bool:
 
 def contains_secret(data: bytes) -> bool:
     """True when ``data`` holds any secret this process has loaded (exact bytes, any prefix form)."""
-    with redaction._lock:  # read-only use of the registry credentials.Secret fills
-        secrets = list(redaction._secrets)
-    return any(secret.encode("utf-8", "surrogatepass") in data for secret in secrets)
+    return any(secret.encode("utf-8", "surrogatepass") in data for secret in redaction.loaded_secrets())
 
 
 def _head(path: Path, size: int) -> bytes:

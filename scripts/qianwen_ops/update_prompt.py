@@ -4,14 +4,13 @@ Which copy of ``qianwen-update-check`` counts: only the one installed next to th
 (``<skills folder>/qianwen-update-check``, as the installer puts it), or ``skills/qianwen-update-check``
 inside a git checkout of the bundle. A copy anywhere else (an ancestor's ``.agents/skills/``, the
 home folder, the nested copy inside an installed skill) is never run. It runs with a bounded
-timeout and with credentials stripped from its environment (``child_env``).
+timeout and with credentials stripped from its environment (``redaction.child_env``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .project import script_command
+from .redaction import child_env
 from .skill_state import (
     DAY_SECONDS,
     MAIN_SKILL,
@@ -35,10 +35,6 @@ from .skill_state import (
 
 SKILL_DIR = Path(__file__).resolve().parents[2]
 CHECK_TIMEOUT_SECONDS = 10
-_SECRET_PREFIXES = ("QIANWEN_", "DASHSCOPE_", "OSS_", "QWEN_TMP_OSS_", "ALIBABA_CLOUD_", "ALIYUN_", "BAILIAN_")
-_SECRET_WORDS = ("API_KEY", "APIKEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "ACCESS_KEY",
-                 "PRIVATE_KEY", "AUTH")
-_PROXY_WITH_USER = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*@|^[^/@:]+:[^/@]*@")
 
 
 def find_update_skill(skill_dir: Path = SKILL_DIR, env: Mapping[str, str] | None = None) -> Path | None:
@@ -53,25 +49,6 @@ def find_update_skill(skill_dir: Path = SKILL_DIR, env: Mapping[str, str] | None
         if (folder / "SKILL.md").is_file() and (folder / "scripts" / "check_update.py").is_file():
             return folder
     return None
-
-
-def child_env(env: Mapping[str, str]) -> dict:
-    """``env`` without credentials: the update check needs none, so it is given none.
-
-    Dropped: ``QIANWEN_*``, ``DASHSCOPE_*``, ``OSS_*``, ``QWEN_TMP_OSS_*``, ``ALIBABA_CLOUD_*``,
-    ``ALIYUN_*``, ``BAILIAN_*``; any name containing ``API_KEY``, ``SECRET``, ``TOKEN``, ``PASSWORD``,
-    ``CREDENTIAL``, ``ACCESS_KEY``, ``PRIVATE_KEY`` or ``AUTH``; proxy variables whose URL carries a
-    user name or password.
-    """
-    kept = {}
-    for name, value in env.items():
-        upper = name.upper()
-        if upper.startswith(_SECRET_PREFIXES) or any(word in upper for word in _SECRET_WORDS):
-            continue
-        if upper.endswith("_PROXY") and _PROXY_WITH_USER.match(value.strip()):
-            continue
-        kept[name] = value
-    return kept
 
 
 def install_command(env: Mapping[str, str] | None = None, skill_dir: Path = SKILL_DIR) -> str:
