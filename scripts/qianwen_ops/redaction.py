@@ -86,7 +86,8 @@ def _mask_pieces(text: str) -> str:
     return "".join(out)
 
 
-_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
+# Every rule above needs one of these (lower-cased): text without any is left as it is, uncompiled.
+_TRIGGERS = ("bearer", "sk-", "=", "oss", '"', "<")
 
 
 def redact(text: str) -> str:
@@ -95,8 +96,9 @@ def redact(text: str) -> str:
     for secret in sorted(_secrets, key=len, reverse=True):
         text = text.replace(secret, "<redacted>")
     text = _mask_pieces(text)
-    if "sk-" not in text and set(text) <= _PLAIN:
-        return text  # an id-like word (a request id): no rule can match it, so none is compiled
+    lowered = text.lower()
+    if not any(trigger in lowered for trigger in _TRIGGERS):
+        return text  # no rule can match (a request id, a source name): none is compiled
     if not _compiled:  # compiled on first use: the probe's happy path never needs them
         _compiled.extend((re.compile(p), r) for p, r in _RULES)
     for pattern, replacement in _compiled:
