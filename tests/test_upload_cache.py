@@ -147,3 +147,21 @@ def test_same_file_four_ways_goes_up_once(sb, env, project, monkeypatch):
         assert [o.source for o in outcomes] == forms and all(o.error is None for o in outcomes)
         assert len({o.upload.url for o in outcomes}) == 1
     assert sb.counts()["postObject"] == before + 2  # once per batch, not once per spelling
+
+
+def test_a_batch_keeps_appending_to_the_file_in_place_after_another_run_replaced_it(tmp_path):
+    """The batch holds its append descriptor; when another run compacts (renames a new file over the
+    path), the next line goes to the new file, not to the unlinked old one."""
+    path = tmp_path / "cache" / "uploads.jsonl"
+    path.parent.mkdir()
+    entry = {"url": "oss://x", "expires_at": 4e9, "issued_at": 1e9, "backend": "temp-storage",
+             "needs_resolve_header": True}
+    batch = UploadCache(path)
+    batch.store({"a" * 64: entry})
+    upload_cache.replace_file(path, _line("o" * 64, entry))  # another run's compaction
+    batch.store({"b" * 64: entry})
+    batch.finish()
+    keys = [line.split(b'"key": "')[1][:64] for line in path.read_bytes().splitlines()]
+    assert keys == [b"o" * 64, b"b" * 64]
+    again = UploadCache(path)
+    assert again.lookup("b" * 64)["url"] == "oss://x" and again.lookup("o" * 64) is not None

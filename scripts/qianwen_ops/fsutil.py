@@ -91,6 +91,11 @@ def check_writable_target(path: Path) -> None:
         raise UnsafeTarget(errno.EINVAL, "is not a regular file", str(path))
 
 
+def open_append(path: Path, mode: int = 0o600) -> int:
+    """A descriptor that appends to a regular file (created with ``mode``), never through a link."""
+    return _open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+
+
 def append_file(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Append ``data`` to a regular file (created with ``mode`` when missing), never through a link."""
     fd = _open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
@@ -147,17 +152,40 @@ def read_limited(path: Path, limit: int) -> bytes | None:
     return data if len(data) <= limit else None
 
 
+class FileLock:
+    """An exclusive advisory lock on ``lock_path``, opened once and taken as often as needed.
+
+    ``with lock:`` holds it for the block (a no-op where ``fcntl`` is missing); ``close()``
+    releases the file. Keeping one open costs a batch two system calls per use instead of four.
+    """
+
+    def __init__(self, lock_path: Path):
+        self._fd = _open_regular(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            import fcntl
+        except ImportError:
+            fcntl = None
+        self._fcntl = fcntl
+
+    def __enter__(self) -> "FileLock":
+        if self._fcntl is not None:
+            self._fcntl.flock(self._fd, self._fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fcntl is not None:
+            self._fcntl.flock(self._fd, self._fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
 @contextmanager
 def locked(lock_path: Path) -> Iterator[None]:
     """An exclusive advisory lock held for the ``with`` block (a no-op where ``fcntl`` is missing)."""
-    fd = _open_regular(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    lock = FileLock(lock_path)
     try:
-        try:
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except ImportError:
-            pass
-        yield
+        with lock:
+            yield
     finally:
-        os.close(fd)
+        lock.close()

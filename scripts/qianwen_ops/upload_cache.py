@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from .fsutil import append_file, locked, make_dirs, replace_file, user_dir
+from .fsutil import FileLock, make_dirs, open_append, replace_file, user_dir
 from .local_files import LocalFile
 
 CACHE_VERSION = 2
@@ -127,6 +127,8 @@ class UploadCache:
         self._appended = False
         self._folder_ready = False
         self._mutex = threading.Lock()           # threads of one batch; other processes: the file lock
+        self._file_lock: FileLock | None = None  # opened once per batch, closed by ``finish``
+        self._fd: int | None = None              # the append descriptor, likewise
 
     # -- reading
     def _load(self) -> None:
@@ -168,6 +170,29 @@ class UploadCache:
             make_dirs(base, self.path.parent.name)
             self._folder_ready = True
 
+    def _lock(self) -> FileLock:
+        if self._file_lock is None:
+            self._file_lock = FileLock(self._lock_path())
+        return self._file_lock
+
+    def _append_fd(self) -> int:
+        """The batch's append descriptor (file lock held); reopened when another run replaced the file."""
+        if self._fd is not None:
+            try:
+                now, held = os.stat(self.path, follow_symlinks=False), os.fstat(self._fd)
+                replaced = (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)
+            except OSError:
+                replaced = True
+            if replaced:  # another run compacted it: keep appending to the file in place, not the old one
+                os.close(self._fd)
+                self._fd = None
+        if self._fd is None:
+            torn = _torn(self.path)
+            self._fd = open_append(self.path)
+            if torn:
+                _write_all(self._fd, b"\n")
+        return self._fd
+
     def store(self, new_entries: Mapping[str, dict]) -> None:
         """Append entries, one line each (no fsync: ``finish`` syncs once per batch)."""
         if not self.enabled or not new_entries:
@@ -176,8 +201,8 @@ class UploadCache:
         try:
             with self._mutex:
                 self._folder()
-                with locked(self._lock_path()):
-                    append_file(self.path, (b"\n" if _torn(self.path) else b"") + b"".join(new_lines.values()))
+                with self._lock():
+                    _write_all(self._append_fd(), b"".join(new_lines.values()))
                 self._appended = True
                 if self._lines is not None:
                     self._lines.update((k, v.rstrip(b"\n")) for k, v in new_lines.items())
@@ -187,9 +212,10 @@ class UploadCache:
     def finish(self) -> None:
         """End of a batch: one fsync, and a compaction only when the file is well past its live size."""
         if not self.enabled or not self._appended:
+            self._close()
             return
         try:
-            with self._mutex, locked(self._lock_path()):
+            with self._mutex, self._lock():
                 self._appended = False
                 fd = _open_read(self.path)
                 if fd is None:
@@ -212,6 +238,18 @@ class UploadCache:
                 self._lines = None
         except (OSError, ValueError):
             return
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        try:
+            if self._fd is not None:
+                os.close(self._fd)
+            if self._file_lock is not None:
+                self._file_lock.close()
+        except OSError:
+            pass
+        self._fd = self._file_lock = None
 
     def _current(self, fd: int, info: os.stat_result) -> dict:
         """Every line in effect in the file now (lock held): those read at start plus the ones appended since."""
@@ -239,6 +277,12 @@ def _torn(path: Path) -> bool:
         return size > 0 and not _ends_line(fd, size)
     finally:
         os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _ends_line(fd: int, size: int) -> bool:
