@@ -15,7 +15,7 @@ import sys
 
 from qianwen_ops import cli, errors
 from qianwen_ops.evidence import append_records
-from qianwen_ops.http_client import MIN_UPLOAD_RATE, RETRY_DEADLINE_FACTOR
+from qianwen_ops.limits import MIN_UPLOAD_RATE, RETRY_DEADLINE_FACTOR
 from qianwen_ops.local_files import display
 from qianwen_ops.redaction import one_line
 from qianwen_ops.uploads import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, MAX_CONCURRENCY, check_options, upload_many

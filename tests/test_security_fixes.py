@@ -17,7 +17,8 @@ from qianwen_ops.credentials import Secret
 from qianwen_ops.endpoints import is_git_tracked, resolve_endpoint
 from qianwen_ops.errors import HTTP_ERROR, NETWORK, QwenOpsError
 from qianwen_ops.gitrun import git_env
-from qianwen_ops.http_client import DEFAULT_RETRY, MIN_UPLOAD_RATE, Response, call_with_retries, retry_deadline
+from qianwen_ops.http_client import DEFAULT_RETRY, Response, call_with_retries, retry_deadline
+from qianwen_ops.limits import MIN_UPLOAD_RATE
 from qianwen_ops.local_files import check_file
 from qianwen_ops.secret_files import is_credential_name
 from qianwen_ops.settings import Settings

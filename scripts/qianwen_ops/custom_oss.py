@@ -276,8 +276,9 @@ class CustomOss:
 
     @property
     def cache_scope(self) -> str:
-        fingerprint = hashlib.sha256(("oss\0" + self.config.access_key_id.reveal()).encode()).hexdigest()[:16]
-        return f"oss:{self.config.endpoint}/{self.config.bucket}/{self.config.prefix}:{fingerprint}"
+        from .upload_cache import custom_oss_scope
+
+        return custom_oss_scope(self.config)
 
     def max_bytes(self, model: str) -> int | None:
         return None

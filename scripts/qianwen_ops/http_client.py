@@ -33,14 +33,13 @@ from urllib.parse import urlsplit
 
 from . import network
 from .errors import CONFIG, NETWORK, QwenOpsError
+from .limits import MIN_UPLOAD_RATE, RETRY_DEADLINE_FACTOR
 from .redaction import untrusted
 
 USER_AGENT = "qianwen-ops-auth"
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RESPONSE_DEADLINE_FACTOR = 2.0
-RETRY_DEADLINE_FACTOR = 3.0          # the retries of one request end within this many timeouts ...
-MIN_UPLOAD_RATE = 256 * 1024         # ... plus the time to send its body at this rate (bytes per second)
 MAX_PROXY_REPLY = 16 * 1024
 _CREDENTIAL_HEADERS = frozenset({"authorization", "x-oss-security-token"})
 

@@ -37,6 +37,7 @@ from .http_client import (
 )
 from .local_files import LocalFile, display, read_chunks, readable_name, sha256_hasher
 from .redaction import untrusted
+from .upload_cache import temp_storage_scope
 
 MEDIA_TTL_SECONDS = 48 * 3600
 POLICY_MARGIN_SECONDS = 30
@@ -183,7 +184,7 @@ class TempStorage:
 
     @property
     def cache_scope(self) -> str:
-        return f"temp:{self.endpoint.root}:{self.api_key.fingerprint()}"
+        return temp_storage_scope(self.endpoint.root, self.api_key)
 
     def _deadline(self, body_bytes: int = 0) -> float | None:
         """When one request's retries must end: a few ``--timeout`` (plus the body's send time)."""

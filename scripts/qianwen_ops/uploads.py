@@ -18,15 +18,13 @@ from typing import Callable, Iterable, Protocol, Sequence
 
 from . import errors
 from .credentials import TOKEN_PLAN, find_api_key, key_advice, key_exit_code
-from .custom_oss import CustomOss, load_config
+from .custom_oss import load_config
 from .endpoints import resolve_endpoint
 from .errors import QwenOpsError
-from .http_client import HttpSession
 from .local_files import LocalFile, check_file, check_size, display, is_remote, local_path, looks_like_key
 from .secret_files import is_credential_name, refuse_credentials
 from .settings import Settings
-from .temp_storage import TempStorage
-from .upload_cache import UploadCache, cache_path, entry_key
+from .upload_cache import UploadCache, cache_path, custom_oss_scope, entry_key, temp_storage_scope
 
 RESOLVE_HEADER = "X-DashScope-OssResourceResolve"
 # bench/run.py, 100 x 64 KiB over a 50 ms round trip: 1.92 s at 4 in flight, 1.32 s at 8, 1.03 s at 16 (and 16
@@ -94,18 +92,38 @@ def request_headers_for(urls: Iterable[str]) -> dict:
     return {RESOLVE_HEADER: "enable"} if any(u.startswith("oss://") for u in urls) else {}
 
 
-def open_backend(settings: Settings, session: HttpSession) -> UploadBackend:
-    """The backend every local upload in this call goes to (checked before any request)."""
-    custom = load_config(settings)
-    if custom is not None:
-        find_api_key(settings)  # not used here, but loaded so that a file holding it is never uploaded
-        return CustomOss(custom, cache_path(settings.env).parent, timeout=session.timeout, env=settings.env)
+def _usable_key(settings: Settings):
     key = find_api_key(settings)
     if key_exit_code(key) != errors.OK:
         why = ("; Token Plan keys take media by URL only, so local files cannot be uploaded with them "
                "(nothing was sent)") if key.status == TOKEN_PLAN else ""
         raise QwenOpsError(key_advice(key) + why, key_exit_code(key))
-    return TempStorage(resolve_endpoint(settings), key.secret, session)
+    return key
+
+
+def cache_scope(settings: Settings) -> str:
+    """Where this call's uploads go, as the reuse cache names it; checked before any request.
+
+    Cheap on purpose (no HTTP stack, no oss2): a batch of cache hits never opens a backend.
+    """
+    custom = load_config(settings)
+    if custom is not None:
+        find_api_key(settings)  # not used here, but loaded so that a file holding it is never uploaded
+        return custom_oss_scope(custom)
+    return temp_storage_scope(resolve_endpoint(settings).root, _usable_key(settings).secret)
+
+
+def open_backend(settings: Settings, session) -> UploadBackend:
+    """The backend every local upload in this call goes to (``session``: an ``HttpSession``)."""
+    custom = load_config(settings)
+    if custom is not None:
+        from .custom_oss import CustomOss
+
+        find_api_key(settings)  # not used here, but loaded so that a file holding it is never uploaded
+        return CustomOss(custom, cache_path(settings.env).parent, timeout=session.timeout, env=settings.env)
+    from .temp_storage import TempStorage  # the HTTP stack: only when something is uploaded
+
+    return TempStorage(resolve_endpoint(settings), _usable_key(settings).secret, session)
 
 
 def check_options(model: str, concurrency: int = DEFAULT_CONCURRENCY, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -123,7 +141,9 @@ class _Batch:
 
     def __init__(self, settings: Settings, use_cache: bool, progress: Callable | None, timeout: float):
         self.settings = settings
-        self.session = HttpSession(timeout=timeout, env=settings.env)
+        self.timeout = timeout
+        self._session = None           # an HttpSession, made on the first upload (cache hits need none)
+        self._scope: str | None = None
         self.cache = UploadCache(cache_path(settings.env), enabled=use_cache)
         self.progress = progress
         self._backend: UploadBackend | None = None
@@ -133,11 +153,37 @@ class _Batch:
         self._done: dict = {}          # cache key -> Upload (this batch), cache or no cache
         self._large = threading.BoundedSemaphore(LARGE_IN_FLIGHT)
 
+    @property
+    def session(self):
+        with self._lock:
+            if self._session is None:
+                from .http_client import HttpSession
+
+                self._session = HttpSession(timeout=self.timeout, env=self.settings.env)
+            return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+    def scope(self) -> str:
+        """The cache scope (errors such as a missing key are raised here, once per batch)."""
+        with self._lock:
+            if self._scope is None and self._backend_error is None:
+                try:
+                    self._scope = cache_scope(self.settings)
+                except QwenOpsError as exc:
+                    self._backend_error = exc
+            if self._backend_error is not None:
+                raise self._backend_error
+            return self._scope
+
     def backend(self) -> UploadBackend:
+        session = self.session
         with self._lock:
             if self._backend is None and self._backend_error is None:
                 try:
-                    self._backend = open_backend(self.settings, self.session)
+                    self._backend = open_backend(self.settings, session)
                 except QwenOpsError as exc:
                     self._backend_error = exc
             if self._backend_error is not None:
@@ -150,23 +196,23 @@ class _Batch:
         local = check_file(local_path(source, self.settings.home))
         if is_credential_name(local.path):  # before the backend is opened: nothing sent, nothing read
             raise QwenOpsError(f"refusing to upload {display(source)}: it holds credentials", errors.INPUT_FILE)
-        backend = self.backend()
-        key = entry_key(local, model, backend.cache_scope)
+        key = entry_key(local, model, self.scope())
         with self._lock:
             file_lock = self._per_file.setdefault(key, threading.Lock())
         with file_lock:  # the same file named twice (path, ./path, absolute, file://) goes up once
             done = self._done.get(key)
             if done is not None:
                 return dataclasses.replace(done, source=source)
-            upload = self._upload(source, model, local, backend, key)
+            upload = self._upload(source, model, local, key)
             self._done[key] = upload
             return upload
 
-    def _upload(self, source: str, model: str, local: LocalFile, backend: UploadBackend, key: str) -> Upload:
+    def _upload(self, source: str, model: str, local: LocalFile, key: str) -> Upload:
         hit = self.cache.lookup(key)
         if hit is not None:  # the identity (device, inode, size, mtime, ctime) is unchanged: no re-read
             return Upload(hit["url"], hit["expires_at"], hit["backend"], local.size, hit.get("sha256"),
                           hit["needs_resolve_header"], source, cached=True)
+        backend = self.backend()
         # The backend has loaded this run's secrets by now; a small file holding one is never sent.
         refuse_credentials(local.path, local.size, display(source))
         check_size(local, backend.max_bytes(model))
@@ -261,7 +307,7 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
         return _in_parallel(run, len(sources), min(concurrency, len(sources)))
     finally:
         batch.cache.finish()
-        batch.session.close()
+        batch.close()
 
 
 def upload_file(path: str | Path, model: str, settings: Settings | None = None,
