@@ -13,6 +13,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from test_custom_oss import oss_env  # one helper for the custom-OSS environment
 
 from conftest import SCRIPTS, assert_clean_error, run_script
 from qianwen_ops import custom_oss, errors
@@ -24,20 +25,6 @@ from qianwen_ops.settings import Settings
 from qianwen_ops.uploads import upload_many
 
 MODEL = "qwen-vl-plus"
-
-
-def oss_env(env, box, pair="own", **extra):
-    info = box.info
-    out = dict(env, QWEN_BASE_URL=box.base_url, DASHSCOPE_API_KEY=box.api_key,
-               QWEN_TMP_OSS_BUCKET=info["oss_bucket"], QWEN_TMP_OSS_REGION=info["oss_region"],
-               QWEN_TMP_OSS_ENDPOINT=info["oss_endpoint"])
-    if pair == "sts":
-        out.update(OSS_ACCESS_KEY_ID=info["oss_sts_access_key_id"],
-                   OSS_ACCESS_KEY_SECRET=info["oss_sts_access_key_secret"], OSS_SESSION_TOKEN=info["oss_session_token"])
-    else:
-        out.update(QWEN_TMP_OSS_AK_ID=info["oss_access_key_id"], QWEN_TMP_OSS_AK_SECRET=info["oss_access_key_secret"])
-    out.update(extra)
-    return out
 
 
 class _Server:
