@@ -39,6 +39,8 @@ def main() -> int:
         else:
             for line in post_task_check():
                 print(line)
+    except BrokenPipeError:
+        pass  # the reader went away (e.g. `| head`): nothing to say, and nowhere to say it
     except OSError as exc:
         print(f"warning: update-prompt state not saved: {redact(exc.strerror or exc.__class__.__name__)}",
               file=sys.stderr)

@@ -68,7 +68,9 @@ def all_regions(args) -> int:
         print(f"{region} {result.status if result.status is not None else '000'}")
     if code != errors.OK:
         first = next(r for _, r in results if r.exit_code != errors.OK)
-        if first.status is None:
+        if all(r.status is None for _, r in results):
+            cli.fail(f"no region answered ({first.error_message or 'request failed'})")
+        elif first.status is None:
             cli.fail(first.error_message or "request failed")
         else:
             cli.fail("no region accepted the key")

@@ -294,6 +294,8 @@ def test_all_regions_without_a_usable_key_sends_nothing(proxies, net_env, projec
     run_env = dict(net_env, HTTPS_PROXY=proxy.url(), DASHSCOPE_API_KEY="sk-your-key-here")
     result = run_script("probe.py", "--all-regions", env=run_env, cwd=project)
     assert result.code == 3 and result.out.splitlines() == ["cn 000", "intl 000", "us 000"] and proxy.seen == []
+    saved = [json.loads(p.read_text()) for p in (project / "output" / "qianwen-ops-auth").glob("probe-*.json")]
+    assert [sorted(r["all_regions"]) for r in saved] == [["cn", "intl", "us"]]  # the evidence keeps each region
 
 
 def test_doctor_after_a_401_names_the_region_that_works(proxies, net_env, pki, tls_box, project):

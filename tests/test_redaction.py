@@ -48,3 +48,12 @@ def test_sandbox_secrets_hold_no_word_so_evidence_keeps_its_names(sb):
     text = f"bucket {sb.info['oss_bucket']} (dashscope-sandbox-temp) via the sandbox at {sb.base_url}"
     assert redaction.redact(text) == text
     assert not leaks(redaction.redact(" ".join(secrets)), tuple(s[-12:] for s in secrets))
+
+
+def test_the_token_plan_prefix_alone_stays_readable():
+    """A loaded Token Plan key must not turn the words "(sk-sp-)" into <redacted> (key type, not key)."""
+    token_plan = "sk-sp-Tq4w-Yh8e-Ur2c-Zm6n"
+    Secret(token_plan)
+    assert redaction.redact("a Token Plan key (sk-sp-) on a standard host") == \
+        "a Token Plan key (sk-sp-) on a standard host"
+    assert not leaks(redaction.redact(f"echo {token_plan[:14]}"), (token_plan,))

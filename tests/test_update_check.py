@@ -457,3 +457,12 @@ def test_status_summary_when_not_installed(uenv, tmp_path, project):
 
 def status_of_copy(uenv, project, scripts) -> dict:
     return json.loads(gossamer(uenv, project, "--status", script_dir=scripts))
+
+
+def test_status_into_a_closed_pipe_is_silent(uenv, project):
+    """`gossamer.py --status | head -c 10`: the reader going away is neither a warning nor a failure."""
+    proc = subprocess.Popen([sys.executable, str(SCRIPTS / "gossamer.py"), "--status"], env=uenv, cwd=project,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # nobody reads: the first write meets a broken pipe
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and b"warning" not in err and b"Traceback" not in err

@@ -61,6 +61,7 @@ def remember(value: str) -> None:
         for form in forms:
             low = form.translate(_ASCII_LOWER)
             _pieces.update(low[i:i + MIN_PIECE] for i in range(len(low) - MIN_PIECE + 1))
+        _pieces.difference_update(_KEY_PREFIXES)  # "sk-sp-" alone is a key type, not a piece of a key
 
 
 def _mask_pieces(text: str) -> str:
