@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import leaks
 from qianwen_ops import redaction
 from qianwen_ops.credentials import Secret
 
 KEY = "sk-Rd4x-Qm7v-Tz2b-Wk9p"
+
+
+@pytest.fixture(autouse=True)
+def own_registry(monkeypatch):
+    """Each test starts with no secret loaded: the registry is per process, and other tests in this
+    worker load keys whose pieces (e.g. "sk-abc") would otherwise decide these outcomes."""
+    monkeypatch.setattr(redaction, "_secrets", set())
+    monkeypatch.setattr(redaction, "_pieces", set())
 
 
 def test_a_secret_is_masked_whole_without_prefix_in_pieces_and_in_any_case():
