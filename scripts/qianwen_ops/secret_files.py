@@ -13,11 +13,11 @@ An upload turns a file into a URL (in custom OSS mode a shareable presigned link
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from . import errors, redaction
 from .errors import QwenOpsError
+from .fsutil import read_limited
 
 SCAN_LIMIT = 1024 * 1024
 CREDENTIAL_NAMES = frozenset({
@@ -40,25 +40,8 @@ def contains_secret(data: bytes) -> bool:
     return any(secret.encode("utf-8", "surrogatepass") in data for secret in redaction.loaded_secrets())
 
 
-def _head(path: Path, size: int) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
-        return b""  # unreadable now: the upload's own open reports it
-    try:
-        chunks, left = [], min(size, SCAN_LIMIT)
-        while left > 0:
-            chunk = os.read(fd, min(left, 65536))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 def refuse_credentials(path: Path, size: int, shown: str) -> None:
     """Raise exit 10 when ``path`` must not be uploaded (see the module docstring)."""
-    if is_credential_name(path) or (size <= SCAN_LIMIT and contains_secret(_head(path, size))):
+    # read_limited: a regular file only, never past SCAN_LIMIT; unreadable now -> the upload's own open says so
+    if is_credential_name(path) or (size <= SCAN_LIMIT and contains_secret(read_limited(path, SCAN_LIMIT) or b"")):
         raise QwenOpsError(f"refusing to upload {shown}: it holds credentials", errors.INPUT_FILE)
