@@ -45,7 +45,6 @@ OSS_AK_ID_PLACEHOLDER = "your-accesskey-id"
 OSS_AK_SECRET_PLACEHOLDER = "your-accesskey-secret"  # noqa: S105 - a template word, not a secret
 EVIDENCE_IGNORE = "/output/qianwen-ops-auth/"
 SKILL_DIR = Path(__file__).resolve().parents[2]
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
@@ -183,14 +182,6 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     except OSError as exc:
         raise QwenOpsError(f"could not write {path} ({exc.strerror or 'write failed'}); it is unchanged",
                            errors.REFUSED_WRITE) from None
-    try:  # the temp file's mode went through the umask; set the exact one
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
-        try:
-            os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -111,7 +111,7 @@ def create_file(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 
 def replace_file(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Atomically replace ``path`` with ``data``: private temp file beside it, fsync, rename.
+    """Atomically replace ``path`` with ``data`` (mode exactly ``mode``): temp file beside it, fsync, rename.
 
     A link or a non-regular file at ``path`` is refused, never replaced. On any failure (a full
     disk included) the temp file is removed and ``path`` keeps its old content.
@@ -120,6 +120,7 @@ def replace_file(path: Path, data: bytes, mode: int = 0o600) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode)
     try:
+        os.fchmod(fd, mode)  # exactly ``mode``, whatever the umask took away, before the file is visible
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
