@@ -104,9 +104,9 @@ def test_inspecting_proxy_with_credentials(proxies, net_env, pki, tls_box, proje
                     inspect_ca=pki["company_ca"], upstream_ca=pki["server_ca"])
     run_env = dict(net_env, https_proxy=proxy.url("alice", PROXY_PASSWORD), SSL_CERT_FILE=pki["company-ca"])
     result = run_script("probe.py", "--json", env=run_env, cwd=project)
-    assert result.code == 0 and json.loads(result.out)["status"] == 200
+    assert result.code == 0 and json.loads(result.out)["status"] == 200, (result.out, result.err, proxy.errors)
     doctor = run_script("doctor.py", env=run_env, cwd=project)
-    assert doctor.code == 0, doctor.out
+    assert doctor.code == 0, (doctor.out, proxy.errors)
     assert f"network: through proxy 127.0.0.1:{proxy.port} (from https_proxy); CA certificates from SSL_CERT_FILE" \
         in doctor.out
     assert all(h.get("proxy-authorization", "").startswith("Basic ") for _, h in proxy.seen)
@@ -304,10 +304,10 @@ def test_doctor_after_a_401_names_the_region_that_works(proxies, net_env, pki, t
                              "dashscope-us.aliyuncs.com:443": (401, UNAUTHORIZED)}, inspect_ca=pki["server_ca"])
     run_env = dict(net_env, HTTPS_PROXY=proxy.url(), SSL_CERT_FILE=pki["server-ca"])
     result = run_script("doctor.py", env=run_env, cwd=project)
-    assert result.code == 5
+    assert result.code == 5, (result.out, proxy.errors)
     assert "your key works on intl: set QWEN_REGION=intl" in result.out
     fixed = run_script("doctor.py", env=dict(run_env, QWEN_REGION="intl"), cwd=project)
-    assert fixed.code == 0 and "QWEN_REGION=intl" not in fixed.out
+    assert fixed.code == 0 and "QWEN_REGION=intl" not in fixed.out, (fixed.out, proxy.errors)
 
 
 # -- time bounds and IPv6
