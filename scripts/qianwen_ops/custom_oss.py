@@ -21,9 +21,8 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, NamedTuple
 from urllib.parse import urlsplit
 
 from . import errors
@@ -53,8 +52,7 @@ PUT, GET, LIST_PARTS, ABORT, DELETE = ("oss:PutObject", "oss:GetObject", "oss:Li
                                        "oss:AbortMultipartUpload", "oss:DeleteObject")
 
 
-@dataclass(frozen=True)
-class CustomOssConfig:
+class CustomOssConfig(NamedTuple):
     bucket: str
     region: str
     endpoint: str            # scheme://host[:port]

@@ -12,9 +12,8 @@ import os
 import re
 import stat
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from .errors import INPUT_FILE, QwenOpsError
@@ -105,8 +104,7 @@ def local_path(source: str, home: Path | None = None) -> Path:
     return _expand_home(source, home)
 
 
-@dataclass(frozen=True)
-class LocalFile:
+class LocalFile(NamedTuple):
     """A checked input. ``identity`` changes whenever the content may have (ctime moves on any write,
     even when the writer restores mtime), so a cache can trust it without re-reading the file."""
 

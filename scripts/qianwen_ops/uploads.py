@@ -8,13 +8,11 @@ valid 48 h, needs ``X-DashScope-OssResourceResolve: enable``). Remote inputs
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Callable, Iterable, NamedTuple, Protocol, Sequence
 
 from . import errors
 from .credentials import TOKEN_PLAN, find_api_key, key_advice, key_exit_code
@@ -64,8 +62,7 @@ class UploadBackend(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Upload:
+class Upload(NamedTuple):
     url: str
     expires_at: float | None
     backend: str               # "temp-storage", "custom-oss", or "url" (passed through)
@@ -80,8 +77,7 @@ class Upload:
                 "backend": self.backend, "bytes": self.size, "sha256": self.sha256}
 
 
-@dataclass
-class Outcome:
+class Outcome(NamedTuple):
     source: str
     upload: Upload | None = None
     error: QwenOpsError | None = None
@@ -202,7 +198,7 @@ class _Batch:
         with file_lock:  # the same file named twice (path, ./path, absolute, file://) goes up once
             done = self._done.get(key)
             if done is not None:
-                return dataclasses.replace(done, source=source)
+                return done._replace(source=source)
             upload = self._upload(source, model, local, key)
             self._done[key] = upload
             return upload
