@@ -151,3 +151,114 @@ def test_cli_run_returns_main_code(capsys):
     with pytest.raises(SystemExit) as info:
         cli.run(lambda: 7)
     assert info.value.code == 7 and capsys.readouterr().err == ""
+
+
+# -- the first hop opened early (probe.py: the TCP round trip overlaps loading the HTTP stack)
+
+class _CountingServer:
+    """Accepts connections on loopback, counts them, answers each request with 200 and closes."""
+
+    def __init__(self):
+        import socket
+
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        self.accepted = 0
+        self.heads: list = []
+        self.handled = threading.Semaphore(0)  # released once per connection handled
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                self.heads.append(data.split(b"\r\n", 1)[0])
+                if data:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            self.handled.release()
+
+    def close(self):
+        self.listener.close()
+
+
+def test_the_early_connection_is_the_one_the_request_uses():
+    from qianwen_ops.first_hop import open_first_hop
+
+    server = _CountingServer()
+    url = f"http://127.0.0.1:{server.port}/x"
+    try:
+        early = open_first_hop(url, 5, env={})
+        session = http_client.HttpSession(timeout=5, env={}, first_hop=early)
+        assert session.request("GET", url).status == 200
+        assert session.request("GET", url).status == 200   # the next connection is a new one, opened as usual
+        session.close()
+    finally:
+        server.close()
+    assert server.accepted == 2 and server.heads == [b"GET /x HTTP/1.1"] * 2
+
+
+def test_an_early_connection_goes_to_the_proxy_the_environment_names():
+    from qianwen_ops.first_hop import first_hop_address, open_first_hop
+
+    proxy = _CountingServer()
+    try:
+        env = {"HTTP_PROXY": f"http://127.0.0.1:{proxy.port}"}
+        early = open_first_hop("http://example.test/x", 5, env=env)
+        assert early.address == ("127.0.0.1", proxy.port)
+        session = http_client.HttpSession(timeout=5, env=env, first_hop=early)
+        assert session.request("GET", "http://example.test/x").status == 200
+        session.close()
+    finally:
+        proxy.close()
+    assert first_hop_address("http://example.test/x", dict(env, NO_PROXY="example.test")) == ("example.test", 80)
+    assert first_hop_address("https://[::1]/v1", {}) == ("::1", 443)
+    assert proxy.accepted == 1 and proxy.heads == [b"GET http://example.test:80/x HTTP/1.1"]
+
+
+def test_an_early_connection_that_fails_says_what_the_usual_one_says():
+    import socket
+
+    from qianwen_ops.first_hop import open_first_hop
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))  # bound, never listening: refused
+        port = held.getsockname()[1]
+        for env, where in (({}, "127.0.0.1"), ({"HTTP_PROXY": f"http://127.0.0.1:{port}"}, f"127.0.0.1:{port}")):
+            url = f"http://127.0.0.1:{port}/x" if not env else "http://example.test/x"
+            messages = []
+            for early in (open_first_hop(url, 5, env=env), None):
+                session = http_client.HttpSession(timeout=5, env=env, first_hop=early)
+                with pytest.raises(QwenOpsError) as info:
+                    session.request("GET", url)
+                session.close()
+                messages.append((info.value.exit_code, info.value.message))
+            assert messages[0] == messages[1] and "refused" in messages[0][1] and where in messages[0][1]
+
+
+def test_an_unused_early_connection_is_closed_without_a_byte():
+    from qianwen_ops.first_hop import first_hop_address, open_first_hop
+
+    server = _CountingServer()
+    try:
+        early = open_first_hop(f"http://127.0.0.1:{server.port}/x", 5, env={})
+        http_client.HttpSession(timeout=5, env={}, first_hop=early).close()  # up or not yet: closed either way
+        assert server.handled.acquire(timeout=5)  # the server saw the connection end
+    finally:
+        server.close()
+    assert server.accepted == 1 and server.heads == [b""]
+    for url, env in (("ftp://example.test/x", {}), ("http://bad host/x", {}),
+                     ("http://example.test/x", {"HTTP_PROXY": "socks5://127.0.0.1:1"})):
+        assert first_hop_address(url, env) is None  # the request itself will report the problem

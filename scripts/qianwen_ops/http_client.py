@@ -139,8 +139,9 @@ class _Connection(http.client.HTTPConnection):
     """One connection to a target, direct or through an http proxy (CONNECT for https)."""
 
     def __init__(self, scheme: str, host: str, port: int, proxy, context, connect_timeout: float,
-                 read_timeout: float):
+                 read_timeout: float, first_hop=None):
         super().__init__(host, port, timeout=connect_timeout)
+        self.first_hop = first_hop  # a first_hop.FirstHop that may already hold the TCP connection
         self.default_port = network.DEFAULT_PORTS[scheme]
         self.scheme = scheme
         self.proxy = proxy
@@ -153,7 +154,9 @@ class _Connection(http.client.HTTPConnection):
         deadline = time.monotonic() + self.connect_timeout
         self.stage = "proxy" if self.proxy else "connect"
         address = (self.proxy.host, self.proxy.port) if self.proxy else (self.host, self.port)
-        sock = socket.create_connection(address, timeout=self.connect_timeout)
+        sock = self.first_hop.take(address) if self.first_hop is not None else None
+        if sock is None:
+            sock = socket.create_connection(address, timeout=self.connect_timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.proxy is not None and self.scheme == "https":
@@ -232,10 +235,13 @@ class HttpSession:
 
     ``env`` is the process environment by default (never a ``.env`` file); ``timeout`` bounds
     each wait for data and ``connect_timeout`` (default: the same) the connection set-up.
+    ``first_hop`` (``first_hop.open_first_hop``) is a TCP connection already being opened: the
+    first connection to the same address uses it.
     """
 
     def __init__(self, timeout: float = 15.0, connect_timeout: float | None = None,
-                 env: Mapping[str, str] | None = None):
+                 env: Mapping[str, str] | None = None, first_hop=None):
+        self.first_hop = first_hop
         self.timeout = timeout
         self.connect_timeout = connect_timeout if connect_timeout is not None else timeout
         self.env = env
@@ -271,7 +277,7 @@ class HttpSession:
             conn.close()
         context = self._tls()[0] if scheme == "https" else None
         conn = _Connection(scheme, host, port, self.route(scheme, host, port), context,
-                           self.connect_timeout, self.timeout)
+                           self.connect_timeout, self.timeout, self.first_hop)
         pool[key] = conn
         return conn, False
 
@@ -284,6 +290,8 @@ class HttpSession:
 
     def close(self) -> None:
         """Close every thread's connections (a batch's workers are done by now)."""
+        if self.first_hop is not None:
+            self.first_hop.close()
         with self._pools_lock:
             pools = list(self._pools)
         for pool in pools:

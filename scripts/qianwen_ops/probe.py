@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import time
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import errors
 from .credentials import ApiKey, find_api_key, key_advice, key_exit_code
 from .endpoints import REGION_ROOTS, Endpoint, resolve_endpoint
-from .http_client import HttpSession, error_fields
 from .redaction import untrusted
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .http_client import HttpSession
+
+# http_client (http.client, ssl, email) is imported where a request is made: run_probe opens
+# the TCP connection first, so that its round trip overlaps loading the HTTP stack.
 
 DEFAULT_MODEL = "qwen-turbo"
 DEFAULT_TIMEOUT = 15.0
@@ -46,6 +51,8 @@ class ProbeResult(NamedTuple):
 
 def probe_endpoint(key: ApiKey, endpoint: Endpoint, model: str, session: HttpSession) -> ProbeResult:
     """The tiny request with a usable key; every field taken from the answer is untrusted text."""
+    from .http_client import error_fields
+
     body = json.dumps({"model": model, "max_tokens": 1,
                        "messages": [{"role": "user", "content": "hi"}]}).encode()
     # one request per connection: "close" also spares a keep-alive server's Nagle/delayed-ACK stall
@@ -76,7 +83,13 @@ def run_probe(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = D
     endpoint = endpoint or resolve_endpoint(settings)
     if key_exit_code(key) != errors.OK:
         return ProbeResult(key_exit_code(key), key, endpoint, error_message=key_advice(key))
-    session = session or HttpSession(timeout=timeout, env=settings.env)
+    if session is None:
+        from .first_hop import open_first_hop
+
+        early = open_first_hop(endpoint.compatible_base, timeout, settings.env)  # before the imports below
+        from .http_client import HttpSession
+
+        session = HttpSession(timeout=timeout, env=settings.env, first_hop=early)
     try:
         return probe_endpoint(key, endpoint, model, session)
     finally:
@@ -96,6 +109,8 @@ def probe_regions(settings: Settings, model: str = DEFAULT_MODEL, timeout: float
     if key_exit_code(key) != errors.OK:
         return [(e.region, ProbeResult(key_exit_code(key), key, e, error_message=key_advice(key)))
                 for e in endpoints]
+    from .http_client import HttpSession
+
     session = HttpSession(timeout=timeout, env=settings.env)
     try:
         with ThreadPoolExecutor(max_workers=len(endpoints)) as pool:
