@@ -209,7 +209,7 @@ def test_bad_network_setting_is_exit_9_one_line(net_env, tls_box, project):
 
 
 def test_malformed_host_label_is_exit_9(env, project):
-    for url in ("https://a..invalid", "https://" + "x" * 64 + ".example.com"):
+    for url in ("https://a..invalid", "https://" + "x" * 64 + ".example.com", "https://x-.example.com"):
         with pytest.raises(QwenOpsError) as info:
             HttpSession(env={}).request("GET", url)
         assert info.value.exit_code == CONFIG

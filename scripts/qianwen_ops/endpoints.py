@@ -13,12 +13,12 @@ tracks (a cloned repository's) may not redirect anything at all.
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from . import network
 from .errors import CONFIG, QwenOpsError
 from .settings import Settings
 
@@ -65,22 +65,6 @@ def is_loopback_host(host: str) -> bool:
             and all(p.isdigit() and p.isascii() and int(p) <= 255 for p in parts))
 
 
-_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$", re.IGNORECASE)
-
-
-def _valid_host(host: str) -> bool:
-    if ":" in host:  # an IPv6 literal (urlsplit already removed the brackets)
-        import socket
-
-        try:
-            socket.inet_pton(socket.AF_INET6, host)
-        except (OSError, ValueError):
-            return False
-        return True
-    name = host[:-1] if host.endswith(".") else host
-    return 0 < len(name) <= 253 and all(_LABEL.match(label) for label in name.split("."))
-
-
 def parse_url(raw: str, what: str, paths: tuple = ("", "/"), default_scheme: str = "") -> tuple:
     """Validate an endpoint URL; return ``(root, path)`` with root ``scheme://host[:port]``.
 
@@ -104,7 +88,7 @@ def parse_url(raw: str, what: str, paths: tuple = ("", "/"), default_scheme: str
     if parts.query or parts.fragment:
         raise QwenOpsError(f"{what} must not have a query string or fragment", CONFIG)
     host = parts.hostname
-    if not _valid_host(host):
+    if not network.valid_host(host):
         raise QwenOpsError(f"{what} has a malformed host name (empty label, a label over 63 characters, "
                            "or characters other than letters, digits and '-')", CONFIG)
     path = parts.path.rstrip("/")

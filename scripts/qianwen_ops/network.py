@@ -82,13 +82,14 @@ class Proxy(NamedTuple):
 
 
 def valid_host(host: str) -> bool:
-    """A DNS name (labels of 1-63 letters, digits, '-' or '_', 253 characters at most) or an IP literal."""
+    """A DNS name (253 characters at most; labels of 1-63 letters, digits, '-' or '_', no '-' at either
+    end; one trailing dot allowed) or an IP literal (IPv6 with or without brackets)."""
     if ":" in host:
         return _ip(host.strip("[]")) is not None
     name = host[:-1] if host.endswith(".") else host
     if not name or len(name) > 253 or not set(name.lower()) <= _NAME_CHARS:
         return False
-    return all(0 < len(label) <= 63 for label in name.split("."))
+    return all(0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-" for label in name.split("."))
 
 
 def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
