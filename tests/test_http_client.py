@@ -137,14 +137,23 @@ def test_oversized_response_is_a_clean_error(monkeypatch):
     (BrokenPipeError(), 0, ""),
     (ValueError("sk-abcdef123456 in a bug"), 1, "error: internal error (ValueError); please report it\n"),
 ])
-def test_cli_run_paths(capsys, raised, code, stderr):
+def test_cli_run_paths(capsys, monkeypatch, raised, code, stderr):
     def main():
         raise raised
 
+    hard_exits = []
+
+    def hard_exit(status):  # os._exit would end the test process itself
+        hard_exits.append(status)
+        raise SystemExit(status)
+
+    monkeypatch.setattr(cli.os, "_exit", hard_exit)
     with pytest.raises(SystemExit) as info:
         cli.run(main)
     assert info.value.code == code
     assert capsys.readouterr().err == stderr
+    # Ctrl-C leaves at once (threads still on the network are not waited for); the rest exit normally
+    assert hard_exits == ([130] if isinstance(raised, KeyboardInterrupt) else [])
 
 
 def test_cli_run_returns_main_code(capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -35,7 +36,12 @@ def print_json(obj: dict) -> None:
 
 
 def run(main: Callable[[], int]) -> None:
-    """Run ``main`` and exit with its code; expected failures become one stderr line."""
+    """Run ``main`` and exit with its code; expected failures become one stderr line.
+
+    Ctrl-C ends the process at once with 130: the main thread's ``finally`` blocks have run
+    (the reuse cache is synced, every file is written whole or not at all), and threads still
+    waiting on the network are not waited for, as the interpreter's own exit would.
+    """
     try:
         code = main()
     except QwenOpsError as exc:
@@ -43,14 +49,20 @@ def run(main: Callable[[], int]) -> None:
         code = exc.exit_code
     except KeyboardInterrupt:
         fail("interrupted")
-        code = 130
+        _flush()
+        os._exit(130)
     except BrokenPipeError:
         code = 0
     except Exception as exc:  # a bug: still one line, never a traceback or a value
         fail(f"internal error ({exc.__class__.__name__}); please report it")
         code = INTERNAL
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
+    _flush()
     sys.exit(code)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass

@@ -404,10 +404,8 @@ class CustomOss:
             if exc.exit_code == errors.INPUT_FILE:   # the file changed: these parts can never be reused
                 self._abort(key, upload_id, checkpoint)
             raise
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            pool.shutdown(wait=True)
+        except BaseException:  # Ctrl-C: parts in flight are abandoned (the checkpoint lets a rerun resume)
+            pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
         parts = [oss2.models.PartInfo(n, etags[n]) for n in sorted(etags)]
