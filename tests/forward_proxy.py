@@ -92,6 +92,7 @@ class ForwardProxy:
         self.seen: list = []
         self.inner: list = []
         self.errors: list = []
+        self.accepted = 0   # TCP connections accepted (a connection that sends nothing is not in ``seen``)
         self._contexts: dict = {}
         self._contexts_lock = threading.Lock()
         self.upstream_context = None
@@ -102,6 +103,7 @@ class ForwardProxy:
 
         class Handler(socketserver.BaseRequestHandler):
             def handle(self):
+                proxy.accepted += 1
                 self.request.settimeout(IO_TIMEOUT)
                 try:
                     proxy.handle(self.request)

@@ -43,7 +43,8 @@ def test_base_url_keeps_port_and_loopback_http():
     ("https://example.com/?x=1", "query"), ("https://", "host"), ("https://example.com:99999", "valid URL"),
     ("http://10.0.0.1", "plain http"), ("https://a..invalid", "malformed host"),
     ("https://" + "a" * 64 + ".example.com", "malformed host"), ("https://-x.example.com", "malformed host"),
-    ("https://[::g]:1", "QWEN_BASE_URL"),
+    ("https://[::g]:1", "QWEN_BASE_URL"), ("https://[fe80::1%25eth0]", "malformed host"),
+    ("https://x-.example.com", "starting or ending with '-'"),
 ])
 def test_bad_base_urls(raw, fragment):
     with pytest.raises(QwenOpsError) as info:

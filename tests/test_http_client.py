@@ -220,21 +220,15 @@ def test_the_early_connection_is_the_one_the_request_uses():
 
 
 def test_an_early_connection_goes_to_the_proxy_the_environment_names():
-    from qianwen_ops.first_hop import first_hop_address, open_first_hop
+    from qianwen_ops.first_hop import first_hop_address
 
-    proxy = _CountingServer()
-    try:
-        env = {"HTTP_PROXY": f"http://127.0.0.1:{proxy.port}"}
-        early = open_first_hop("http://example.test/x", 5, env=env)
-        assert early.address == ("127.0.0.1", proxy.port)
-        session = http_client.HttpSession(timeout=5, env=env, first_hop=early)
-        assert session.request("GET", "http://example.test/x").status == 200
-        session.close()
-    finally:
-        proxy.close()
-    assert first_hop_address("http://example.test/x", dict(env, NO_PROXY="example.test")) == ("example.test", 80)
+    env = {"HTTPS_PROXY": "http://127.0.0.1:3128", "HTTP_PROXY": "http://127.0.0.1:3129"}
+    assert first_hop_address("https://example.test/x", env) == ("127.0.0.1", 3128)
+    assert first_hop_address("https://example.test/x", dict(env, NO_PROXY="example.test")) == ("example.test", 443)
     assert first_hop_address("https://[::1]/v1", {}) == ("::1", 443)
-    assert proxy.accepted == 1 and proxy.heads == [b"GET http://example.test:80/x HTTP/1.1"]
+    # credentials never go over plain http through a proxy: that request is refused, so nothing opens
+    assert first_hop_address("http://example.test/x", env) is None
+    assert first_hop_address("http://example.test/x", dict(env, NO_PROXY="*")) == ("example.test", 80)
 
 
 def test_an_early_connection_that_fails_says_what_the_usual_one_says():
@@ -271,3 +265,25 @@ def test_an_unused_early_connection_is_closed_without_a_byte():
     for url, env in (("ftp://example.test/x", {}), ("http://bad host/x", {}),
                      ("http://example.test/x", {"HTTP_PROXY": "socks5://127.0.0.1:1"})):
         assert first_hop_address(url, env) is None  # the request itself will report the problem
+
+
+def test_an_early_connection_interrupted_while_waiting_is_closed():
+    from qianwen_ops.first_hop import FirstHop
+
+    server = _CountingServer()
+    try:
+        early = FirstHop(("127.0.0.1", server.port), 5)
+        real_join = early._thread.join
+
+        def interrupted_join(*args):  # Ctrl-C while take() waits for the connection to come up
+            real_join()
+            raise KeyboardInterrupt
+
+        early._thread.join = interrupted_join
+        with pytest.raises(KeyboardInterrupt):
+            early.take(("127.0.0.1", server.port))
+        early.close()
+        assert server.handled.acquire(timeout=5)  # the server saw the connection end, without a byte
+    finally:
+        server.close()
+    assert server.accepted == 1 and server.heads == [b""]

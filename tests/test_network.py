@@ -96,6 +96,7 @@ def test_probe_through_a_connect_tunnel_to_the_default_host(proxies, net_env, pk
     result = run_script("probe.py", env=run_env, cwd=project)
     assert (result.code, result.out.strip(), result.err) == (0, "200", "")
     assert proxy.connects() == ["CONNECT dashscope.aliyuncs.com:443 HTTP/1.1"]
+    assert proxy.accepted == 1  # the connection opened early (before http.client loads) is the one used
     outside_tunnel_is_clean(proxy, tls_box.api_key)
 
 
@@ -296,6 +297,47 @@ def test_all_regions_without_a_usable_key_sends_nothing(proxies, net_env, projec
     assert result.code == 3 and result.out.splitlines() == ["cn 000", "intl 000", "us 000"] and proxy.seen == []
     saved = [json.loads(p.read_text()) for p in (project / "output" / "qianwen-ops-auth").glob("probe-*.json")]
     assert [sorted(r["all_regions"]) for r in saved] == [["cn", "intl", "us"]]  # the evidence keeps each region
+
+
+def test_ctrl_c_during_all_regions_returns_at_once(net_env, project):
+    """A proxy that accepts and never answers: three CONNECTs wait; Ctrl-C must not wait with them."""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import SCRIPTS, wait_until
+
+    held = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def hold():
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=hold, daemon=True).start()
+    run_env = dict(net_env, HTTPS_PROXY=f"http://127.0.0.1:{listener.getsockname()[1]}")
+    proc = subprocess.Popen([sys.executable, str(SCRIPTS / "probe.py"), "--all-regions", "--timeout", "20"],
+                            env=run_env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: len(held) >= 3, timeout=20)   # one tunnel request per region, all waiting
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+        took = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        listener.close()
+        for conn in held:
+            conn.close()
+    assert proc.returncode == 130 and took < 2.0, (took, err)
+    assert "Traceback" not in err and "interrupted" in err
 
 
 def test_doctor_after_a_401_names_the_region_that_works(proxies, net_env, pki, tls_box, project):

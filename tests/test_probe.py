@@ -80,6 +80,31 @@ def test_unusable_keys_send_nothing(sb, env, project, key, code, word):
     assert_clean_error(result)
 
 
+@pytest.mark.parametrize("case", ["plain http through a proxy", "unreadable SSL_CERT_FILE"])
+def test_a_request_refused_before_connecting_opens_no_connection(env, project, case):
+    """The early first-hop connection is not opened when the request itself would never connect."""
+    with socket.socket() as target, socket.socket() as proxy:
+        for listener in (target, proxy):
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(4)
+        run_env = dict(env, DASHSCOPE_API_KEY="sk-abcdef1234")
+        if case == "plain http through a proxy":
+            run_env.update(QWEN_BASE_URL=f"http://127.0.0.1:{target.getsockname()[1]}",
+                           HTTP_PROXY=f"http://127.0.0.1:{proxy.getsockname()[1]}")
+            word = "refusing to send credentials over plain http"
+        else:
+            run_env.update(QWEN_BASE_URL=f"https://127.0.0.1:{target.getsockname()[1]}",
+                           SSL_CERT_FILE=str(project / "missing-ca.pem"))
+            word = "SSL_CERT_FILE names a CA file that cannot be read"
+        result = run_script("probe.py", env=run_env, cwd=project)
+        for listener in (target, proxy):
+            listener.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                listener.accept()
+    assert (result.code, result.out.strip()) == (9, "000") and word in result.err
+    assert_clean_error(result)
+
+
 def test_json_output_fields(sb, env, project):
     data = json.loads(run_script("probe.py", "--json", env=sandbox_env(env, sb), cwd=project).out)
     assert set(data) >= {"status", "key_status", "key_source", "endpoint_host", "request_id", "latency_ms",

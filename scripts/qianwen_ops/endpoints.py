@@ -89,8 +89,9 @@ def parse_url(raw: str, what: str, paths: tuple = ("", "/"), default_scheme: str
         raise QwenOpsError(f"{what} must not have a query string or fragment", CONFIG)
     host = parts.hostname
     if not network.valid_host(host):
-        raise QwenOpsError(f"{what} has a malformed host name (empty label, a label over 63 characters, "
-                           "or characters other than letters, digits and '-')", CONFIG)
+        raise QwenOpsError(f"{what} has a malformed host name (an empty label, a label over 63 characters "
+                           "or starting or ending with '-', characters other than letters, digits, '-' and '_', "
+                           "or an IPv6 zone)", CONFIG)
     path = parts.path.rstrip("/")
     if path not in paths:
         shown = ", ".join(p for p in paths if p not in ("", "/"))

@@ -54,7 +54,15 @@ class FirstHop:
             if self._claimed or tuple(address) != self.address:
                 return None
             self._claimed = True
-        self._thread.join()
+        try:
+            self._thread.join()
+        except BaseException:  # interrupted while waiting: the connection, now or when up, is closed
+            with self._lock:
+                self._closed = True
+                sock, self._sock = self._sock, None
+            if sock is not None:
+                sock.close()
+            raise
         if self._error is not None:
             raise self._error
         return self._sock
@@ -71,10 +79,13 @@ class FirstHop:
 
 
 def first_hop_address(url: str, env: Mapping[str, str] | None = None) -> tuple | None:
-    """(host, port) of the first hop for ``url``: its proxy, else its host; None when not simple to tell.
-
-    A configuration problem (an unreadable proxy variable, say) is not raised here: the request
-    itself reports it, with the usual message.
+    """(host, port) of the first hop of a request to ``url`` that carries credentials: its proxy,
+    else its host. None when ``http_client`` would refuse that request before connecting, or when
+    that is not simple to tell: a plain-http URL through a proxy (credentials never go that way), a
+    CA file or folder that cannot be read, a malformed host or proxy variable. The request then
+    reports the problem itself, with the usual message. (A CA file that can be read but holds no
+    certificate is found only when the TLS context is built, after the connection opened; nothing
+    is sent on it.)
     """
     try:
         parts = urlsplit(url)
@@ -83,12 +94,16 @@ def first_hop_address(url: str, env: Mapping[str, str] | None = None) -> tuple |
         if not network.valid_host(host):
             return None
         proxy = network.proxy_for(parts.scheme, host, port, env)
+        if parts.scheme == "http" and proxy is not None:
+            return None
+        if parts.scheme == "https":
+            network.check_readable(network.trust_setting(env))
     except (QwenOpsError, KeyError, ValueError):
         return None
     return (proxy.host, proxy.port) if proxy is not None else (host, port)
 
 
 def open_first_hop(url: str, timeout: float, env: Mapping[str, str] | None = None) -> FirstHop | None:
-    """Start opening the connection a request to ``url`` will use (see ``first_hop_address``)."""
+    """Start opening the connection a request to ``url`` with credentials will use (``first_hop_address``)."""
     address = first_hop_address(url, env)
     return FirstHop(address, timeout) if address is not None else None

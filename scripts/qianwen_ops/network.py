@@ -84,8 +84,8 @@ class Proxy(NamedTuple):
 def valid_host(host: str) -> bool:
     """A DNS name (253 characters at most; labels of 1-63 letters, digits, '-' or '_', no '-' at either
     end; one trailing dot allowed) or an IP literal (IPv6 with or without brackets)."""
-    if ":" in host:
-        return _ip(host.strip("[]")) is not None
+    if ":" in host:  # an IPv6 literal; a zone ("%eth0") names an interface, not a host
+        return "%" not in host and _ip(host.strip("[]")) is not None
     name = host[:-1] if host.endswith(".") else host
     if not name or len(name) > 253 or not set(name.lower()) <= _NAME_CHARS:
         return False
@@ -281,7 +281,8 @@ def trust_setting(env: Mapping[str, str] | None = None) -> Trust:
     return Trust(None, None, "system")
 
 
-def _check_readable(trust: Trust) -> None:
+def check_readable(trust: Trust) -> None:
+    """The configuration error for a CA file or folder that cannot be read (nothing is loaded here)."""
     for path, what in ((trust.cafile, "file"), (trust.capath, "folder")):
         if path is None:
             continue
@@ -352,7 +353,7 @@ def ssl_context(env: Mapping[str, str] | None = None):
                 else:
                     source = "system (empty)"
         else:
-            _check_readable(trust)
+            check_readable(trust)
             try:
                 context = ssl.create_default_context(cafile=trust.cafile, capath=trust.capath)
             except (ssl.SSLError, OSError, ValueError):
@@ -411,7 +412,7 @@ def requests_verify(env: Mapping[str, str] | None = None):
 
     trust = trust_setting(env)
     if trust.source != "system":
-        _check_readable(trust)
+        check_readable(trust)
         return trust.cafile or trust.capath
     paths = ssl.get_default_verify_paths()
     if paths.cafile and os.path.isfile(paths.cafile):

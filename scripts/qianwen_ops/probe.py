@@ -112,11 +112,15 @@ def probe_regions(settings: Settings, model: str = DEFAULT_MODEL, timeout: float
     from .http_client import HttpSession
 
     session = HttpSession(timeout=timeout, env=settings.env)
+    pool = ThreadPoolExecutor(max_workers=len(endpoints))
     try:
-        with ThreadPoolExecutor(max_workers=len(endpoints)) as pool:
-            results = list(pool.map(lambda e: probe_endpoint(key, e, model, session), endpoints))
+        results = list(pool.map(lambda e: probe_endpoint(key, e, model, session), endpoints))
+    except BaseException:  # Ctrl-C: the requests in flight are abandoned, not waited for
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     finally:
         session.close()
+    pool.shutdown(wait=True)
     return [(e.region, r) for e, r in zip(endpoints, results)]
 
 
