@@ -179,6 +179,24 @@ def sandbox_env(env: dict, box: SandboxProc, key: str | None = None) -> dict:
     return dict(env, QWEN_BASE_URL=box.base_url, DASHSCOPE_API_KEY=key or box.api_key)
 
 
+def interrupt_when(argv: list, ready, env: dict, cwd: Path) -> tuple:
+    """Start a script, send it Ctrl-C once ``ready()`` is true; (exit code, stdout, stderr, seconds to exit)."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, *map(str, argv)], env=env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(ready, timeout=30)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+        return proc.returncode, out, err, time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
     """Poll a condition (used only for conditions, never as a fixed wait)."""
     deadline = time.monotonic() + timeout

@@ -117,32 +117,17 @@ def test_large_file_goes_multipart_and_round_trips(sb, env, project):
 
 
 def test_ctrl_c_during_a_multipart_upload_returns_at_once(sb, env, project):
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from conftest import SCRIPTS, wait_until
+    from conftest import SCRIPTS, interrupt_when
 
     with open(project / "big.bin", "wb") as handle:
         handle.write(os.urandom(40 * 1024 * 1024))   # 5 parts of 8 MiB
     sb.fault(route="oss", delay_s=3, count=50)      # every OSS request waits 3 s, then succeeds
     before = sb.counts()["oss"]
-    proc = subprocess.Popen([sys.executable, str(SCRIPTS / "upload_file.py"), "big.bin", "--model", MODEL],
-                            env=oss_env(env, sb), cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        wait_until(lambda: sb.counts()["oss"] >= before + 3, timeout=30)  # the initiate, then 2 parts in flight
-        start = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=15)
-        took = time.monotonic() - start
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    code, out, err, took = interrupt_when(  # once the initiate is done and 2 parts are in flight
+        [SCRIPTS / "upload_file.py", "big.bin", "--model", MODEL], lambda: sb.counts()["oss"] >= before + 3,
+        oss_env(env, sb), project)
     # the parts in flight are abandoned, not waited for (that took their full 3 s); a rerun resumes
-    assert proc.returncode == 130 and took < 2.0, (took, err)
+    assert code == 130 and took < 2.0, (took, err)
     assert "Traceback" not in err and "interrupted" in err and out == ""
 
 

@@ -301,11 +301,7 @@ def test_all_regions_without_a_usable_key_sends_nothing(proxies, net_env, projec
 
 def test_ctrl_c_during_all_regions_returns_at_once(net_env, project):
     """A proxy that accepts and never answers: three CONNECTs wait; Ctrl-C must not wait with them."""
-    import signal
-    import subprocess
-    import sys
-
-    from conftest import SCRIPTS, wait_until
+    from conftest import SCRIPTS, interrupt_when
 
     held = []
     listener = socket.socket()
@@ -321,22 +317,14 @@ def test_ctrl_c_during_all_regions_returns_at_once(net_env, project):
 
     threading.Thread(target=hold, daemon=True).start()
     run_env = dict(net_env, HTTPS_PROXY=f"http://127.0.0.1:{listener.getsockname()[1]}")
-    proc = subprocess.Popen([sys.executable, str(SCRIPTS / "probe.py"), "--all-regions", "--timeout", "20"],
-                            env=run_env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_until(lambda: len(held) >= 3, timeout=20)   # one tunnel request per region, all waiting
-        start = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=15)
-        took = time.monotonic() - start
+    try:  # interrupted once the three tunnel requests (one per region) are all waiting
+        code, _, err, took = interrupt_when([SCRIPTS / "probe.py", "--all-regions", "--timeout", "20"],
+                                            lambda: len(held) >= 3, run_env, project)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         listener.close()
         for conn in held:
             conn.close()
-    assert proc.returncode == 130 and took < 2.0, (took, err)
+    assert code == 130 and took < 2.0, (took, err)
     assert "Traceback" not in err and "interrupted" in err
 
 

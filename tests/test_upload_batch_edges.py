@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import CANARY_KEY, SCRIPTS, leaks, sandbox_env, wait_until
+from conftest import CANARY_KEY, SCRIPTS, interrupt_when, leaks, sandbox_env
 from qianwen_ops.credentials import Secret
 from qianwen_ops.endpoints import resolve_endpoint
 from qianwen_ops.errors import HTTP_ERROR, QwenOpsError
@@ -81,20 +79,10 @@ def test_ctrl_c_with_concurrency_returns_within_two_seconds(sb, env, project):
         (project / f"slow{i}.bin").write_bytes(os.urandom(200) + bytes([i]))
     sb.fault(route="postObject", status=503, delay_s=3, count=200)  # slow failures, then retries with backoff
     before = sb.counts()["postObject"]
-    proc = subprocess.Popen([sys.executable, str(SCRIPTS / "upload_file.py"), *[f"slow{i}.bin" for i in range(8)],
-                             "--model", MODEL, "--concurrency", "4", "--no-cache"], env=sandbox_env(env, sb),
-                            cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_until(lambda: sb.counts()["postObject"] >= before + 4, timeout=20)
-        start = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
-        took = time.monotonic() - start
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130 and took < 2.0, (took, err)
+    code, _, err, took = interrupt_when(
+        [SCRIPTS / "upload_file.py", *[f"slow{i}.bin" for i in range(8)], "--model", MODEL, "--concurrency", "4",
+         "--no-cache"], lambda: sb.counts()["postObject"] >= before + 4, sandbox_env(env, sb), project)
+    assert code == 130 and took < 2.0, (took, err)
     assert "Traceback" not in err and "interrupted" in err
 
 
