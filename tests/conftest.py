@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -179,10 +180,16 @@ def sandbox_env(env: dict, box: SandboxProc, key: str | None = None) -> dict:
     return dict(env, QWEN_BASE_URL=box.base_url, DASHSCOPE_API_KEY=key or box.api_key)
 
 
+def pytest_configure(config):
+    """A test run started in the background (``cmd &`` in a script, nohup) ignores SIGINT, and every
+    script it starts would too (an ignored signal stays ignored across exec): give the processes
+    the usual Ctrl-C, which the Ctrl-C tests send."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def interrupt_when(argv: list, ready, env: dict, cwd: Path) -> tuple:
     """Start a script, send it Ctrl-C once ``ready()`` is true; (exit code, stdout, stderr, seconds to exit)."""
-    import signal
-
     proc = subprocess.Popen([sys.executable, *map(str, argv)], env=env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
