@@ -14,7 +14,6 @@ from __future__ import annotations
 import socket
 import threading
 from typing import Mapping
-from urllib.parse import urlsplit
 
 from . import network
 from .errors import QwenOpsError
@@ -88,17 +87,13 @@ def first_hop_address(url: str, env: Mapping[str, str] | None = None) -> tuple |
     is sent on it.)
     """
     try:
-        parts = urlsplit(url)
-        port = parts.port or network.DEFAULT_PORTS[parts.scheme]
-        host = parts.hostname or ""
-        if not network.valid_host(host):
+        scheme, host, port, _ = network.split_url(url)
+        proxy = network.proxy_for(scheme, host, port, env)
+        if scheme == "http" and proxy is not None:
             return None
-        proxy = network.proxy_for(parts.scheme, host, port, env)
-        if parts.scheme == "http" and proxy is not None:
-            return None
-        if parts.scheme == "https":
+        if scheme == "https":
             network.check_readable(network.trust_setting(env))
-    except (QwenOpsError, KeyError, ValueError):
+    except (QwenOpsError, ValueError):
         return None
     return (proxy.host, proxy.port) if proxy is not None else (host, port)
 

@@ -29,7 +29,6 @@ import socket
 import threading
 import time
 from typing import Callable, Mapping, NamedTuple
-from urllib.parse import urlsplit
 
 from . import network
 from .errors import CONFIG, NETWORK, QwenOpsError
@@ -212,24 +211,6 @@ def _network_error(exc: BaseException, where: str, timeout: float, stage: str = 
     return QwenOpsError(text, NETWORK, retryable=True)
 
 
-def _target(url: str) -> tuple[str, str, int, str]:
-    """(scheme, host, port, origin-form path) of an http(s) URL; IPv6 literals without brackets."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
-        raise QwenOpsError("refusing to send a request to a non-http(s) URL", NETWORK)
-    host = parts.hostname
-    if not network.valid_host(host):
-        shown = host if host.isascii() and host.isprintable() and len(host) <= 80 else "(not shown)"
-        raise QwenOpsError(f"the host name {shown} is not valid (empty or over-long label, or unusual characters)",
-                           CONFIG)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return parts.scheme, host, port or network.DEFAULT_PORTS[parts.scheme], path
-
-
 class HttpSession:
     """Reusable connections (one per host and thread), one TLS context, proxies from the environment.
 
@@ -321,7 +302,7 @@ class HttpSession:
     def request(self, method: str, url: str, headers: dict | None = None, body=None) -> Response:
         """Send one request; ``body`` is bytes or an object with ``length`` and ``chunks()``
         (an iterator of bytes that can be called again for a retry, e.g. temp_storage.MultipartFile)."""
-        scheme, host, port, path = _target(url)
+        scheme, host, port, path = network.split_url(url)
         key = (scheme, host, port)
         proxy = self.route(scheme, host, port)
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}

@@ -49,7 +49,7 @@ import threading
 from typing import Mapping, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
-from .errors import CONFIG, QwenOpsError
+from .errors import CONFIG, NETWORK, QwenOpsError
 from .redaction import remember, untrusted
 
 PROXY_VARIABLES = {
@@ -90,6 +90,28 @@ def valid_host(host: str) -> bool:
     if not name or len(name) > 253 or not set(name.lower()) <= _NAME_CHARS:
         return False
     return all(0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-" for label in name.split("."))
+
+
+def split_url(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, origin-form path) of an http(s) URL; IPv6 literals without brackets.
+
+    The one parser for where a request goes (``http_client`` and ``first_hop``); a bad URL or host
+    is a one-line ``QwenOpsError``.
+    """
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        raise QwenOpsError("refusing to send a request to a non-http(s) URL", NETWORK)
+    host = parts.hostname
+    if not valid_host(host):
+        shown = host if host.isascii() and host.isprintable() and len(host) <= 80 else "(not shown)"
+        raise QwenOpsError(f"the host name {shown} is not valid (empty or over-long label, or unusual characters)",
+                           CONFIG)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.scheme, host, port or DEFAULT_PORTS[parts.scheme], path
 
 
 def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
