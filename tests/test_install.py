@@ -19,7 +19,12 @@ NPM_PINS = ("node@22.23.3", "skills@1.7.4")  # keep in step with tests/run.sh
 
 @pytest.fixture(scope="module")
 def skills_cli() -> str:
-    """The installer: from tests/run.sh (QWEN_SKILLS_CLI) or installed here from npm."""
+    """The installer: from tests/run.sh (QWEN_SKILLS_CLI) or installed here from npm.
+
+    ``QWEN_SKIP_INSTALLER_TESTS=1`` (a machine without npm; tests/run.sh says so) skips these tests,
+    each with that reason in the report; nothing else skips them."""
+    if os.environ.get("QWEN_SKIP_INSTALLER_TESTS"):
+        pytest.skip("QWEN_SKIP_INSTALLER_TESTS is set: the real skills installer is not available here")
     path = os.environ.get("QWEN_SKILLS_CLI")
     if path and Path(path).exists():
         return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -35,13 +36,75 @@ def print_json(obj: dict) -> None:
     print(json.dumps(obj, ensure_ascii=True, sort_keys=False))
 
 
+class _Console:
+    """stdout or stderr as every reader and terminal can take it, whatever happens to the reader.
+
+    * A character the stream's encoding cannot show (a Chinese file name on a cp1252 console)
+      is written as a backslash escape, never an error: a URL that was produced always gets out.
+    * A reader that goes away (``| head``, an agent that stops reading) costs nothing: the rest of
+      the output is dropped, the descriptor is pointed at the null device so the interpreter's
+      last flush succeeds too, and the program's own exit code stands. (Without this, Python
+      exits 120 with "Exception ignored ... BrokenPipeError" once the reader is gone.)
+    """
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.reader_gone = False
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                self._stream.write(text)
+            except OSError as exc:
+                self._lost(exc)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self._stream.flush()
+            except OSError as exc:
+                self._lost(exc)
+
+    def _lost(self, exc: OSError) -> None:
+        # EPIPE: the reader closed its end; EINVAL: the same on Windows pipes
+        if not isinstance(exc, BrokenPipeError) and exc.errno not in (errno.EPIPE, errno.EINVAL):
+            raise exc
+        self.reader_gone = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def guard_console() -> None:
+    """Install ``_Console`` on stdout and stderr (once; every entry script does it through ``run``)."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, _Console):
+            setattr(sys, name, _Console(stream))
+
+
 def run(main: Callable[[], int]) -> None:
     """Run ``main`` and exit with its code; expected failures become one stderr line.
 
     Ctrl-C ends the process at once with 130: the main thread's ``finally`` blocks have run
     (the reuse cache is synced, every file is written whole or not at all), and threads still
-    waiting on the network are not waited for, as the interpreter's own exit would.
+    waiting on the network are not waited for, as the interpreter's own exit would. Output goes
+    through ``guard_console``: any console encoding, and a reader that goes away changes nothing.
     """
+    guard_console()
     try:
         code = main()
     except QwenOpsError as exc:
@@ -64,5 +127,5 @@ def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (BrokenPipeError, ValueError):
+        except (OSError, ValueError):
             pass

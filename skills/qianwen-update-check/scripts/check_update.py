@@ -192,15 +192,34 @@ def main() -> int:
         result = {"has_update": False, "current": None, "latest": None, "info": "", "checked_at": None,
                   "error": f"update check failed ({exc.__class__.__name__})"}
     if args.print_response:
-        print(json.dumps(result))
+        _emit(json.dumps(result))
     elif result.get("error"):
-        print(f"update check: {result['error']} (current {result['current']})")
+        _emit(f"update check: {result['error']} (current {result['current']})")
     elif result["has_update"]:
-        print(f"update available: {result['current']} -> {result['latest']}. Update with: "
+        _emit(f"update available: {result['current']} -> {result['latest']}. Update with: "
               f"npx skills add {repo_name()} --full-depth --skill '*' {installer_args(SKILL_DIR)} -y")
     else:
-        print(f"qianwen-ops-auth {result['current']} is up to date")
+        _emit(f"qianwen-ops-auth {result['current']} is up to date")
     return 0
+
+
+def _emit(line: str) -> None:
+    """Print one line whatever the console: unshowable characters escaped, a reader that went away
+    (``| head``) ignored, so the exit code stays 0 and nothing is printed about it."""
+    try:
+        sys.stdout.reconfigure(errors="backslashreplace")
+    except (AttributeError, ValueError, OSError):
+        pass
+    try:
+        print(line)
+        sys.stdout.flush()
+    except OSError:  # EPIPE, or EINVAL on a closed Windows pipe
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail either
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
 
 
 if __name__ == "__main__":
