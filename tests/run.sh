@@ -25,8 +25,10 @@ trap 'rm -rf "$tmp" "$LOG"' EXIT
 # Runs an install step with its output in $LOG; on failure shows that output and the usual fixes.
 install_step() {
   local what="$1"; shift
-  if ! "$@" >"$LOG" 2>&1; then
-    echo "error: $what failed (exit $?). Its last lines:" >&2
+  local status=0
+  "$@" >"$LOG" 2>&1 || status=$?
+  if [ "$status" -ne 0 ]; then
+    echo "error: $what failed (exit $status). Its last lines:" >&2
     tail -n 25 "$LOG" >&2
     cat >&2 <<'ADVICE'
 Usual causes and fixes:
