@@ -202,6 +202,11 @@ def test_doctor_warns_when_the_sdk_in_the_users_code_calls_another_host(env, pro
     same = run_script("doctor.py", "--offline", env=dict(run_env, DASHSCOPE_HTTP_BASE_URL=
                                                          "https://dashscope-intl.aliyuncs.com/api/v1"), cwd=project)
     assert "app host" not in same.out
+    other = run_script("doctor.py", "--offline", cwd=project, env=dict(
+        run_env, DASHSCOPE_BASE_URL="https://dashscope-us.aliyuncs.com/api/v1",
+        DASHSCOPE_COMPATIBLE_BASE_URL="https://dashscope.aliyuncs.com/compatible-mode/v1"))
+    assert "DASHSCOPE_BASE_URL (env:DASHSCOPE_BASE_URL) sends the SDK's v2 client" in other.out
+    assert "DASHSCOPE_COMPATIBLE_BASE_URL (env:DASHSCOPE_COMPATIBLE_BASE_URL) sends the SDK's OpenAI" in other.out
 
 
 def test_doctor_reports_the_model_studio_clis_base_url(env, project, tmp_path):

@@ -236,12 +236,19 @@ def _check_app_hosts(settings: Settings, report: Report, endpoint: Endpoint) -> 
                    f"in your code calls {sdk.host} ({sdk.source}); to make your code call the same host set "
                    f"DASHSCOPE_HTTP_BASE_URL={endpoint.native_base} (or dashscope.base_http_api_url), and "
                    f"base_url={endpoint.compatible_base} for OpenAI-compatible clients")
-    compatible = settings.get("DASHSCOPE_COMPATIBLE_BASE_URL")
-    if compatible is not None:
-        host = urlsplit(compatible.value.strip()).hostname or ""
+    # read by the SDK, not by these scripts: its OpenAI-compatible base, and the v2 client's base URL
+    for name, calls in (("DASHSCOPE_COMPATIBLE_BASE_URL", "the SDK's OpenAI-compatible calls"),
+                        ("DASHSCOPE_BASE_URL", "the SDK's v2 client (dashscope.v2)")):
+        found = settings.get(name)
+        if found is None:
+            continue
+        try:
+            host = urlsplit(found.value.strip()).hostname or ""
+        except ValueError:
+            host = ""
         if host != endpoint.host:
-            report.add("app host", "warn", f"DASHSCOPE_COMPATIBLE_BASE_URL ({compatible.source}) sends the SDK's "
-                       f"OpenAI-compatible calls to {untrusted(host, 100) or 'an invalid URL'}, not {endpoint.host}")
+            report.add("app host", "warn", f"{name} ({found.source}) sends {calls} to "
+                       f"{untrusted(host, 100) or 'an invalid URL'}, not {endpoint.host}")
     profile = bailian_profile(settings)
     base = profile[0].get("base_url") if profile is not None else None
     if isinstance(base, str):
