@@ -21,11 +21,16 @@ from qianwen_ops import __version__, _build_backend
 PNG = b"\x89PNG\r\n\x1a\n packaged"
 APP = """
 import json, pathlib, qianwen_ops
-from qianwen_ops import resolve_file, upload_file, api_settings
+from qianwen_ops import QwenOpsError, resolve_file, upload_file, api_settings
 s = api_settings()
 url = resolve_file("pic.png", model="", inline=True)
+try:
+    s.headers
+except QwenOpsError as exc:
+    advice = exc.message
 print(json.dumps({"file": qianwen_ops.__file__, "version": qianwen_ops.__version__, "base_url": s.base_url,
-                  "key_status": s.key_status, "url": url, "sha256": upload_file("pic.png", "", inline=True).sha256}))
+                  "key_status": s.key_status, "url": url, "sha256": upload_file("pic.png", "", inline=True).sha256,
+                  "advice": advice}))
 """
 
 
@@ -99,6 +104,8 @@ def check_app(found: dict, tmp_path: Path) -> None:
     assert found["base_url"] == "https://dashscope.aliyuncs.com/compatible-mode/v1"
     assert found["url"] == "data:image/png;base64," + base64.b64encode(PNG).decode()
     assert found["sha256"] == hashlib.sha256(PNG).hexdigest()
+    # installed as a package there is no setup_env.py beside it: the advice says what to set instead
+    assert "set DASHSCOPE_API_KEY" in found["advice"] and "setup_env.py" not in found["advice"]
 
 
 def test_pip_install_of_a_fresh_clone(source_repo, tmp_path):  # noqa: F811 - the imported fixture
