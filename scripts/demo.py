@@ -97,7 +97,13 @@ def sandbox_demo(keep: bool) -> int:
         say(f"[4/6] upload_file.py 'sample image.png' -> {record['url']} (temporary storage, valid 48 h)")
         reply = ask_model(info["base_url"], info["api_key"], "qwen-vl-plus", record["url"])
         match = "matches" if f"sha256={digest}" in reply else "DOES NOT match"
-        say(f"[5/6] model call with the oss:// URL: the model read {record['bytes']} bytes, sha256 {match}")
+        code, out, err = run_script("upload_file.py", ["--inline", str(image)], project, env)
+        if code != 0:
+            raise errors.QwenOpsError(f"--inline failed: {err}", code)
+        reply += ask_model(info["base_url"], info["api_key"], "qwen-vl-plus", out.splitlines()[0])
+        inline = "matches" if reply.count(f"sha256={digest}") == 2 else "DOES NOT match"
+        say(f"[5/6] model call with the oss:// URL: the model read {record['bytes']} bytes, sha256 {match}; "
+            f"with --inline (a data: URL, nothing uploaded): sha256 {inline}")
         try:
             import oss2  # noqa: F401  (only to know whether the optional mode can run)
         except ImportError:

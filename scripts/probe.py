@@ -8,15 +8,20 @@ failure). The key is never printed. A non-secret record is saved under
 <project>/output/qianwen-ops-auth/, <project> being the nearest folder holding .git
 from the current directory up (else the current directory); doctor.py prints it.
 
---all-regions sends the same request to the three documented hosts (cn, intl, us) and
-prints one line per region, "<region> <status>" (000: no answer); exit 0 when any region
-accepts the key, 5 when none does but one answered 401/403, 8 when no region answered
+--all-regions sends the same request to the documented hosts of cn, intl and us (and, when
+DASHSCOPE_WORKSPACE_ID is set, to that workspace's MaaS hosts in the official SDK's regions
+ap-southeast-1, us-east-1, cn-hongkong, eu-central-1, ap-northeast-1) and prints one line per
+region, "<region> <status>" (000: no answer). When a region accepts the key, "use: ..." lines
+follow: the setting for these scripts, and what your own code must use for that region (the
+OpenAI-compatible base_url, and DASHSCOPE_HTTP_BASE_URL for the dashscope SDK). Exit 0 when any
+region accepts the key, 5 when none does but one answered 401/403, 8 when no region answered
 (network). It never sends the key to a QWEN_BASE_URL host. Proxies (HTTPS_PROXY,
 NO_PROXY...) and CA certificates (SSL_CERT_FILE, REQUESTS_CA_BUNDLE...) come from the
 environment only, never from a .env file.
 """
 
 from qianwen_ops import cli, errors
+from qianwen_ops.endpoints import app_settings, app_settings_lines
 from qianwen_ops.evidence import write_record
 from qianwen_ops.probe import DEFAULT_MODEL, DEFAULT_TIMEOUT, probe_regions, regions_exit_code, run_probe
 from qianwen_ops.settings import Settings
@@ -32,7 +37,8 @@ def main() -> int:
                         help=f"seconds to wait for the answer (default {DEFAULT_TIMEOUT:g})")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the code")
     parser.add_argument("--all-regions", action="store_true",
-                        help="try the key on the cn, intl and us hosts; one line per region")
+                        help="try the key on the cn, intl and us hosts (and the MaaS regions when "
+                             "DASHSCOPE_WORKSPACE_ID is set); one line per region, then what your code must use")
     args = parser.parse_args()
     if not 0 < args.timeout <= 600:
         parser.error("--timeout must be between 0 and 600 seconds")
@@ -47,7 +53,7 @@ def main() -> int:
     record = result.record()
     write_record("probe", {**record, "model": args.model})
     if args.json:
-        cli.print_json(record)
+        cli.print_json(with_error(record, result.exit_code, result.error_message, result.error_code))
     else:
         print(result.status if result.status is not None else "000")
     if result.exit_code != errors.OK and not args.json:
@@ -61,20 +67,41 @@ def all_regions(args) -> int:
     records = {region: result.record() for region, result in results}
     code = regions_exit_code(results)
     write_record("probe", {"all_regions": records, "exit_code": code, "model": args.model})
+    accepted = next((result.endpoint for _, result in results if result.exit_code == errors.OK), None)
     if args.json:
-        cli.print_json({"exit_code": code, "regions": records})
+        found = {"exit_code": code, "regions": records}
+        if accepted is not None:
+            found["app"] = {"region": accepted.region, **app_settings(accepted)}
+        cli.print_json(with_error(found, code, regions_message(results)))
         return code
     for region, result in results:
         print(f"{region} {result.status if result.status is not None else '000'}")
+    if accepted is not None:
+        for line in app_settings_lines(accepted):
+            print(f"use: {line}")
     if code != errors.OK:
-        first = next(r for _, r in results if r.exit_code != errors.OK)
-        if all(r.status is None for _, r in results):
-            cli.fail(f"no region answered ({first.error_message or 'request failed'})")
-        elif first.status is None:
-            cli.fail(first.error_message or "request failed")
-        else:
-            cli.fail("no region accepted the key")
+        cli.fail(regions_message(results))
     return code
+
+
+def regions_message(results: list) -> str:
+    """The one line that says why --all-regions failed."""
+    first = next((r for _, r in results if r.exit_code != errors.OK), None)
+    if first is None:
+        return ""
+    if all(r.status is None for _, r in results):
+        return f"no region answered ({first.error_message or 'request failed'})"
+    if first.status is None:
+        return first.error_message or "request failed"
+    return "no region accepted the key"
+
+
+def with_error(record: dict, exit_code: int, message: str, service_code: str = "") -> dict:
+    """``record`` plus the one JSON error object (errors.error_object) when ``exit_code`` is a failure."""
+    if exit_code == errors.OK:
+        return record
+    detail = f" ({service_code})" if service_code else ""
+    return {**record, **errors.error_object(exit_code, f"{message or 'request failed'}{detail}")}
 
 
 if __name__ == "__main__":

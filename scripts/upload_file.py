@@ -9,6 +9,12 @@ go to your own bucket and the URL is a presigned https:// URL (no header needed)
 http(s)://, oss:// and data: inputs are printed unchanged. An unchanged file is
 not uploaded again while its URL is still valid (the reuse cache). Use -- before
 a path that starts with '-'.
+
+--inline sends nothing: each local file is printed as a data:<mime>;base64,... URL,
+which a model call can carry itself (no upload, no 48-hour expiry, no model or
+account binding, no header). A file whose data: URL would be over DashScope's
+10,485,760-byte limit per data: item (about 7.5 MiB of file) is refused (exit 10).
+--model is optional with --inline. Credential files are never uploaded nor inlined.
 """
 
 import sys
@@ -40,14 +46,25 @@ def progress_bar():
     return show
 
 
+def evidence_url(url: str) -> str:
+    """The URL as the evidence file keeps it: no query string (signatures), no inlined file content."""
+    if url.startswith("data:"):
+        return url.split(",", 1)[0] + ",..."
+    return url.split("?", 1)[0]
+
+
 def main() -> int:
     parser = cli.ArgumentParser(prog="upload_file.py", description=__doc__,
                                 epilog=cli.exit_code_epilog(CODES) + "\nWith several failed inputs, the exit "
                                 "code is the first failed input's.")
     parser.add_argument("inputs", nargs="+", metavar="FILE_OR_URL", help="local paths, file:// URIs or URLs")
-    parser.add_argument("--model", required=True, help="the model that will read the files, e.g. qwen-vl-plus")
+    parser.add_argument("--model",
+                        help="the model that will read the files, e.g. qwen-vl-plus (needed unless --inline)")
     parser.add_argument("--json", action="store_true",
-                        help="one JSON line per input: source, url, expires_at, backend, bytes, sha256 (or error)")
+                        help="one JSON line per input: source, url, expires_at, backend, bytes, sha256, or source "
+                             "and the error object {code, message, exit_code}")
+    parser.add_argument("--inline", action="store_true",
+                        help="print small local files as data: URLs instead of uploading them (nothing is sent)")
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
                         help=f"uploads in parallel, 1-{MAX_CONCURRENCY} (default {DEFAULT_CONCURRENCY})")
     parser.add_argument("--no-cache", action="store_true", help="upload again even if a cached URL is valid")
@@ -56,12 +73,14 @@ def main() -> int:
                         f"the retries of one request end within {RETRY_DEADLINE_FACTOR:g} x this, plus the "
                         f"time to send the file at {MIN_UPLOAD_RATE // 1024} KiB/s")
     args = parser.parse_args()
+    if not args.model and not args.inline:
+        parser.error("the following arguments are required: --model (or use --inline)")
     try:
-        check_options(args.model, args.concurrency, args.timeout)
+        check_options(args.model or "", args.concurrency, args.timeout, args.inline)
     except errors.QwenOpsError as exc:
         parser.error(f"--{exc.message}")
-    outcomes = upload_many(args.inputs, args.model, use_cache=not args.no_cache,
-                           concurrency=args.concurrency, progress=progress_bar(), timeout=args.timeout)
+    outcomes = upload_many(args.inputs, args.model or "", use_cache=not args.no_cache, concurrency=args.concurrency,
+                           progress=progress_bar(), timeout=args.timeout, inline=args.inline)
     records = []
     exit_code = errors.OK
     for outcome in outcomes:
@@ -73,15 +92,16 @@ def main() -> int:
                 cli.print_json({**record, "source": one_line(outcome.source)})
             else:
                 print(one_line(outcome.upload.url))
-            records.append({**record, "source": display(outcome.source), "url": record["url"].split("?", 1)[0]})
+            records.append({**record, "source": display(outcome.source), "url": evidence_url(record["url"])})
         else:
             message = one_line(outcome.error.message)
             if args.json:
-                cli.print_json({"source": one_line(outcome.source), "error": message})
+                cli.print_json({"source": one_line(outcome.source),
+                                **errors.error_object(outcome.error.exit_code, message)})
             cli.fail(message)
             records.append({"source": display(outcome.source), "error": message})
             exit_code = exit_code or outcome.error.exit_code
-    append_records("uploads", [dict(r, model=args.model) for r in records])
+    append_records("uploads", [dict(r, model=args.model or "") for r in records])
     return exit_code
 
 

@@ -22,7 +22,8 @@ def test_demo_with_oss2_shows_both_backends(env, project, tmp_path):
     lines = done.stdout.splitlines()
     assert [line[:5] for line in lines[1:7]] == ["[1/6]", "[2/6]", "[3/6]", "[4/6]", "[5/6]", "[6/6]"]
     assert "-> 000 (exit 3)" in lines[2] and "-> 200 (exit 0)" in lines[3] and "oss://" in lines[4]
-    assert done.stdout.count("sha256 matches") == 2 and "DOES NOT" not in done.stdout
+    assert done.stdout.count("sha256 matches") == 3 and "DOES NOT" not in done.stdout  # oss://, data:, custom OSS
+    assert "with --inline (a data: URL, nothing uploaded): sha256 matches" in lines[5]
     assert list(tmp.iterdir()) == [] and list(project.iterdir()) == []
     assert done.stderr == ""
 

@@ -172,6 +172,7 @@ SITUATIONS = {
     "no `.env` yet": (None, {}),
     "everything at once": (WORKING, {}),
     "local image for a vision model": (WORKING, {}),
+    "small local image, no upload": (None, {}),  # inline: no key needed, nothing sent
     "own bucket wanted": (WORKING, {}),
     "after a task (update check)": (WORKING, {}),
     "update prompt state": (WORKING, {}),
@@ -261,11 +262,12 @@ def test_doctor_json_self_check_named_in_agent_compatibility(sb, env, project):
 def test_readme_import_lines_work(sb, env, project):
     block = (ROOT / "README.md").read_text().split("```python\n")[1].split("```")[0]
     (project / "photo.png").write_bytes(b"readme example")
-    code = block.replace("/path/to/qianwen-ops-auth", str(ROOT))
-    done = subprocess.run([sys.executable, "-c", code], env=sandbox_env(env, sb), cwd=project, capture_output=True,
+    # as after `pip install` (tests/test_packaging.py installs it for real)
+    run_env = dict(sandbox_env(env, sb), PYTHONPATH=str(SCRIPTS))
+    done = subprocess.run([sys.executable, "-c", block], env=run_env, cwd=project, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert "oss://" in done.stdout
+    assert "oss://" in done.stdout and "data:image/png;base64," in done.stdout
 
 
 def test_scripts_have_help():

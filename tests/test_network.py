@@ -285,7 +285,8 @@ def test_all_regions_goes_only_to_the_documented_hosts(proxies, net_env, pki, tl
     run_env = dict(net_env, HTTPS_PROXY=proxy.url(), SSL_CERT_FILE=pki["server-ca"],
                    QWEN_BASE_URL="https://gateway.example.test")
     result = run_script("probe.py", "--all-regions", env=run_env, cwd=project)
-    assert (result.code, result.out.splitlines()) == (0, ["cn 401", "intl 200", "us 000"])
+    assert (result.code, result.out.splitlines()[:3]) == (0, ["cn 401", "intl 200", "us 000"])
+    assert "use: base_url https://dashscope-intl.aliyuncs.com/compatible-mode/v1" in result.out  # for the app
     assert sorted(proxy.connects()) == sorted(f"CONNECT {h}:443 HTTP/1.1" for h in REGION_HOSTS)
     outside_tunnel_is_clean(proxy, tls_box.api_key)
 

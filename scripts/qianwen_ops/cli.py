@@ -9,8 +9,12 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from .errors import EXIT_CODES, INTERNAL, USAGE, QwenOpsError
+from .errors import EXIT_CODES, INTERNAL, USAGE, QwenOpsError, error_object
 from .redaction import redact
+
+# True once a script's arguments asked for --json: failures then also print the one JSON error
+# shape (errors.error_object) on stdout, besides the one stderr line.
+_json_output = False
 
 
 def exit_code_epilog(codes: Sequence[int]) -> str:
@@ -24,8 +28,27 @@ class ArgumentParser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)
 
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        if getattr(parsed, "json", False):
+            json_output(True)
+        return parsed
+
     def error(self, message: str):  # noqa: D401 - argparse API
+        if "--json" in self._option_string_actions and _asks_for_json(sys.argv[1:]):
+            print_json(error_object(USAGE, f"{self.prog}: {message}"))
         self.exit(USAGE, f"{self.prog}: error: {redact(message)} (see --help)\n")
+
+
+def _asks_for_json(argv: Sequence[str]) -> bool:
+    """``--json`` among the options (before a ``--``), even when the rest did not parse."""
+    return "--json" in (argv[:argv.index("--")] if "--" in argv else argv)
+
+
+def json_output(on: bool) -> None:
+    """Say whether failures are also reported as the JSON error object (``--json``)."""
+    global _json_output
+    _json_output = on
 
 
 def fail(message: str) -> None:
@@ -110,6 +133,7 @@ def run(main: Callable[[], int]) -> None:
     except QwenOpsError as exc:
         fail(redact(exc.message))
         code = exc.exit_code
+        _print_json_error(code, exc.message)
     except KeyboardInterrupt:
         fail("interrupted")
         _flush()
@@ -119,8 +143,17 @@ def run(main: Callable[[], int]) -> None:
     except Exception as exc:  # a bug: still one line, never a traceback or a value
         fail(f"internal error ({exc.__class__.__name__}); please report it")
         code = INTERNAL
+        _print_json_error(code, f"internal error ({exc.__class__.__name__}); please report it")
     _flush()
     sys.exit(code)
+
+
+def _print_json_error(code: int, message: str) -> None:
+    if _json_output:
+        try:
+            print_json(error_object(code, message))
+        except Exception:  # noqa: S110 - the stderr line already said it; never a second failure
+            pass
 
 
 def _flush() -> None:

@@ -2,9 +2,15 @@
 
 Chain (first match wins): env ``QIANWEN_API_KEY`` (alias, wins over the next),
 env ``DASHSCOPE_API_KEY``, ``.env`` in the current directory, ``.env`` at the
-repository root, and last the Model Studio CLI's ``config.json`` (its active profile's
-``api_key``; see ``bailian_key``). Note that the CLI itself puts its file *before*
-``DASHSCOPE_API_KEY``; doctor says so when the two differ.
+repository root, the official ``dashscope`` SDK's key file (``sdk_key_file``: the file named
+by ``DASHSCOPE_API_KEY_FILE_PATH``, else ``~/.dashscope/api_key``), and last the Model Studio
+CLI's ``config.json`` (its active profile's ``api_key``; see ``bailian_key``). Note that the CLI
+itself puts its file *before* ``DASHSCOPE_API_KEY``; doctor says so when the two differ.
+
+Why the SDK's file sits there: the SDK reads ``DASHSCOPE_API_KEY`` first and its file only
+without it, and an app that calls ``load_dotenv()`` puts the ``.env`` key into that variable,
+so the SDK too prefers the ``.env`` files over its own file; the CLI's file is read by the CLI
+only, never by the user's Python code, so it comes last.
 
 The value lives in a ``Secret`` whose ``repr``/``str`` never show it; only
 ``reveal()`` gives it, where a request header or the user's own code needs the value.
@@ -25,6 +31,9 @@ from .redaction import remember
 from .settings import Settings
 
 KEY_NAMES = ("QIANWEN_API_KEY", "DASHSCOPE_API_KEY")
+SDK_KEY_FILE = Path(".dashscope") / "api_key"
+SDK_KEY_FILE_VARIABLE = "DASHSCOPE_API_KEY_FILE_PATH"
+SDK_KEY_FILE_LIMIT = 64 * 1024
 BAILIAN_CONFIG = Path(".bailian") / "config.json"
 BAILIAN_CONFIG_LIMIT = 1024 * 1024
 
@@ -47,6 +56,10 @@ KEY_ADVICE = {
     TOKEN_PLAN: ("the API key in {source} is a Token Plan key (sk-sp-); Token Plan is for interactive "
                  "tools only and these scripts need a standard pay-as-you-go key (sk-)"),
 }
+
+
+NO_KEY_LIBRARY = ("no API key found; set DASHSCOPE_API_KEY in the environment or in your project's .env "
+                  "(or save it with dashscope.save_api_key())")
 
 
 class Secret:
@@ -80,7 +93,7 @@ class ApiKey(NamedTuple):
     """What the chain found: status word, source, and the hidden value."""
 
     status: str          # one of NOT_SET, PLACEHOLDER, STANDARD, TOKEN_PLAN, MALFORMED
-    source: str          # "env:QIANWEN_API_KEY", a .env path, "~/.bailian/config.json", or ""
+    source: str          # "env:QIANWEN_API_KEY", a .env path, "~/.dashscope/api_key", "~/.bailian/config.json", or ""
     secret: Secret | None
     problem: str = ""    # for MALFORMED: which rule it broke (never the value)
 
@@ -117,8 +130,10 @@ def classify_key(value: str | None) -> tuple[str, str]:
 
 def key_advice(key: "ApiKey") -> str:
     """One line saying what is wrong with an unusable key and where to fix it (never the value)."""
-    from .project import script_command
+    from .project import SKILL_DIR, script_command
 
+    if key.status == NOT_SET and not (SKILL_DIR / "scripts" / "setup_env.py").is_file():
+        return NO_KEY_LIBRARY  # the library installed with pip: no skill folder, no setup script beside it
     return KEY_ADVICE[key.status].format(source=key.source or ".env", problem=key.problem,
                                          setup=script_command("setup_env.py"))
 
@@ -149,8 +164,8 @@ def bailian_config_path(settings: Settings) -> tuple[Path, str]:
     return settings.home / BAILIAN_CONFIG, "~/.bailian/config.json"
 
 
-def bailian_key(settings: Settings) -> tuple[str, str] | None:
-    """(value, source) of the CLI's active-profile ``api_key``, or None. Never raises."""
+def bailian_profile(settings: Settings) -> tuple[dict, str] | None:
+    """(active profile's fields, source) of the CLI's config file, or None. Never raises."""
     from .fsutil import read_limited
 
     path, label = bailian_config_path(settings)
@@ -170,10 +185,82 @@ def bailian_key(settings: Settings) -> tuple[str, str] | None:
         if not isinstance(block, dict):
             return None  # the CLI refuses an active profile that does not exist
         source = f"{label} (profile {active})"
-    value = block.get("api_key")
+    return block, source
+
+
+def bailian_key(settings: Settings) -> tuple[str, str] | None:
+    """(value, source) of the CLI's active-profile ``api_key``, or None. Never raises."""
+    profile = bailian_profile(settings)
+    if profile is None:
+        return None
+    value = profile[0].get("api_key")
     if isinstance(value, str) and value.strip():
-        return value.strip(), source
+        return value.strip(), profile[1]
     return None
+
+
+# The official SDK (dashscope 2.0.2: dashscope/common/api_key.py get_default_api_key, and
+# dashscope/v2/_config.py _api_key_from_file): without DASHSCOPE_API_KEY it reads the whole file named
+# by DASHSCOPE_API_KEY_FILE_PATH (a process environment variable) and strips it; only when that
+# variable is unset, ~/.dashscope/api_key (what dashscope.save_api_key() writes). The folder is the
+# constant DEFAULT_DASHSCOPE_CACHE_PATH = Path.home() / ".dashscope" (common/constants.py): no
+# environment variable moves it. Here the file is read bounded (64 KiB), a regular file only, and
+# only when it and its folder belong to the current user (or to root) and the folder is not
+# writable by others, the rule .env files follow.
+
+def sdk_key_file_path(settings: Settings) -> tuple[Path, str]:
+    """(path, how to name it) of the SDK's key file; only the process environment can move it."""
+    named = settings.env.get(SDK_KEY_FILE_VARIABLE)
+    if named:
+        path = Path(named)
+        if named == "~" or named.startswith("~/"):
+            path = settings.home / named[2:]
+        return path, f"${SDK_KEY_FILE_VARIABLE} ({path})"
+    return settings.home / SDK_KEY_FILE, "~/.dashscope/api_key"
+
+
+def _owned_by_root(path: Path) -> bool:
+    """A root-owned file in a root-owned folder others cannot write (a mounted secret): root is trusted."""
+    import os
+    import stat
+
+    try:
+        info, folder = os.stat(path), os.stat(path.parent)
+    except OSError:
+        return False
+    return info.st_uid == 0 and folder.st_uid == 0 and not folder.st_mode & stat.S_IWOTH
+
+
+def sdk_key_file(settings: Settings) -> tuple[str, str] | None:
+    """(value, source) from the SDK's key file, or None (missing, empty, special, too large, untrusted)."""
+    import os
+
+    from .fsutil import read_limited
+    from .project import trusted
+
+    path, label = sdk_key_file_path(settings)
+    if not os.path.lexists(path) or not (_owned_by_root(path) or trusted(path)):
+        return None
+    raw = read_limited(path, SDK_KEY_FILE_LIMIT)
+    if raw is None:
+        return None
+    value = raw.decode("utf-8", "replace").strip()
+    return (value, label) if value else None
+
+
+def is_sdk_key_source(source: str) -> bool:
+    """True for a key source naming the SDK's key file (what ``sdk_key_file`` reports)."""
+    return source.startswith(("~/.dashscope/", f"${SDK_KEY_FILE_VARIABLE}"))
+
+
+def is_sdk_key_file(path: Path, settings: Settings) -> bool:
+    """True when ``path`` is the SDK's key file (by identity, so any spelling of the path counts)."""
+    import os
+
+    try:
+        return os.path.samefile(path, sdk_key_file_path(settings)[0])
+    except OSError:
+        return False
 
 
 class KeyCandidate(NamedTuple):
@@ -200,6 +287,9 @@ def key_candidates(settings: Settings, salt: str) -> list:
             values = {}
         for name in KEY_NAMES:
             add(values.get(name) or "", str(path))
+    from_sdk = sdk_key_file(settings)
+    if from_sdk is not None:
+        add(*from_sdk)
     from_cli = bailian_key(settings)
     if from_cli is not None:
         add(*from_cli)
@@ -212,9 +302,9 @@ def find_api_key(settings: Settings) -> ApiKey:
     if found is not None:
         value, source = found.value, found.source
     else:
-        from_cli = bailian_key(settings)
-        if from_cli is None:
+        from_file = sdk_key_file(settings) or bailian_key(settings)
+        if from_file is None:
             return ApiKey(NOT_SET, "", None)
-        value, source = from_cli
+        value, source = from_file
     status, problem = classify_key(value)
     return ApiKey(status, source, Secret(value), problem)

@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import errors
-from .credentials import STANDARD, TOKEN_PLAN, ApiKey, find_api_key, key_advice, key_candidates, key_exit_code
-from .endpoints import KNOWN_HOSTS, REGION_ROOTS, Endpoint, is_loopback_host, resolve_endpoint
+from .credentials import (
+    STANDARD,
+    TOKEN_PLAN,
+    ApiKey,
+    find_api_key,
+    is_sdk_key_source,
+    key_advice,
+    key_candidates,
+    key_exit_code,
+)
+from .endpoints import (
+    MAAS_REGIONS,
+    REGION_ROOTS,
+    Endpoint,
+    app_settings,
+    app_settings_lines,
+    is_documented_host,
+    is_loopback_host,
+    resolve_endpoint,
+)
 from .errors import QwenOpsError
 from .evidence import evidence_dir
 from .probe import probe_regions, run_probe
@@ -41,17 +58,19 @@ class Report:
         self.fail(exc.exit_code)
 
     def as_dict(self) -> dict:
-        return {"ok": self.exit_code == errors.OK, "exit_code": self.exit_code, **self.facts, "checks": self.checks}
+        data = {"ok": self.exit_code == errors.OK, "exit_code": self.exit_code, **self.facts, "checks": self.checks}
+        if self.exit_code != errors.OK:  # the one JSON error shape of every script (errors.error_object)
+            failed = next((c for c in self.checks if c["status"] == "fail"), None)
+            why = f"{failed['name']}: {failed['detail']}" if failed else errors.EXIT_CODES.get(self.exit_code, "")
+            data.update(errors.error_object(self.exit_code, why))
+        return data
 
 
 def bundle_version() -> str:
-    from .update_prompt import find_update_skill
+    """The bundle's one version number (``qianwen_ops.__version__``; version.json and pyproject follow it)."""
+    from . import __version__
 
-    sibling = find_update_skill()
-    try:
-        return json.loads((sibling / "version.json").read_text(encoding="utf-8"))["version"] if sibling else "unknown"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "unknown"
+    return __version__
 
 
 def _check_key_and_endpoint(settings: Settings, report: Report, offline: bool, timeout: float) -> None:
@@ -72,12 +91,13 @@ def _check_key_and_endpoint(settings: Settings, report: Report, offline: bool, t
     report.facts.update(endpoint_host=endpoint.host)
     report.add("endpoint", "ok", f"{endpoint.root} ({endpoint.source})")
     _check_documented_host(endpoint, report)
+    _check_app_hosts(settings, report, endpoint)
     _check_network(settings, report, endpoint)
-    if key.status == TOKEN_PLAN and not endpoint.is_token_plan:
+    if key.status == TOKEN_PLAN and not (endpoint.is_token_plan or endpoint.is_coding_plan):
         guide = skill_path("references", "tokenplan.md", cwd=settings.cwd)
         report.add("key fits endpoint", "fail", "a Token Plan key (sk-sp-) on a standard host is rejected with 401; "
                    f"these scripts need a standard key (see {guide})")
-    elif key.status == STANDARD and endpoint.is_token_plan:
+    elif key.status == STANDARD and (endpoint.is_token_plan or endpoint.is_coding_plan):
         report.add("key fits endpoint", "fail", "a standard key on the Token Plan host is rejected; "
                    "unset QWEN_BASE_URL or use the standard host")
         report.fail(errors.CONFIG)
@@ -90,12 +110,13 @@ def _check_key_and_endpoint(settings: Settings, report: Report, offline: bool, t
         report.facts.update(probe_status=result.status)
         if result.exit_code == errors.OK:
             report.add("probe", "ok", f"HTTP {result.status} in {result.latency_ms} ms")
+            _report_app_endpoint(report, endpoint, "info", "your application calls the same host with")
         else:
             shown = f"HTTP {result.status}" if result.status is not None else "no answer"
             code = f" {result.error_code}" if result.error_code else ""
             report.add("probe", "fail", f"{shown}{code}: {result.error_message}")
             report.fail(result.exit_code)
-            if result.status == 401 and endpoint.region in REGION_ROOTS:
+            if result.status == 401 and (endpoint.region in REGION_ROOTS or endpoint.region in MAAS_REGIONS):
                 _check_other_regions(settings, report, key, endpoint, timeout)
     else:
         report.add("probe", "skip", "no usable key, no request sent")
@@ -115,7 +136,11 @@ def _check_key_sources(settings: Settings, report: Report) -> None:
         if other.fingerprint == effective.fingerprint or other.source in told:
             continue
         told.add(other.source)
-        if "config.json" in other.source:
+        if is_sdk_key_source(other.source):
+            report.add("key sources", "warn",
+                       f"{effective.source} overrides a different key in {other.source}, which the dashscope SDK "
+                       "uses when DASHSCOPE_API_KEY is not set: make them the same key, or delete the stale one")
+        elif "config.json" in other.source:
             report.add("key sources", "warn",
                        f"the Model Studio CLI's {other.source} holds a different key; the CLI (bl) prefers that "
                        f"file over DASHSCOPE_API_KEY while these scripts use {effective.source}: make them the "
@@ -158,7 +183,7 @@ def _check_network(settings: Settings, report: Report, endpoint: Endpoint) -> No
 
 
 def _check_documented_host(endpoint: Endpoint, report: Report) -> None:
-    if endpoint.host in KNOWN_HOSTS:
+    if is_documented_host(endpoint.host):
         return
     if is_loopback_host(endpoint.host):
         report.add("endpoint host", "warn", "QWEN_BASE_URL points to this machine (loopback, e.g. the sandbox): "
@@ -177,10 +202,64 @@ def _check_other_regions(settings: Settings, report: Report, key: ApiKey, endpoi
     if works and endpoint.region not in works:
         report.add("region", "fail", f"your key works on {works[0]}: set QWEN_REGION={works[0]} "
                    f"(it was rejected on {endpoint.region}; keys belong to one region)")
+        accepted = next(result.endpoint for region, result in results if region == works[0])
+        _report_app_endpoint(report, accepted, "fail", f"your application must call {works[0]} too:")
     elif not works:
         shown = ", ".join(f"{r} {x.status if x.status is not None else '000'}" for r, x in results)
         report.add("region", "fail", f"no region accepted the key ({shown}); it may be revoked or mistyped: "
                    "create a new key in the console")
+
+
+def _report_app_endpoint(report: Report, endpoint: Endpoint, state: str, lead: str) -> None:
+    """What the user's own code must use to call ``endpoint`` (both base URLs, the SDK's variable)."""
+    report.facts["app"] = app_settings(endpoint)
+    report.add("app endpoint", state, f"{lead} " + "; ".join(app_settings_lines(endpoint)[1:]))
+
+
+def _check_app_hosts(settings: Settings, report: Report, endpoint: Endpoint) -> None:
+    """Would the user's SDK code (or the Model Studio CLI) call another host than these scripts?"""
+    from urllib.parse import urlsplit
+
+    from .credentials import bailian_profile
+    from .endpoints import sdk_endpoint
+    from .network import valid_host
+
+    if is_loopback_host(endpoint.host):
+        return  # the sandbox: the "proves nothing" warning already says the real host is elsewhere
+    try:
+        sdk = sdk_endpoint(settings)
+    except QwenOpsError as exc:
+        report.add("app host", "warn", f"the dashscope SDK's own settings are not usable: {exc.message}")
+        sdk = None
+    if sdk is not None and sdk.root != endpoint.root:
+        report.add("app host", "warn", f"these scripts call {endpoint.host} ({endpoint.source}) but the dashscope SDK "
+                   f"in your code calls {sdk.host} ({sdk.source}); to make your code call the same host set "
+                   f"DASHSCOPE_HTTP_BASE_URL={endpoint.native_base} (or dashscope.base_http_api_url), and "
+                   f"base_url={endpoint.compatible_base} for OpenAI-compatible clients")
+    # read by the SDK, not by these scripts: its OpenAI-compatible base, and the v2 client's base URL
+    for name, calls in (("DASHSCOPE_COMPATIBLE_BASE_URL", "the SDK's OpenAI-compatible calls"),
+                        ("DASHSCOPE_BASE_URL", "the SDK's v2 client (dashscope.v2)")):
+        found = settings.get(name)
+        if found is None:
+            continue
+        try:
+            host = urlsplit(found.value.strip()).hostname or ""
+        except ValueError:
+            host = ""
+        if host != endpoint.host:
+            report.add("app host", "warn", f"{name} ({found.source}) sends {calls} to "
+                       f"{untrusted(host, 100) or 'an invalid URL'}, not {endpoint.host}")
+    profile = bailian_profile(settings)
+    base = profile[0].get("base_url") if profile is not None else None
+    if isinstance(base, str):
+        try:
+            host = urlsplit(base.strip()).hostname or ""
+        except ValueError:
+            host = ""
+        if valid_host(host) and host != endpoint.host:
+            report.add("app host", "info", f"the Model Studio CLI's {profile[1]} has base_url host "
+                       f"{untrusted(host, 100)}; these scripts call {endpoint.host} (the CLI's base_url is "
+                       "reported, not used: set QWEN_BASE_URL or QWEN_REGION to follow it)")
 
 
 def _check_users_code(report: Report, key: ApiKey) -> None:
@@ -193,6 +272,9 @@ def _check_users_code(report: Report, key: ApiKey) -> None:
     elif "config.json" in key.source:
         detail = (f"the key is only in {key.source}: your own code will not see it; export DASHSCOPE_API_KEY "
                   "or put it in your project's .env")
+    elif is_sdk_key_source(key.source):
+        detail = (f"the key is only in {key.source}: the dashscope SDK finds it there, OpenAI-compatible clients "
+                  "do not: pass the key from `from qianwen_ops import api_settings`, or export DASHSCOPE_API_KEY")
     else:
         detail = (f"the key is only in {key.source}: your own code sees it only if it loads that file "
                   "(python-dotenv's load_dotenv(), or `from qianwen_ops import api_settings`) or you export "

@@ -66,3 +66,25 @@ def exit_code_for_status(status: int) -> int:
     if status == 429:
         return RATE_LIMITED
     return HTTP_ERROR
+
+
+# The stable names of the exit codes, for machine-readable errors (``--json``): the same words
+# whatever the message says, so an agent can branch on them.
+ERROR_NAMES = {
+    INTERNAL: "internal", USAGE: "usage", NO_KEY: "no_key", TOKEN_PLAN_KEY: "token_plan_key",
+    AUTH_REJECTED: "auth_rejected", RATE_LIMITED: "rate_limited", HTTP_ERROR: "http_error",
+    NETWORK: "network", CONFIG: "config", INPUT_FILE: "input_file", MISSING_DEPENDENCY: "missing_dependency",
+    REFUSED_WRITE: "refused_write",
+}
+
+
+def error_object(exit_code: int, message: str) -> dict:
+    """The one JSON error shape of every script's ``--json`` output (the QianWen CLI's shape):
+    ``{"error": {"code": "<stable name>", "message": "<one line>", "exit_code": N}}``.
+
+    ``message`` is redacted and made one printable line here, whoever calls.
+    """
+    from .redaction import one_line, redact
+
+    return {"error": {"code": ERROR_NAMES.get(exit_code, "internal"), "message": one_line(redact(message)),
+                      "exit_code": exit_code}}

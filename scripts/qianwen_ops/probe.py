@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from . import errors
 from .credentials import ApiKey, find_api_key, key_advice, key_exit_code
-from .endpoints import REGION_ROOTS, Endpoint, resolve_endpoint
+from .endpoints import Endpoint, region_endpoints, resolve_endpoint
 from .redaction import untrusted
 from .settings import Settings
 
@@ -98,14 +98,15 @@ def run_probe(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = D
 
 def probe_regions(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = DEFAULT_TIMEOUT,
                   key: ApiKey | None = None) -> list:
-    """[(region, ProbeResult)] for the three documented hosts, in parallel; never a custom host.
+    """[(region, ProbeResult)] for the documented region hosts, in parallel; never a custom host.
 
-    The key goes only to ``REGION_ROOTS`` (cn, intl, us), whatever QWEN_BASE_URL says.
+    The key goes only to ``endpoints.region_endpoints``: cn, intl and us, and the SDK's MaaS regions
+    when a workspace id is known, whatever QWEN_BASE_URL says.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     key = key or find_api_key(settings)
-    endpoints = [Endpoint(root, region, "--all-regions") for region, root in REGION_ROOTS.items()]
+    endpoints = region_endpoints(settings)
     if key_exit_code(key) != errors.OK:
         return [(e.region, ProbeResult(key_exit_code(key), key, e, error_message=key_advice(key)))
                 for e in endpoints]

@@ -5,7 +5,7 @@ An upload turns a file into a URL (in custom OSS mode a shareable presigned link
 (exit 10, one line, never its content) when
 
 * its name marks it as a credential file (``CREDENTIAL_NAMES``, ``CREDENTIAL_SUFFIXES``,
-  ``.env.*``, ``config.json`` inside a ``.bailian`` folder), or
+  ``.env.*``, ``config.json`` inside a ``.bailian`` folder, the dashscope SDK's ``.dashscope/api_key``), or
 * it is at most ``SCAN_LIMIT`` bytes and its content holds a secret this process has loaded
   (the API key with or without its ``sk-`` prefix, an OSS AccessKey secret, an STS token: every
   value ``redaction.remember`` was given).
@@ -28,11 +28,12 @@ CREDENTIAL_SUFFIXES = (".env", ".pem", ".key")
 
 
 def is_credential_name(path: Path) -> bool:
-    """True when the file's name (or ``.bailian/config.json``) marks it as holding credentials."""
+    """True when the file's name (or ``.bailian/config.json``, ``.dashscope/api_key``) marks it as holding
+    credentials."""
     name = path.name.lower()
     if name in CREDENTIAL_NAMES or name.startswith(".env.") or name.endswith(CREDENTIAL_SUFFIXES):
         return True
-    return name == "config.json" and path.parent.name.lower() == ".bailian"
+    return (name, path.parent.name.lower()) in (("config.json", ".bailian"), ("api_key", ".dashscope"))
 
 
 def contains_secret(data: bytes) -> bool:

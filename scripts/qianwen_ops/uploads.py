@@ -2,8 +2,10 @@
 
 Backend: the user's own bucket when ``QWEN_TMP_OSS_BUCKET`` is set (presigned
 https URL, no extra header), else DashScope temporary storage (``oss://`` URL,
-valid 48 h, needs ``X-DashScope-OssResourceResolve: enable``). Remote inputs
-(``http(s)://``, ``oss://``, ``data:``) come back unchanged without a request.
+valid 48 h, needs ``X-DashScope-OssResourceResolve: enable``). With ``inline=True`` a
+small file becomes a ``data:`` URL instead (``inline.py``: nothing is sent, no key is
+needed). Remote inputs (``http(s)://``, ``oss://``, ``data:``) come back unchanged
+without a request.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable, NamedTuple, Protocol, Sequence
 
 from . import errors
-from .credentials import TOKEN_PLAN, find_api_key, key_advice, key_exit_code
+from .credentials import TOKEN_PLAN, find_api_key, is_sdk_key_file, key_advice, key_exit_code
 from .custom_oss import load_config
 from .endpoints import resolve_endpoint
 from .errors import QwenOpsError
@@ -122,9 +124,15 @@ def open_backend(settings: Settings, session) -> UploadBackend:
     return TempStorage(resolve_endpoint(settings), _usable_key(settings).secret, session)
 
 
-def check_options(model: str, concurrency: int = DEFAULT_CONCURRENCY, timeout: float = DEFAULT_TIMEOUT) -> None:
-    """The one place that checks a batch's options (library calls and upload_file.py alike)."""
-    if not isinstance(model, str) or not _MODEL.match(model):
+def check_options(model: str, concurrency: int = DEFAULT_CONCURRENCY, timeout: float = DEFAULT_TIMEOUT,
+                  inline: bool = False) -> None:
+    """The one place that checks a batch's options (library calls and upload_file.py alike).
+
+    Inlined files are bound to no model, so with ``inline`` the model may be empty.
+    """
+    if inline and not model:
+        pass
+    elif not isinstance(model, str) or not _MODEL.match(model):
         raise QwenOpsError("model must be a model name such as qwen-vl-plus", errors.USAGE)
     if not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
         raise QwenOpsError(f"concurrency must be between 1 and {MAX_CONCURRENCY}", errors.USAGE)
@@ -135,8 +143,11 @@ def check_options(model: str, concurrency: int = DEFAULT_CONCURRENCY, timeout: f
 class _Batch:
     """Shared state of one call: backend (opened lazily), cache, HTTP session, files already done."""
 
-    def __init__(self, settings: Settings, use_cache: bool, progress: Callable | None, timeout: float):
+    def __init__(self, settings: Settings, use_cache: bool, progress: Callable | None, timeout: float,
+                 inline: bool = False):
         self.settings = settings
+        self.inline = inline           # data: URLs instead of uploads (nothing sent)
+        self._secrets_loaded = False   # inline: every configured secret loaded once, so none is inlined
         self.timeout = timeout
         self._session = None           # an HttpSession, made on the first upload (cache hits need none)
         self._scope: str | None = None
@@ -190,8 +201,10 @@ class _Batch:
         if is_remote(source):
             return Upload(source, None, "url", None, None, source.startswith("oss://"), source)
         local = check_file(local_path(source, self.settings.home))
-        if is_credential_name(local.path):  # before the backend is opened: nothing sent, nothing read
+        if is_credential_name(local.path) or is_sdk_key_file(local.path, self.settings):  # nothing sent, nothing read
             raise QwenOpsError(f"refusing to upload {display(source)}: it holds credentials", errors.INPUT_FILE)
+        if self.inline:
+            return self._inline(source, local)
         key = entry_key(local, model, self.scope())
         with self._lock:
             file_lock = self._per_file.setdefault(key, threading.Lock())
@@ -202,6 +215,23 @@ class _Batch:
             upload = self._upload(source, model, local, key)
             self._done[key] = upload
             return upload
+
+    def _inline(self, source: str, local: LocalFile) -> Upload:
+        """A ``data:`` URL (nothing sent, nothing cached); a file holding a configured secret is refused."""
+        from .credentials import key_candidates
+        from .inline import data_url
+
+        with self._lock:
+            if not self._secrets_loaded:
+                self._secrets_loaded = True
+                for load in (lambda: key_candidates(self.settings, "inline"), lambda: load_config(self.settings)):
+                    try:
+                        load()
+                    except QwenOpsError:
+                        pass
+        refuse_credentials(local.path, local.size, display(source))
+        url, _, sha = data_url(local)
+        return Upload(url, None, "inline", local.size, sha, False, source)
 
     def _upload(self, source: str, model: str, local: LocalFile, key: str) -> Upload:
         hit = self.cache.lookup(key)
@@ -273,14 +303,14 @@ def _in_parallel(run: Callable[[int], Outcome], count: int, workers: int) -> lis
 
 def upload_many(sources: Sequence[str], model: str, settings: Settings | None = None,
                 use_cache: bool = True, concurrency: int = DEFAULT_CONCURRENCY,
-                progress: Callable | None = None, timeout: float = DEFAULT_TIMEOUT) -> list:
+                progress: Callable | None = None, timeout: float = DEFAULT_TIMEOUT, inline: bool = False) -> list:
     """Resolve every input; one ``Outcome`` per input, in input order (errors do not stop the rest).
 
     An input shaped like an API key is refused without being echoed; its ``Outcome.source`` is
-    ``"<redacted>"``.
+    ``"<redacted>"``. ``inline=True``: local files become ``data:`` URLs (``inline.py``), nothing is sent.
     """
-    check_options(model, concurrency, timeout)
-    batch = _Batch(settings or Settings.from_process(), use_cache, progress, timeout)
+    check_options(model, concurrency, timeout, inline)
+    batch = _Batch(settings or Settings.from_process(), use_cache, progress, timeout, inline)
 
     def run(index: int) -> Outcome:
         source = sources[index]
@@ -307,15 +337,19 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
 
 
 def upload_file(path: str | Path, model: str, settings: Settings | None = None,
-                use_cache: bool = True) -> Upload:
-    """Upload one local file (path or file:// URI); raises ``QwenOpsError`` on failure."""
-    outcome = upload_many([str(path)], model, settings, use_cache, concurrency=1)[0]
+                use_cache: bool = True, inline: bool = False) -> Upload:
+    """Upload one local file (path or file:// URI); raises ``QwenOpsError`` on failure.
+
+    ``inline=True``: no upload; ``.url`` is a ``data:`` URL (files up to about 7.5 MiB, see ``inline.py``).
+    """
+    outcome = upload_many([str(path)], model, settings, use_cache, concurrency=1, inline=inline)[0]
     if outcome.error is not None:
         raise outcome.error
     return outcome.upload
 
 
 def resolve_file(source: str | Path, model: str, settings: Settings | None = None,
-                 use_cache: bool = True) -> str:
-    """A model-ready URL for ``source``: remote URLs unchanged, local files uploaded."""
-    return upload_file(source, model, settings, use_cache).url
+                 use_cache: bool = True, inline: bool = False) -> str:
+    """A model-ready URL for ``source``: remote URLs unchanged, local files uploaded (``inline=True``:
+    returned as a ``data:`` URL, nothing sent; a file over the inline limit raises exit 10)."""
+    return upload_file(source, model, settings, use_cache, inline).url

@@ -10,7 +10,10 @@
   ``placeholder``...) and where, without the value.
 
 Same chain as the scripts (environment, ``.env`` in the current directory, ``.env`` at the
-project root, the Model Studio CLI's config), and nothing is written to ``os.environ``.
+project root, the dashscope SDK's key file, the Model Studio CLI's config) and the same host
+(``QWEN_BASE_URL``, ``QWEN_REGION``, then the SDK's own region/workspace/base-URL settings), and
+nothing is written to ``os.environ``. Installed with ``pip install <skill folder>``, or imported
+with the skill's ``scripts`` folder on ``sys.path``.
 ``repr`` never shows the key; ``headers`` and ``api_key`` raise ``QwenOpsError`` (with the
 advice doctor would give) when the key is not usable, rather than sending a request that
 can only fail with 401.

@@ -20,6 +20,8 @@ KNOWN_MODELS = frozenset({
 })
 MEDIA_KEYS = ("image_url", "video_url", "audio_url", "input_audio", "image", "video", "audio")
 RESOLVE_HEADER = "X-DashScope-OssResourceResolve"
+# The service's limit on one inline item (its 400: "Exceeded limit on max bytes per data-uri item : 10485760")
+MAX_DATA_URI_BYTES = 10 * 1024 * 1024
 
 
 class ApiError(Exception):
@@ -106,6 +108,21 @@ def _media_urls(node, found: list) -> None:
                 _media_urls(value, found)
 
 
+def _describe_data_url(url: str) -> tuple[int, str, str]:
+    """(size, sha256, "data") of an inline ``data:<mime>;base64,...`` item, or the service's 400."""
+    if len(url.encode("utf-8")) > MAX_DATA_URI_BYTES:
+        raise ApiError(400, "InvalidParameter", f"Exceeded limit on max bytes per data-uri item : {MAX_DATA_URI_BYTES}")
+    header, comma, payload = url.partition(",")
+    mime, _, encoding = header[len("data:"):].partition(";")
+    if not comma or encoding != "base64" or "/" not in mime:
+        raise ApiError(400, "InvalidParameter", "The data URL must be data:<mime type>;base64,<data>.")
+    try:
+        raw = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "InvalidParameter", "The data URL is not valid base64.") from None
+    return len(raw), hashlib.sha256(raw).hexdigest(), "data"
+
+
 def _describe_media(h, state, url: str, account: str, model: str) -> tuple[int, str, str]:
     """(size, sha256, source kind) for one media reference, or ApiError."""
     if url.startswith("oss://"):
@@ -125,11 +142,7 @@ def _describe_media(h, state, url: str, account: str, model: str) -> tuple[int, 
                            "The oss:// resource was uploaded for another model.")
         return meta.size, state.store.sha256(meta), "oss"
     if url.startswith("data:"):
-        try:
-            raw = base64.b64decode(url.split(",", 1)[1], validate=True)
-        except (IndexError, binascii.Error, ValueError):
-            raise ApiError(400, "InvalidParameter", "The data URL is not valid base64.") from None
-        return len(raw), hashlib.sha256(raw).hexdigest(), "data"
+        return _describe_data_url(url)
     parts = urlsplit(url)
     if parts.scheme in ("http", "https") and f"{parts.scheme}://{parts.netloc}" == state.oss_endpoint:
         bucket, key = split_bucket_key(parts.path)

@@ -21,7 +21,7 @@ from . import dashscope_api, oss_api
 from .form_parser import CHUNK, BadBody, BodyReader
 from .state import ROUTES, Fault, SandboxConfig, SandboxState
 
-MAX_JSON_BODY = 8 * 1024 * 1024
+MAX_JSON_BODY = 64 * 1024 * 1024  # chat bodies may carry several inline data: items of up to 10 MiB
 DRAIN_LIMIT = 64 * 1024 * 1024
 _QUERY = re.compile(r"\?\S*")
 
