@@ -28,7 +28,7 @@ ALLOWED_FIELDS = {
     "kind", "timestamp", "status", "exit_code", "key_status", "key_source", "key_problem",
     "endpoint_host", "endpoint_source", "model", "request_id", "latency_ms", "error_code",
     "error_message", "source", "url", "expires_at", "backend", "bytes", "sha256", "error",
-    "checks", "ok", "version", "all_regions",
+    "checks", "ok", "version", "all_regions", "verified",
 }
 
 
