@@ -94,6 +94,15 @@ def test_inspect_compares_with_public_roots_only(inspecting, pki, tls_box, monke
     assert interception.inspect(f"https://{HOST}", env, timeout=5).intercepted is True
 
 
+def test_update_check_certificate_failure_names_the_inspecting_proxy(proxies, net_env, pki, project):  # noqa: F811
+    proxy = proxies(answers={"updates.example.test:443": (200, b"{}")}, inspect_ca=pki["company_ca"])
+    run_env = dict(net_env, HTTPS_PROXY=proxy.url(), QWEN_UPDATE_URL="https://updates.example.test/version.json")
+    data = json.loads(run_script("check_update.py", "--force", "--print-response", env=run_env, cwd=project).out)
+    assert data["has_update"] is False
+    assert "TLS certificate is not trusted" in data["error"] and "the system store" in data["error"]
+    assert "company proxy" in data["error"] and "company-networks.md" in data["error"]
+
+
 def test_inspect_says_when_it_cannot_tell(monkeypatch):
     """No public store to compare with, or the same store the requests used: "cannot tell", never "not
     intercepted"; requests that trusted certifi alone were not re-signed. Nothing is opened in these cases."""

@@ -466,3 +466,134 @@ def test_status_into_a_closed_pipe_is_silent(uenv, project):
     proc.stdout.close()  # nobody reads: the first write meets a broken pipe
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and b"warning" not in err and b"Traceback" not in err
+
+# ------------------------------------------------------------------ a failed check says so; time and state are bounded
+
+def test_gossamer_says_in_one_line_when_the_check_failed(uenv, project):
+    """Silence means "nothing to do"; a check that could not complete is one line that says why and when."""
+    result = subprocess.run([*BARE, str(SCRIPTS / "gossamer.py")], env=dict(uenv, QWEN_UPDATE_URL="http://127.0.0.1:9/v"),
+                            cwd=project, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, "")
+    [line] = result.stdout.splitlines()
+    assert line.startswith("[UPDATE_CHECK_FAILED] ") and "cannot reach the update server" in line
+    assert "tried again after the next task" in line
+
+
+class Trickle:
+    """Accepts connections and sends one byte of a never-ending status line every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 0.1):
+        import socket
+
+        self.stop = threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/version.json"
+        self.interval = interval
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn):
+        with conn:
+            conn.recv(65536)
+            while not self.stop.wait(self.interval):
+                try:
+                    conn.sendall(b"H")
+                except OSError:
+                    return
+
+    def close(self):
+        self.stop.set()
+        self.listener.close()
+
+
+def test_the_check_has_an_overall_deadline(uenv, project):
+    """A server that sends a byte every 0.1 s never trips a per-read timeout; the whole check still ends."""
+    import time
+
+    server = Trickle()
+    slow = dict(uenv, QWEN_UPDATE_URL=server.url, QWEN_UPDATE_TIMEOUT="1")
+    try:
+        started = time.monotonic()
+        result = run_script("check_update.py", "--print-response", "--force", env=slow, cwd=project, python=BARE,
+                            timeout=20)
+        checked = time.monotonic() - started
+        started = time.monotonic()
+        notice = subprocess.run([*BARE, str(SCRIPTS / "gossamer.py")], env=slow, cwd=project, capture_output=True,
+                                text=True, timeout=20)
+        prompted = time.monotonic() - started
+    finally:
+        server.close()
+    data = json.loads(result.out)
+    assert result.code == 0 and data["has_update"] is False and data["error"] == "timed out"
+    assert checked < 4, checked
+    assert notice.returncode == 0 and notice.stdout.startswith("[UPDATE_CHECK_FAILED] ")
+    assert "timed out" in notice.stdout
+    assert prompted < 5, prompted
+
+
+def test_a_planted_future_time_silences_nothing(server, uenv, tmp_path, project):
+    """State values are bounded by what the scripts could have written: a dismissal "from the future"
+    is no dismissal, and a check "from the future" is not fresh."""
+    now = 1_800_000_000
+    state = Path(uenv["QWEN_SKILLS_STATE"])
+    state.write_text(json.dumps({"last_interaction": now + 1000 * DAY, "last_check": now + 1000 * DAY,
+                                 "last_result": {"version": CURRENT, "info": ""}, "never_install": False}))
+    scripts = lone_copy(tmp_path)
+    status = json.loads(gossamer(uenv, project, "--status", script_dir=scripts))
+    assert status["suppressed"] is False and status["summary"].startswith("not installed")
+    assert gossamer(uenv, project, script_dir=scripts).startswith("[ACTION_REQUIRED]")
+    server.version(bump(CURRENT))
+    assert gossamer(uenv, project).startswith("[UPDATE_AVAILABLE]") and server.hits == 1  # the sibling ran
+    state.write_text(json.dumps({"last_check": now + 1000 * DAY, "last_result": {"version": CURRENT, "info": ""}}))
+    assert check(uenv, project)["has_update"] is True and server.hits == 2  # fetched: the cache was not trusted
+    gossamer(uenv, project, "--dismiss", script_dir=scripts)
+    status = json.loads(gossamer(dict(uenv, QWEN_SKILLS_NOW=str(now + DAY - 1)), project, "--status",
+                                 script_dir=scripts))
+    assert status["suppressed"] is True and status["next_prompt_at"] == now + DAY  # a real dismissal still counts
+
+
+# ------------------------------------------------------------------ the state stays out of git status
+
+def test_state_in_agents_hides_itself_from_git(tmp_path):
+    from qianwen_ops.skill_state import update_state
+
+    project = tmp_path / "proj"
+    (project / ".agents" / "skills").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    path = project / ".agents" / "state.json"
+    update_state(path, lambda s: s.update(never_install=True))
+    update_state(path, lambda s: s.update(last_interaction=1))
+    assert (project / ".agents" / ".gitignore").read_text().splitlines()[1:] == ["/state.json", "/state.json.lock",
+                                                                                 "/.gitignore"]
+    porcelain = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=project,
+                               capture_output=True, text=True, check=True).stdout
+    assert porcelain == ""
+
+
+def test_a_users_agents_gitignore_is_never_changed(tmp_path):
+    from qianwen_ops.skill_state import update_state
+
+    agents = tmp_path / ".agents"
+    agents.mkdir()
+    (agents / ".gitignore").write_text("mine\n")
+    update_state(agents / "state.json", lambda s: s.update(never_install=True))
+    assert (agents / ".gitignore").read_text() == "mine\n"
+    other = tmp_path / "o" / ".agents"
+    other.mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    (other / ".gitignore").symlink_to(victim)  # planted link: never written through
+    update_state(other / "state.json", lambda s: s.update(never_install=True))
+    assert victim.read_text() == "keep\n" and (other / ".gitignore").is_symlink()
+    elsewhere = tmp_path / "xdg" / "qianwen-ai"
+    update_state(elsewhere / "state.json", lambda s: s.update(never_install=True))
+    assert not (elsewhere / ".gitignore").exists()  # only the project's .agents/ gets one

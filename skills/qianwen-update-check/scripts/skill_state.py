@@ -21,6 +21,15 @@ are siblings):
    ``.claude/`` (a claude-code-only install), so both layouts share one file;
 4. else ``$XDG_STATE_HOME/qianwen-ai/state.json`` (default ``~/.local/state``).
 
+In a git project the state never shows up in ``git status``: when the state file is
+first created in a folder named ``.agents``, a ``.gitignore`` there names it, its lock and
+itself (``hide_from_git``), unless that folder already holds a ``.gitignore`` (the user's
+own, never changed).
+
+Values are bounded by what the program could have written: a ``last_interaction`` later
+than now is not a dismissal (a dismissal lasts at most 24 hours from now), and a
+``last_check`` later than now is not fresh.
+
 Hostile or broken state never breaks a caller, in bounded time: reads take at most
 ``MAX_STATE_BYTES`` from a regular file that is not a link (anything else, corrupt
 JSON, deep nesting, or a timestamp out of range reads as absent). Writes never
@@ -228,6 +237,7 @@ def update_state(path: Path, change: Callable[[dict], None]) -> dict:
         path.parent.mkdir(parents=True, exist_ok=True)
     except ValueError as exc:  # e.g. a NUL in the path
         raise OSError(errno.EINVAL, str(exc)) from None
+    hide_from_git(path)
     with _lock(path):
         state = read_state(path)
         change(state)
@@ -241,7 +251,7 @@ def suppression(state: dict, now: float) -> tuple[bool, str, float | None]:
     if state.get("never_install") is True:
         return True, "never_install", None
     last = epoch(state.get("last_interaction"))
-    if last is not None and now - last < DAY_SECONDS:
+    if last is not None and 0 <= now - last < DAY_SECONDS:  # a future time is not one this program wrote
         return True, "dismissed", last + DAY_SECONDS
     return False, "", now
 
@@ -260,3 +270,20 @@ def last_outcome(state: dict) -> dict | None:
 def record_outcome(state: dict, at: float, outcome: str, detail: str) -> None:
     """Set ``last_outcome`` in ``state`` (for ``update_state``)."""
     state["last_outcome"] = {"at": at, "outcome": outcome, "detail": one_line(detail)}
+
+def hide_from_git(path: Path) -> None:
+    """Before the state file is first created in a ``.agents`` folder, write ``.agents/.gitignore``
+    naming it, its lock and itself, so ``git status`` stays clean; only when no ``.gitignore`` is
+    there (O_EXCL: a user's file is never changed), never through a link. Failures are ignored."""
+    if path.parent.name != ".agents" or os.path.lexists(path):
+        return
+    text = (f"# written by qianwen-ops-auth: per-user update-prompt state, not project content\n"
+            f"/{path.name}\n/{path.name}.lock\n/.gitignore\n")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path.parent / ".gitignore", flags, 0o644)
+    except OSError:
+        return
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(text.encode("utf-8"))
+
