@@ -2,9 +2,14 @@
 """One report of everything that decides whether QianWen / DashScope authentication works.
 
 Key status, type and source; endpoint; a live probe (skipped with --offline); whether
-the key type fits the endpoint; custom-OSS settings and where each comes from (never
-their values); optional packages; update-check state. Exit 0 only when auth works
-(with --offline: when the key and settings look right; nothing is sent).
+TLS to the endpoint is intercepted (its certificate verified again against public roots
+only; no key sent); whether the key type fits the endpoint; custom-OSS settings and where
+each comes from (never their values); optional packages; update-check state. The last
+line says what was verified: "result: authentication works: <host> accepted the key", or
+with --offline "result: settings look right; authentication not verified (--offline)"
+(nothing is sent), or "result: not ready (exit N)"; --json carries the same as "verified"
+(authentication, settings or none) and "result". Exit 0 only when auth works (with
+--offline: when the key and settings look right).
 """
 
 from qianwen_ops import cli, errors
@@ -32,7 +37,8 @@ def main() -> int:
     data = report.as_dict()
     write_record("doctor", {"ok": data["ok"], "exit_code": data["exit_code"], "version": data["version"],
                             "key_status": data.get("key_status"), "key_source": data.get("key_source"),
-                            "endpoint_host": data.get("endpoint_host"), "checks": data["checks"]})
+                            "endpoint_host": data.get("endpoint_host"), "checks": data["checks"],
+                            "verified": data["verified"]})
     if args.json:
         cli.print_json(data)
     else:
@@ -40,7 +46,7 @@ def main() -> int:
         for check in data["checks"]:
             print(f"{MARKS.get(check['status'], '[?]')} {check['name']}: {check['detail']}")
         print(f"evidence: {data['evidence_dir']}")
-        print("result: authentication works" if data["ok"] else f"result: not ready (exit {data['exit_code']})")
+        print(f"result: {data['result']}")
     return report.exit_code
 
 

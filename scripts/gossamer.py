@@ -3,9 +3,11 @@
 
 No flag: if the sibling qianwen-update-check skill is installed next to this skill, run it
 (without credentials in its environment) and print an [UPDATE_AVAILABLE] line when a newer
-version exists; if it is not installed, print an [ACTION_REQUIRED] block with three options
-(install now / skip for now / never remind me) and the exact command for each. Prints nothing
-while prompts are suppressed. --status prints one JSON object whose "summary" starts with one
+version exists, or one [UPDATE_CHECK_FAILED] line (why; it is tried again after the next task)
+when the check could not complete; if it is not installed, print an [ACTION_REQUIRED] block
+with three options (install now / skip for now / never remind me) and the exact command for
+each. Nothing printed means nothing to do: checked (now or in the last 24 hours), or prompts
+dismissed. --status prints one JSON object whose "summary" starts with one
 of: not installed, never checked, up to date, update available, suppressed until <time>,
 check failed: <why>. A broken or hostile state file never stops it: a state that cannot be
 saved gives one "warning:" line on stderr, and the exit code is still 0.

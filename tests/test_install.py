@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -15,6 +17,17 @@ import pytest
 from conftest import ROOT, SCRUB_PREFIXES
 
 NPM_PINS = ("node@22.23.3", "skills@1.7.4")  # keep in step with tests/run.sh
+NO_NETWORK = Path(__file__).with_name("no_network.cjs")
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t",
+                "GIT_COMMITTER_EMAIL": "t@example.invalid"}
+
+
+def documented_install() -> list:
+    """The install command README.md documents, as the arguments after ``npx skills add``."""
+    section = (ROOT / "README.md").read_text().split("## Install as a skill", 1)[1]
+    line = section.split("```", 2)[1].strip()
+    assert line.startswith("npx skills add ") and "\n" not in line, line
+    return shlex.split(line)[3:]
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +75,30 @@ def source_repo(tmp_path_factory) -> str:
     return f"file://{src}"
 
 
-def install(cli: str, source: str, cwd: Path, home: Path, *args: str) -> None:
-    """Run the installer; the ``node`` next to it (the pinned Node 22) comes first on PATH."""
+@pytest.fixture(scope="module")
+def release_mirror(source_repo, tmp_path_factory) -> Path:
+    """GitHub, as far as git is concerned: ``<mirror>/QianWen-AI/qianwen-ops-auth.git`` is the source clone
+    with its ``release`` branch built by release/build.py, as the release workflow publishes it."""
+    src = Path(source_repo[len("file://"):])
+    done = subprocess.run([sys.executable, str(src / "release" / "build.py"), "--branch", "release"], cwd=src,
+                          env=dict(os.environ, **GIT_IDENTITY), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    mirror = tmp_path_factory.mktemp("github")
+    (mirror / "QianWen-AI").mkdir()
+    (mirror / "QianWen-AI" / "qianwen-ops-auth.git").symlink_to(src)
+    return mirror
+
+
+def install(cli: str, source: str, cwd: Path, home: Path, *args: str, mirror: Path | None = None) -> None:
+    """Run the installer; the ``node`` next to it (the pinned Node 22) comes first on PATH. Its own web
+    requests fail at once (tests/no_network.cjs). With ``mirror``, git clones ``https://github.com/...``
+    from that folder instead (``url.<mirror>.insteadOf``), so ``owner/name#ref`` sources run offline."""
     path = os.pathsep.join([str(Path(cli).parent), os.environ.get("PATH", "")])
-    env = dict(os.environ, HOME=str(home), DISABLE_TELEMETRY="1", DO_NOT_TRACK="1", PATH=path)
+    env = dict(os.environ, HOME=str(home), DISABLE_TELEMETRY="1", DO_NOT_TRACK="1", PATH=path,
+               NODE_OPTIONS=f"--require={NO_NETWORK}")
+    if mirror is not None:
+        env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0=f"url.file://{mirror}/.insteadOf",
+                   GIT_CONFIG_VALUE_0="https://github.com/")
     done = subprocess.run([cli, "add", source, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=300, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -107,15 +140,16 @@ def clean_env(tmp: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def installed(skills_cli, source_repo, tmp_path_factory, sandbox):
-    """One install shared by this module: a fresh git project, claude-code + cursor, the key in its .env."""
+def installed(skills_cli, release_mirror, tmp_path_factory, sandbox):
+    """One install shared by this module, as README.md documents it: a fresh git project, claude-code +
+    cursor, the key in its .env."""
     tmp = tmp_path_factory.mktemp("installed")
     project = tmp / "proj"
     (project / "src").mkdir(parents=True)
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     env = clean_env(tmp)
-    install(skills_cli, source_repo, project, Path(env["HOME"]), "--full-depth", "--skill", "*", "-y",
-            "-a", "claude-code", "-a", "cursor")
+    source, *args = documented_install()
+    install(skills_cli, source, project, Path(env["HOME"]), *args, mirror=release_mirror)
     (project / ".env").write_text(f"DASHSCOPE_API_KEY={sandbox.api_key}\n")
     os.chmod(project / ".env", 0o600)
     run_env = dict(env, QWEN_BASE_URL=sandbox.base_url)  # the endpoint from the environment, the key from .env
@@ -143,6 +177,24 @@ def test_layout_the_installer_made(installed):
     assert (project / ".claude/skills/qianwen-ops-auth").is_symlink()
     assert not (ours / ".env").exists() and not (ours / ".venv").exists()
     assert os.access(ours / "scripts" / "probe.py", os.X_OK)
+
+
+def test_documented_install_holds_only_what_runs(installed):
+    """README's command (the release branch): no tests, benchmarks, docs, sandbox, nested skill or key-shaped
+    text; at most 60 files; what `pip install <skill folder>` needs (pyproject.toml, LICENSE) stays."""
+    project, ours, _ = installed
+    files = [p.relative_to(ours).as_posix() for p in ours.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    assert len(files) <= 60, len(files)
+    for gone in ("tests", "bench", "docs", "skills", "scripts/qianwen_sandbox", "scripts/sandbox.py", "scripts/demo.py",
+                 "README.md", ".ci"):
+        assert not (ours / gone).exists(), gone
+    assert {"SKILL.md", "pyproject.toml", "LICENSE", ".gitignore", "references/company-networks.md"} <= set(files)
+    key_shaped = re.compile(rb"sk-(?:sp-)?[A-Za-z0-9]{16,}|LTAI[A-Za-z0-9]{12,}")
+    assert not [f for f in files if key_shaped.search((ours / f).read_bytes())]
+    lock = json.loads((project / "skills-lock.json").read_text())["skills"]
+    assert {name: (e["source"], e["ref"]) for name, e in lock.items()} == {
+        "qianwen-ops-auth": ("QianWen-AI/qianwen-ops-auth", "release"),
+        "qianwen-update-check": ("QianWen-AI/qianwen-ops-auth", "release")}
 
 
 def evidence_folders(top: Path) -> list:
@@ -210,11 +262,11 @@ def test_upload_update_check_and_library_from_the_project(installed):
     assert lib.returncode == 0 and lib.stdout.startswith("oss://") and "X-DashScope-OssResourceResolve" in lib.stdout
 
 
-def test_claude_code_only_copy(skills_cli, source_repo, tmp_path, env):
+def test_claude_code_only_copy(skills_cli, release_mirror, tmp_path, env):
     project = tmp_path / "proj"
     project.mkdir()
-    install(skills_cli, source_repo, project, Path(env["HOME"]), "--full-depth", "--skill", "*", "-y",
-            "-a", "claude-code")
+    install(skills_cli, "QianWen-AI/qianwen-ops-auth#release", project, Path(env["HOME"]), "--skill", "*", "-y",
+            "-a", "claude-code", mirror=release_mirror)
     ours = project / ".claude/skills/qianwen-ops-auth"
     assert ours.is_dir() and not ours.is_symlink()
     status = gossamer_status(ours, env, ours)
@@ -224,10 +276,11 @@ def test_claude_code_only_copy(skills_cli, source_repo, tmp_path, env):
     assert json.loads(doctor.stdout)["evidence_dir"] == str(project / "output" / "qianwen-ops-auth")
 
 
-def test_global_install(skills_cli, source_repo, tmp_path, env):
+def test_global_install(skills_cli, release_mirror, tmp_path, env):
     project, home = tmp_path / "proj", Path(env["HOME"])
     project.mkdir()
-    install(skills_cli, source_repo, project, home, "--full-depth", "--skill", "*", "-y", "-g", "-a", "cursor")
+    install(skills_cli, "QianWen-AI/qianwen-ops-auth#release", project, home, "--skill", "*", "-y", "-g",
+            "-a", "cursor", mirror=release_mirror)
     ours = home / ".agents/skills/qianwen-ops-auth"
     assert (ours / "SKILL.md").is_file() and not (project / ".agents").exists()
     status = gossamer_status(ours, env, project)
@@ -239,11 +292,18 @@ def test_global_install(skills_cli, source_repo, tmp_path, env):
     assert evidence_folders(home) == [home / "output" / "qianwen-ops-auth"]
 
 
-def test_without_the_sibling_prompt_once_then_quiet(skills_cli, source_repo, tmp_path, env):
+def test_without_the_sibling_prompt_once_then_install_from_the_recorded_source(skills_cli, release_mirror,
+                                                                               tmp_path, env):
+    """Installed from a fork: the offer to install the update check names the source skills-lock.json
+    records (not the default repository), and run exactly as printed it installs the sibling."""
+    (release_mirror / "someone").mkdir(exist_ok=True)
+    fork = release_mirror / "someone" / "qianwen-fork.git"
+    if not fork.exists():
+        fork.symlink_to(os.readlink(release_mirror / "QianWen-AI" / "qianwen-ops-auth.git"))
     project = tmp_path / "proj"
     project.mkdir()
-    install(skills_cli, source_repo, project, Path(env["HOME"]), "--full-depth", "--skill", "qianwen-ops-auth", "-y",
-            "-a", "claude-code", "-a", "cursor")
+    install(skills_cli, "someone/qianwen-fork#release", project, Path(env["HOME"]), "--skill", "qianwen-ops-auth",
+            "-y", "-a", "claude-code", "-a", "cursor", mirror=release_mirror)
     ours = project / ".agents/skills/qianwen-ops-auth"
     assert not (project / ".agents/skills/qianwen-update-check").exists()
     status = gossamer_status(ours, env, project)
@@ -253,12 +313,39 @@ def test_without_the_sibling_prompt_once_then_quiet(skills_cli, source_repo, tmp
     run_installed(ours / "scripts" / "gossamer.py", "--dismiss", env=env, cwd=project)
     assert run_installed(ours / "scripts" / "gossamer.py", env=env, cwd=project).stdout == ""
     assert json.loads((project / ".agents" / "state.json").read_text())["never_install"] is False
-    # "Install now", run as printed (from our checkout instead of GitHub): the sibling lands next to this
-    # skill for the same two agents, and no other agent's folder appears in the project
+    # "Install now", run as printed: the sibling lands next to this skill for the same two agents, from the
+    # recorded fork, and no other agent's folder appears in the project
     command = first.stdout.split("Install now: ", 1)[1].splitlines()[0]
-    assert command.endswith("--skill qianwen-update-check -a claude-code -a cursor -y") and "&&" not in command
-    prefix = "npx skills add QianWen-AI/qianwen-ops-auth "
-    assert command.startswith(prefix)
-    install(skills_cli, source_repo, project, Path(env["HOME"]), *command[len(prefix):].split())
+    assert command == "npx skills add someone/qianwen-fork#release --skill qianwen-update-check -a claude-code " \
+                      "-a cursor -y"
+    install(skills_cli, *shlex.split(command)[3:4], project, Path(env["HOME"]), *shlex.split(command)[4:],
+            mirror=release_mirror)
     assert sorted(p.name for p in project.iterdir() if p.is_dir()) == [".agents", ".claude"]
     assert gossamer_status(ours, env, project)["update_check_installed"] is True
+
+
+def test_scripts_leave_a_git_project_clean(skills_cli, release_mirror, tmp_path, env, sandbox):
+    """Installed as documented and committed, then probe, doctor, upload_file and gossamer (which runs the
+    sibling's check and writes the update state) without PYTHONDONTWRITEBYTECODE, as on a user's machine:
+    `git status --porcelain` stays empty (evidence, state and bytecode caches each ignore themselves)."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
+    source, *args = documented_install()
+    install(skills_cli, source, project, Path(env["HOME"]), *args, mirror=release_mirror)
+    (project / "pic.png").write_bytes(b"\x89PNG committed")
+    subprocess.run([*git, "add", "-A"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "install the skills"], cwd=project, check=True)
+    run_env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    run_env.update(QWEN_BASE_URL=sandbox.base_url, DASHSCOPE_API_KEY=sandbox.api_key)
+    scripts = Path(".agents/skills/qianwen-ops-auth/scripts")
+    for argv in (["probe.py"], ["doctor.py"], ["upload_file.py", "pic.png", "--model", "qwen-vl-plus"],
+                 ["gossamer.py"], ["gossamer.py", "--dismiss"]):
+        done = run_installed(scripts / argv[0], *argv[1:], env=run_env, cwd=project)
+        assert done.returncode == 0, (argv, done.stdout, done.stderr)
+    assert (project / ".agents" / "state.json").is_file() and (project / "output" / "qianwen-ops-auth").is_dir()
+    assert list((project / ".agents/skills/qianwen-ops-auth").rglob("__pycache__"))  # written, and ignored
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=project,
+                            capture_output=True, text=True, check=True)
+    assert status.stdout == ""

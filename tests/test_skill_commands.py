@@ -1,6 +1,7 @@
 """Every command SKILL.md shows, run as written from the root of a project that installed the bundle.
 
-One install with the real installer (``--full-depth``, claude-code + cursor), then each row of the
+One install with the real installer, as README.md documents it (the ``release`` branch that
+release/build.py makes, claude-code + cursor), then each row of the
 situations table: ``<skill-dir>`` becomes the installed folder as an agent would write it, relative to
 the project root, and the command runs from there. Each must print what its row says and exit with
 its code. The skill folder must be byte-identical afterwards (bytecode caches aside).
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from test_docs import SCENARIOS, prepare_situation, prints_problem
-from test_install import install, skills_cli, source_repo  # noqa: F401 - fixtures
+from test_install import documented_install, install, release_mirror, skills_cli, source_repo  # noqa: F401
 
 from conftest import ROOT, SCRUB_PREFIXES, leaks
 
@@ -43,14 +44,15 @@ def tree_digest(folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def installed(skills_cli, source_repo, tmp_path_factory):  # noqa: F811 - fixtures from test_install
+def installed(skills_cli, release_mirror, tmp_path_factory):  # noqa: F811 - fixtures from test_install
     base = tmp_path_factory.mktemp("skill-commands")
     project, home = base / "proj", base / "home"
     project.mkdir()
     home.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-    install(skills_cli, source_repo, project, home, "--full-depth", "--skill", "*", "-y",
-            "-a", "claude-code", "-a", "cursor")
+    source, *args = documented_install()
+    install(skills_cli, source, project, home, *args, mirror=release_mirror)
+    assert not (project / SKILL_DIR / "tests").exists()
     env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUB_PREFIXES)}
     env.update(HOME=str(home), XDG_CACHE_HOME=str(base / "cache"), XDG_STATE_HOME=str(base / "state"),
                QWEN_UPDATE_URL="http://127.0.0.1:9/version.json", LC_ALL="C.UTF-8")

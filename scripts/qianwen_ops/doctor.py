@@ -118,6 +118,7 @@ def _check_key_and_endpoint(settings: Settings, report: Report, offline: bool, t
             report.fail(result.exit_code)
             if result.status == 401 and (endpoint.region in REGION_ROOTS or endpoint.region in MAAS_REGIONS):
                 _check_other_regions(settings, report, key, endpoint, timeout)
+        _check_interception(settings, report, endpoint, timeout, result.status)
     else:
         report.add("probe", "skip", "no usable key, no request sent")
     if key.status == STANDARD and report.exit_code == errors.OK:
@@ -335,4 +336,68 @@ def diagnose(settings: Settings, offline: bool = False, check_oss: bool = False,
         detail += f"; prompts suppressed ({update['reason']})"
     report.add("update check", "ok", detail)
     report.facts["evidence_dir"] = str(evidence_dir(Path(settings.cwd)))
+    _add_verdict(report, offline)
     return report
+
+
+def _check_interception(settings: Settings, report: Report, endpoint: Endpoint, timeout: float,
+                        status: int | None) -> None:
+    """After an answer over TLS: does the certificate chain to a public root, or can a proxy read the key?"""
+    if status is None or not endpoint.root.startswith("https://"):
+        return
+    from .interception import inspect
+
+    found = inspect(endpoint.root, settings.env, min(timeout, 10.0))
+    report.facts["tls_intercepted"] = found.intercepted
+    host, store = endpoint.host, _trust_source(settings)
+    if found.intercepted is None:
+        report.add("tls", "info", f"cannot tell whether TLS to {host} is intercepted: {found.why}")
+    elif not found.intercepted:
+        report.add("tls", "ok", f"the certificate of {host} chains to a public root ({found.compared_with}): "
+                   "TLS is not intercepted")
+    elif is_loopback_host(host):
+        report.add("tls", "info", f"{host} is this machine and its certificate comes from a private CA "
+                   f"({found.issuer}, trusted through {store}), as a local test server's does (the sandbox); "
+                   "DashScope's own hosts use public CAs")
+    elif host in KNOWN_HOSTS:
+        report.add("tls", "warn", f"TLS to {host} is intercepted: the certificate it presented was issued by "
+                   f"{found.issuer}, which is not a public CA and is trusted only through {store}; whoever runs "
+                   "that CA (usually a company proxy that inspects HTTPS) can read the API key in every request: "
+                   "make sure it is your organisation's proxy")
+    else:
+        report.add("tls", "warn", f"the certificate of {host} was issued by {found.issuer}, which is not a "
+                   f"public CA (trusted only through {store}): a private gateway, or TLS is intercepted by a "
+                   "proxy that can read the API key")
+
+
+def _trust_source(settings: Settings) -> str:
+    from . import network
+
+    try:
+        return network.ssl_context(settings.env)[1]
+    except QwenOpsError:
+        return "the configured CA certificates"
+
+
+def verdict(report: Report, offline: bool) -> tuple:
+    """(verified, result line): what the exit code rests on, in words; never more than was checked."""
+    facts = report.facts
+    if report.exit_code != errors.OK:
+        return "none", f"not ready (exit {report.exit_code})"
+    if offline:
+        return "settings", "settings look right; authentication not verified (--offline)"
+    host = facts.get("endpoint_host") or "the endpoint"
+    if is_loopback_host(host):
+        text = f"authentication works on {host} (this machine, e.g. the sandbox); DashScope itself was not checked"
+    elif host in KNOWN_HOSTS:
+        text = f"authentication works: {host} accepted the key"
+    else:
+        text = f"authentication works on {host}, which is not a documented DashScope host"
+    if facts.get("tls_intercepted") and not is_loopback_host(host):
+        text += "; TLS is intercepted on the way (whoever inspects it can read the key)"
+    return "authentication", text
+
+
+def _add_verdict(report: Report, offline: bool) -> None:
+    verified, text = verdict(report, offline)
+    report.facts.update(verified=verified, result=text)

@@ -7,6 +7,9 @@ a last line of defence. Writes go through ``fsutil``: never through a link, neve
 other special file, in bounded time; a refused or failed write means the record is not saved
 (the caller gets None), never an error for the user. ``<kind>.jsonl`` logs are rotated to
 ``<kind>.1.jsonl`` once they pass ``ROTATE_BYTES``, so a log and its one rotated copy stay small.
+When this module creates the evidence folder it writes a ``.gitignore`` there holding ``*``, so
+the records never show up in ``git status`` (delete that file to commit them: it is not written
+again into a folder that exists).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ ALLOWED_FIELDS = {
     "kind", "timestamp", "status", "exit_code", "key_status", "key_source", "key_problem",
     "endpoint_host", "endpoint_source", "model", "request_id", "latency_ms", "error_code",
     "error_message", "source", "url", "expires_at", "backend", "bytes", "sha256", "error",
-    "checks", "ok", "version", "all_regions",
+    "checks", "ok", "version", "all_regions", "verified",
 }
 
 
@@ -51,7 +54,21 @@ def _clean(record: dict) -> dict:
 
 
 def _folder(cwd: Path | None) -> Path:
-    return make_dirs(find_project(cwd), *EVIDENCE_SUBDIR.parts)
+    project = find_project(cwd)
+    new = not os.path.lexists(project / EVIDENCE_SUBDIR)
+    folder = make_dirs(project, *EVIDENCE_SUBDIR.parts)
+    if new:
+        ignore_in_git(folder)
+    return folder
+
+
+def ignore_in_git(folder: Path) -> None:
+    """``folder/.gitignore`` holding ``*`` (the folder ignores itself), never through a link, never over a file."""
+    try:
+        create_file(folder / ".gitignore", b"# written by qianwen-ops-auth: evidence records stay out of git\n*\n",
+                    mode=0o644)
+    except OSError:
+        pass
 
 
 def write_record(kind: str, record: dict, cwd: Path | None = None) -> Path | None:

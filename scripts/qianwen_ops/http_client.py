@@ -285,7 +285,7 @@ class HttpSession:
 
         if isinstance(exc, ssl.SSLCertVerificationError):
             reason = getattr(exc, "verify_message", "") or ""
-            return QwenOpsError(network.certificate_advice(host, self._tls()[1], reason), NETWORK)
+            return QwenOpsError(network.certificate_advice(host, self._tls()[1], reason, conn.proxy, self.env), NETWORK)
         if isinstance(exc, _ProxyRefused):
             label = conn.proxy.label if conn.proxy else "the proxy"
             if exc.status == 407:
@@ -459,3 +459,28 @@ def error_fields(response: Response) -> tuple[str, str, str]:
         m = re.search(rf"<{tag}>(.*?)</{tag}>", text, re.S)
         found[tag] = m.group(1).strip() if m else ""
     return untrusted(found["Code"], 80), untrusted(found["Message"]), untrusted(found["RequestId"], 80)
+
+
+def tls_handshake(url: str, context, env: Mapping[str, str] | None = None, timeout: float = 10.0) -> dict:
+    """Open a TLS connection to ``url``'s host as a request would (the same proxy route, CONNECT
+    tunnel included) but verified with ``context``, then close it: nothing is sent inside.
+
+    Returns the peer certificate as ``getpeercert()`` gives it. A certificate ``context`` does
+    not accept raises ``ssl.SSLCertVerificationError``; anything else a one-line ``QwenOpsError``.
+    """
+    import ssl
+
+    scheme, host, port, _ = network.split_url(url)
+    conn = _Connection(scheme, host, port, network.proxy_for(scheme, host, port, env), context, timeout, timeout)
+    try:
+        conn.connect()
+        return conn.sock.getpeercert() or {}
+    except ssl.SSLCertVerificationError:
+        raise
+    except _ProxyRefused as exc:
+        raise QwenOpsError(f"the proxy would not open a tunnel to {host} (answer {exc.status or 'invalid'})",
+                           NETWORK) from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise _network_error(exc, host, timeout, conn.stage) from None
+    finally:
+        conn.close()

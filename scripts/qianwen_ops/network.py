@@ -386,19 +386,54 @@ def ssl_context(env: Mapping[str, str] | None = None):
         return context, source
 
 
-def certificate_advice(host: str, source: str, reason: str) -> str:
-    """One line for a certificate failure: the problem and the variable that fixes it."""
+def certificate_advice(host: str, source: str, reason: str, proxy: Proxy | None = None,
+                       env: Mapping[str, str] | None = None) -> str:
+    """One line for a certificate failure: the store in use, the likely cause and what fixes it.
+
+    When a proxy carries the connection or the issuer is unknown (a private or self-signed root), the
+    likely cause is a TLS-inspecting company proxy: the line says so and names the fix, one bundle
+    of the system CAs plus the company root, and the variable each common client reads
+    (references/company-networks.md has the steps).
+    """
     why = f" ({untrusted(reason, 120)})" if reason else ""
+    store = trust_store_label(source, env)
+    if source in ("system", "system (empty)", "truststore", "certifi"):
+        head = f"the TLS certificate of {host} is not trusted{why} by {store}"
+    else:
+        head = (f"the TLS certificate of {host} is not trusted{why}: trust comes from {store}, which does not "
+                "vouch for it")
+    unknown_issuer = any(word in reason.lower() for word in ("issuer", "self signed", "self-signed"))
     if source == "system (empty)":
         fix = ("this Python has no root certificates: pip install certifi (or truststore), run the python.org "
                "'Install Certificates.command', or set SSL_CERT_FILE to a CA bundle")
+    elif proxy is not None or unknown_issuer:
+        through = f"the connection goes through {proxy.label}: " if proxy is not None else ""
+        fix = (f"{through}a company proxy that inspects HTTPS re-signs it with its own root CA; build one bundle of "
+               "the system CAs plus that root and set SSL_CERT_FILE to it (Python requests reads REQUESTS_CA_BUNDLE, "
+               "curl CURL_CA_BUNDLE, pip PIP_CERT, Node NODE_EXTRA_CA_CERTS); see references/company-networks.md")
     elif source == "system":
-        fix = ("if a proxy or company firewall re-signs TLS, set SSL_CERT_FILE to its CA certificate file "
-               "(PEM)")
+        fix = ("if a proxy or company firewall re-signs TLS, set SSL_CERT_FILE to a bundle holding its CA "
+               "certificate (PEM) and the system CAs")
     else:
-        fix = (f"trust comes from {source}, which does not vouch for this certificate; point {source} at "
-               "the right CA file or unset it")
-    return f"the TLS certificate of {host} is not trusted{why}; {fix}"
+        fix = f"point {source} at the right CA file or unset it"
+    return f"{head}; {fix}"
+
+
+def trust_store_label(source: str, env: Mapping[str, str] | None = None) -> str:
+    """The CA certificates in use, as one short phrase: a variable and its path, or the built-in store."""
+    if source in ("system", "system (empty)"):
+        import ssl
+
+        cafile = ssl.get_default_verify_paths().openssl_cafile
+        shown = f" ({untrusted(cafile, 120)})" if cafile and os.path.isfile(cafile) else ""
+        return ("this Python's empty store" if source == "system (empty)" else "the system store") + shown
+    if source == "truststore":
+        return "the operating system's store (truststore)"
+    if source == "certifi":
+        return "certifi's public roots"
+    trust = trust_setting(env)
+    paths = [p for p in (trust.cafile, trust.capath) if p]
+    return f"{source} ({untrusted(', '.join(paths), 160)})" if paths and trust.source == source else source
 
 
 # -- the same decisions for requests (and so oss2)

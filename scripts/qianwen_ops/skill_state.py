@@ -21,6 +21,21 @@ are siblings):
    ``.claude/`` (a claude-code-only install), so both layouts share one file;
 4. else ``$XDG_STATE_HOME/qianwen-ai/state.json`` (default ``~/.local/state``).
 
+In a git project the state never shows up in ``git status``: when the state file is
+first created in a folder named ``.agents``, a ``.gitignore`` there names it, its lock and
+itself (``hide_from_git``), unless that folder already holds a ``.gitignore`` (the user's
+own, never changed).
+
+Values are bounded by what the program could have written: a ``last_interaction`` later
+than now is not a dismissal (a dismissal lasts at most 24 hours from now), and a
+``last_check`` later than now is not fresh.
+
+Where ``npx skills add`` takes the bundle from (``install_source``): ``$QWEN_SKILLS_REPO``
+when set, else the source ``skills-lock.json`` records for this bundle (the installer
+writes it in the project; read bounded, anything unexpected ignored), else
+``DEFAULT_REPO``; the ref is the recorded one, else ``RELEASE_REF`` (the generated
+branch that holds only the two skill folders).
+
 Hostile or broken state never breaks a caller, in bounded time: reads take at most
 ``MAX_STATE_BYTES`` from a regular file that is not a link (anything else, corrupt
 JSON, deep nesting, or a timestamp out of range reads as absent). Writes never
@@ -36,6 +51,7 @@ import errno
 import json
 import math
 import os
+import re
 import stat
 import time
 from contextlib import contextmanager
@@ -44,9 +60,11 @@ from typing import Callable, Mapping
 
 DAY_SECONDS = 24 * 3600
 DEFAULT_REPO = "QianWen-AI/qianwen-ops-auth"
+RELEASE_REF = "release"
 UPDATE_SKILL = "qianwen-update-check"
 MAIN_SKILL = "qianwen-ops-auth"
 MAX_STATE_BYTES = 64 * 1024
+MAX_LOCK_BYTES = 256 * 1024
 MAX_EPOCH = 1e11  # year ~5138: anything later is junk, not a time
 LOCK_SECONDS = 2.0
 OUTCOMES = ("up-to-date", "update-available", "failed")
@@ -228,6 +246,7 @@ def update_state(path: Path, change: Callable[[dict], None]) -> dict:
         path.parent.mkdir(parents=True, exist_ok=True)
     except ValueError as exc:  # e.g. a NUL in the path
         raise OSError(errno.EINVAL, str(exc)) from None
+    hide_from_git(path)
     with _lock(path):
         state = read_state(path)
         change(state)
@@ -241,7 +260,7 @@ def suppression(state: dict, now: float) -> tuple[bool, str, float | None]:
     if state.get("never_install") is True:
         return True, "never_install", None
     last = epoch(state.get("last_interaction"))
-    if last is not None and now - last < DAY_SECONDS:
+    if last is not None and 0 <= now - last < DAY_SECONDS:  # a future time is not one this program wrote
         return True, "dismissed", last + DAY_SECONDS
     return False, "", now
 
@@ -260,3 +279,89 @@ def last_outcome(state: dict) -> dict | None:
 def record_outcome(state: dict, at: float, outcome: str, detail: str) -> None:
     """Set ``last_outcome`` in ``state`` (for ``update_state``)."""
     state["last_outcome"] = {"at": at, "outcome": outcome, "detail": one_line(detail)}
+
+
+def hide_from_git(path: Path) -> None:
+    """Before the state file is first created in a ``.agents`` folder, write ``.agents/.gitignore``
+    naming it, its lock and itself, so ``git status`` stays clean; only when no ``.gitignore`` is
+    there (O_EXCL: a user's file is never changed), never through a link. Failures are ignored."""
+    if path.parent.name != ".agents" or os.path.lexists(path):
+        return
+    text = (f"# written by qianwen-ops-auth: per-user update-prompt state, not project content\n"
+            f"/{path.name}\n/{path.name}.lock\n/.gitignore\n")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path.parent / ".gitignore", flags, 0o644)
+    except OSError:
+        return
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(text.encode("utf-8"))
+
+
+_SHORTHAND = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}/[A-Za-z0-9_.-]{1,100}")
+_URL = re.compile(r"(?:https://[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?/|git@[A-Za-z0-9.-]{1,253}:)[A-Za-z0-9_.~/-]{1,300}")
+_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,99}")
+
+
+def _recorded_source(skill_dir: Path) -> tuple | None:
+    """(source, ref or None) that ``<root>/skills-lock.json`` records for this bundle, or None.
+
+    ``<root>`` holds the agent folder this skill is installed in. Read at most ``MAX_LOCK_BYTES``
+    from a regular file (not a link); only a GitHub shorthand ``owner/name`` or an https/ssh git URL
+    made of plain characters is taken (nothing a shell would read differently), never a local path.
+    """
+    for start in (Path(os.path.abspath(skill_dir)), Path(os.path.realpath(skill_dir))):
+        skills = start.parent
+        if skills.name != "skills" or skills.parent.name not in dict(_AGENT_FOLDERS):
+            continue
+        lock = _read_object(skills.parent.parent / "skills-lock.json", MAX_LOCK_BYTES)
+        entries = lock.get("skills")
+        if not isinstance(entries, dict):
+            continue
+        for name in (MAIN_SKILL, UPDATE_SKILL):
+            entry = entries.get(name)
+            if not isinstance(entry, dict):
+                continue
+            kind = entry.get("sourceType")
+            source = entry.get("source") if kind == "github" else entry.get("sourceUrl") if kind in ("git", "gitlab") \
+                else None
+            ref = entry.get("ref")
+            if not isinstance(source, str) or not (_SHORTHAND.fullmatch(source) or _URL.fullmatch(source)) \
+                    or ".." in source or (kind != "github" and _SHORTHAND.fullmatch(source)):
+                continue
+            ok_ref = isinstance(ref, str) and _REF.fullmatch(ref) and ".." not in ref
+            return source, ref if ok_ref else None
+    return None
+
+
+def _read_object(path: Path, limit: int) -> dict:
+    """A JSON object read from at most ``limit`` bytes of a regular file (not a link); ``{}`` otherwise."""
+    try:
+        fd = _open_regular(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except (OSError, ValueError):
+        return {}
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            raw = handle.read(limit + 1)
+        data = json.loads(raw.decode("utf-8")) if len(raw) <= limit else None
+    except (OSError, ValueError, RecursionError, MemoryError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def install_source(skill_dir: Path, env: Mapping[str, str] | None = None) -> str:
+    """``<source>#<ref>`` for ``npx skills add``: ``QWEN_SKILLS_REPO``, else what skills-lock.json records
+    for this bundle, else ``DEFAULT_REPO``; the recorded ref, else ``RELEASE_REF``."""
+    env = os.environ if env is None else env
+    recorded = None if env.get("QWEN_SKILLS_REPO", "").strip() else _recorded_source(skill_dir)
+    source, ref = recorded if recorded else (repo_name(env), None)
+    return f"{source}#{ref or RELEASE_REF}"
+
+
+def add_command(skill_dir: Path, skill: str, env: Mapping[str, str] | None = None) -> str:
+    """The ``npx skills add`` line that installs ``skill`` (a name, or ``'*'``) from ``install_source``
+    where this skill is installed (``installer_args``). ``--full-depth`` only for a ref other than
+    ``RELEASE_REF`` (a branch laid out like the development checkout, with a root SKILL.md)."""
+    source = install_source(skill_dir, env)
+    depth = "" if source.endswith("#" + RELEASE_REF) else " --full-depth"
+    return f"npx skills add {source}{depth} --skill {skill} {installer_args(skill_dir, env)} -y"

@@ -5,6 +5,11 @@ Which copy of ``qianwen-update-check`` counts: only the one installed next to th
 inside a git checkout of the bundle. A copy anywhere else (an ancestor's ``.agents/skills/``, the
 home folder, the nested copy inside an installed skill) is never run. It runs with a bounded
 timeout and with credentials stripped from its environment (``redaction.child_env``).
+
+After a task, silence means "nothing to do" (checked, or prompts dismissed); a check that
+could not complete says so in one ``[UPDATE_CHECK_FAILED]`` line (why, and that the next
+run retries). Install and update commands come from ``skill_state.add_command``: the
+source skills-lock.json records, else the default repository, at the release ref.
 """
 
 from __future__ import annotations
@@ -18,23 +23,23 @@ from pathlib import Path
 from typing import Mapping
 
 from .project import script_command
-from .redaction import child_env
+from .redaction import child_env, redact
 from .skill_state import (
     DAY_SECONDS,
     MAIN_SKILL,
     UPDATE_SKILL,
-    installer_args,
+    add_command,
     last_outcome,
     now_seconds,
+    one_line,
     read_state,
-    repo_name,
     state_path,
     suppression,
     update_state,
 )
 
 SKILL_DIR = Path(__file__).resolve().parents[2]
-CHECK_TIMEOUT_SECONDS = 10
+CHECK_TIMEOUT_SECONDS = 10  # check_update.py's own deadline (5 s) plus interpreter start, with room to spare
 
 
 def find_update_skill(skill_dir: Path = SKILL_DIR, env: Mapping[str, str] | None = None) -> Path | None:
@@ -53,11 +58,11 @@ def find_update_skill(skill_dir: Path = SKILL_DIR, env: Mapping[str, str] | None
 
 def install_command(env: Mapping[str, str] | None = None, skill_dir: Path = SKILL_DIR) -> str:
     """Installs the sibling next to this skill, for the same agents (``installer_args``), nothing else."""
-    return f"npx skills add {repo_name(env)} --full-depth --skill {UPDATE_SKILL} {installer_args(skill_dir, env)} -y"
+    return add_command(skill_dir, UPDATE_SKILL, env)
 
 
 def update_command(env: Mapping[str, str] | None = None, skill_dir: Path = SKILL_DIR) -> str:
-    return f"npx skills add {repo_name(env)} --full-depth --skill '*' {installer_args(skill_dir, env)} -y"
+    return add_command(skill_dir, "'*'", env)
 
 
 def _iso(seconds: float) -> str:
@@ -136,9 +141,21 @@ def post_task_check(env: Mapping[str, str] | None = None) -> list:
         done = subprocess.run([sys.executable, str(script), "--print-response"], capture_output=True, text=True,
                               timeout=CHECK_TIMEOUT_SECONDS, env=child_env(env), stdin=subprocess.DEVNULL)
         result = json.loads(done.stdout.strip().splitlines()[-1])
+    except subprocess.TimeoutExpired:
+        return [failure_line(f"{UPDATE_SKILL} did not finish within {CHECK_TIMEOUT_SECONDS} s")]
     except (OSError, subprocess.SubprocessError, ValueError, IndexError, RecursionError):
-        return []
+        return [failure_line(f"{UPDATE_SKILL} gave no readable answer")]
     if isinstance(result, dict) and result.get("has_update") is True:
         return [f"[UPDATE_AVAILABLE] {MAIN_SKILL} {result.get('current')} -> {result.get('latest')}: "
                 f"{str(result.get('info') or '')[:200]} Update with: {update_command(env)}"]
+    if not isinstance(result, dict) or "has_update" not in result:
+        return [failure_line(f"{UPDATE_SKILL} gave no readable answer")]
+    if result.get("error"):
+        return [failure_line(result["error"])]
     return []
+
+
+def failure_line(why: object) -> str:
+    """The one line that says the check could not complete, why, and when it is tried again."""
+    return (f"[UPDATE_CHECK_FAILED] the update check could not complete: {redact(one_line(why, 300))}; "
+            "it is tried again after the next task (nothing else to do now)")

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Is there a newer qianwen-ops-auth? Compares this skill's version.json with the latest one.
 
-Fetches version.json from the bundle's repository (QWEN_UPDATE_URL overrides the
-whole URL; otherwise it is derived from QWEN_SKILLS_REPO, "owner/name"), with a
-5-second timeout, at most once per 24 hours unless --force (the last answer is
-reused in between). Never blocks an agent: offline, HTTP errors, malformed JSON
-and timeouts give has_update false with an error, and exit code 0. Every check's
+Fetches version.json from the bundle's release branch (QWEN_UPDATE_URL overrides the
+whole URL; otherwise it is derived from QWEN_SKILLS_REPO, "owner/name"), within 5 seconds
+all told (connecting, TLS, a slow server: QWEN_UPDATE_TIMEOUT may shorten it), at most
+once per 24 hours unless --force (the last answer is reused in between). Never blocks
+an agent: offline, HTTP errors, malformed JSON and timeouts give has_update false with
+an error, and exit code 0. Every check's
 outcome (up-to-date, update-available or failed, with a one-line reason) is recorded
 in the shared state, where qianwen-ops-auth's `gossamer.py --status` reports it.
 Stdlib only, Python 3.9+.
@@ -25,9 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from skill_state import (  # noqa: E402
     DAY_SECONDS,
+    RELEASE_REF,
     UPDATE_SKILL,
+    add_command,
     epoch,
-    installer_args,
     now_seconds,
     one_line,
     read_state,
@@ -59,7 +61,7 @@ def parse_version(text: str) -> tuple:
 def update_url(env=None) -> str:
     env = os.environ if env is None else env
     return env.get("QWEN_UPDATE_URL") or (
-        f"https://raw.githubusercontent.com/{repo_name(env)}/main/skills/{UPDATE_SKILL}/version.json")
+        f"https://raw.githubusercontent.com/{repo_name(env)}/{RELEASE_REF}/skills/{UPDATE_SKILL}/version.json")
 
 
 def local_version() -> dict:
@@ -84,6 +86,30 @@ def tls_context(env=None):
     return ssl.create_default_context(cafile=cafile, capath=capath)
 
 
+def fetch_within(url: str, seconds: float, env=None) -> dict:
+    """``fetch_latest`` bounded in total: name lookup, connect, TLS and a server that trickles
+    bytes all count. It runs in a daemon thread; when ``seconds`` pass, ``TimeoutError`` is
+    raised here and the thread is left to die with the process."""
+    import threading
+
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["data"] = fetch_latest(url, seconds, env)
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, name="version-fetch", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise TimeoutError("timed out")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["data"]
+
+
 def fetch_latest(url: str, timeout: float, env=None) -> dict:
     if not url.startswith(("https://", "http://")):
         raise ValueError("update URL must be http(s)")
@@ -100,9 +126,32 @@ def fetch_latest(url: str, timeout: float, env=None) -> dict:
     return data
 
 
-def describe_error(exc: BaseException) -> str:
+def trust_store(env=None) -> str:
+    """Which CA certificates ``tls_context`` trusts, as one short phrase."""
+    env = os.environ if env is None else env
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        if env.get(name):
+            return f"{name} ({one_line(env[name], 120)})"
+    return "the system store"
+
+
+def certificate_message(exc: BaseException, env=None) -> str:
+    """One line for a certificate the update server's TLS offered and the trust store refused."""
+    reason = one_line(getattr(exc, "verify_message", "") or "", 80)
+    return (f"the update server's TLS certificate is not trusted ({reason or 'verification failed'}) by "
+            f"{trust_store(env)}; if a company proxy inspects HTTPS (its own root CA), build a bundle of the system "
+            "CAs plus that root and point SSL_CERT_FILE at it: see references/company-networks.md in qianwen-ops-auth")
+
+
+def describe_error(exc: BaseException, env=None) -> str:
+    import ssl
+
     if isinstance(exc, urllib.error.HTTPError):
         return f"HTTP {exc.code} from the update server"
+    if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, ssl.SSLCertVerificationError):
+        return certificate_message(exc.reason, env)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return certificate_message(exc, env)
     if isinstance(exc, urllib.error.URLError):
         reason = exc.reason
         if isinstance(reason, OSError) and "timed out" in str(reason).lower():
@@ -155,9 +204,9 @@ def check(force: bool = False, env=None, now: float | None = None) -> dict:
         return result
     try:
         timeout = float(env.get("QWEN_UPDATE_TIMEOUT") or TIMEOUT_SECONDS)
-        latest = fetch_latest(update_url(env), min(timeout, TIMEOUT_SECONDS), env)
+        latest = fetch_within(update_url(env), min(timeout, TIMEOUT_SECONDS), env)
     except Exception as exc:  # never block an agent: any failure is reported and recorded, not raised
-        result["error"] = describe_error(exc)
+        result["error"] = describe_error(exc, env)
         result["checked_at"] = now
         _save(path, lambda s: record_outcome(s, now, "failed", result["error"]))
         return result
@@ -196,8 +245,8 @@ def main() -> int:
     elif result.get("error"):
         _emit(f"update check: {result['error']} (current {result['current']})")
     elif result["has_update"]:
-        _emit(f"update available: {result['current']} -> {result['latest']}. Update with: "
-              f"npx skills add {repo_name()} --full-depth --skill '*' {installer_args(SKILL_DIR)} -y")
+        command = add_command(SKILL_DIR, "'*'")
+        _emit(f"update available: {result['current']} -> {result['latest']}. Update with: {command}")
     else:
         _emit(f"qianwen-ops-auth {result['current']} is up to date")
     return 0
