@@ -359,7 +359,7 @@ def _check_interception(settings: Settings, report: Report, endpoint: Endpoint, 
         report.add("tls", "info", f"{host} is this machine and its certificate comes from a private CA "
                    f"({found.issuer}, trusted through {store}), as a local test server's does (the sandbox); "
                    "DashScope's own hosts use public CAs")
-    elif host in KNOWN_HOSTS:
+    elif is_documented_host(host):
         report.add("tls", "warn", f"TLS to {host} is intercepted: the certificate it presented was issued by "
                    f"{found.issuer}, which is not a public CA and is trusted only through {store}; whoever runs "
                    "that CA (usually a company proxy that inspects HTTPS) can read the API key in every request: "
@@ -389,7 +389,7 @@ def verdict(report: Report, offline: bool) -> tuple:
     host = facts.get("endpoint_host") or "the endpoint"
     if is_loopback_host(host):
         text = f"authentication works on {host} (this machine, e.g. the sandbox); DashScope itself was not checked"
-    elif host in KNOWN_HOSTS:
+    elif is_documented_host(host):
         text = f"authentication works: {host} accepted the key"
     else:
         text = f"authentication works on {host}, which is not a documented DashScope host"
