@@ -11,7 +11,9 @@ from dotenv import dotenv_values
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import CANARY_KEY, leaks
 from qianwen_ops.dotenv_parser import LINE_BREAK, bindings, parse_dotenv_text, read_dotenv_file
+from qianwen_ops.errors import CONFIG, QwenOpsError
 
 # (text, what a .env reader must see). Expected values are written out, so a failure names the reader that broke.
 CORPUS = [
@@ -114,6 +116,18 @@ def test_reads_never_need_python_dotenv(tmp_path, monkeypatch):
     path.write_bytes(b"\xef\xbb\xbfDASHSCOPE_API_KEY=sk-bom\r\nexport ")
     monkeypatch.setitem(sys.modules, "dotenv", None)   # import dotenv -> ImportError, as on a bare python3
     assert read_dotenv_file(path) == {"DASHSCOPE_API_KEY": "sk-bom"}
+
+
+@pytest.mark.parametrize("codec,named", [("utf-16-le", "UTF-16"), ("utf-16-be", "UTF-16"), ("utf-32-le", "UTF-32")])
+def test_a_utf16_env_is_named_in_one_line(tmp_path, codec, named):
+    """PowerShell 5.1's ``echo DASHSCOPE_API_KEY=... > .env`` writes UTF-16LE with a BOM and CRLF."""
+    path = tmp_path / ".env"
+    path.write_bytes(f"\ufeffDASHSCOPE_API_KEY={CANARY_KEY}\r\n".encode(codec))
+    with pytest.raises(QwenOpsError) as refused:
+        read_dotenv_file(path)
+    message = refused.value.message
+    assert refused.value.exit_code == CONFIG and "\n" not in message and not leaks(message)
+    assert f"is saved as {named}" in message and "save it as UTF-8" in message
 
 
 def test_a_missing_file_sets_nothing(tmp_path):

@@ -95,6 +95,18 @@ def test_binary_env_is_left_alone(env, project):
     assert_clean_error(result)
 
 
+@pytest.mark.parametrize("args", [[], ["--from-stdin"]])
+def test_a_utf16_env_is_named_in_one_line_and_left_alone(env, project, args):
+    """What PowerShell 5.1's ``echo DASHSCOPE_API_KEY=... > .env`` writes: never rewritten in another encoding."""
+    data = "\ufeffDASHSCOPE_API_KEY=sk-your-key-here\r\n".encode("utf-16-le")
+    (project / ".env").write_bytes(data)
+    result = run_script("setup_env.py", *args, env=env, cwd=project, stdin=NEW_KEY + "\n")
+    assert result.code == 9 and (project / ".env").read_bytes() == data
+    assert_clean_error(result)
+    assert len(result.err.strip().splitlines()) == 1 and "is saved as UTF-16" in result.err
+    assert "save it as UTF-8" in result.err and "Rl9-Vx2" not in result.out + result.err
+
+
 def test_appends_with_the_files_own_line_break(project):
     for before, newline in ((b"A=1\r\nB=2", b"\r\n"), (b"A=1\rB=2\r", b"\r"), (b"A=1\nB=2\r\n", b"\r\n")):
         (project / ".env").write_bytes(before)

@@ -14,9 +14,10 @@ the start is skipped.
 parse included) with its ``original`` text: joined, they give the text back exactly, so an
 editor replaces one binding's text and leaves every other byte alone.
 
-Files are read defensively (``read_dotenv``): a file that is too large, binary, not UTF-8,
-or unreadable raises ``QwenOpsError`` (exit code CONFIG) in one line naming the path, never
-a value.
+Files are read defensively (``read_dotenv``): a file that is too large, binary, UTF-16 or
+UTF-32 (what PowerShell 5.1's ``echo ... > .env`` writes, which ``load_dotenv()`` cannot read
+either), not UTF-8, or unreadable raises ``QwenOpsError`` (exit code CONFIG) in one line naming
+the path, never a value.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ MAX_DOTENV_BYTES = 1024 * 1024
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+_WIDE_ENCODINGS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+                   (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
 
 _SPACE = re.compile(r"\s*")                     # blank lines included
 _BLANKS = re.compile(r"[^\S\r\n]*")             # within one line
@@ -143,6 +146,11 @@ def decode_dotenv(raw: bytes, path: Path) -> str:
     """The text of a ``.env`` file's bytes (a BOM kept), or ``QwenOpsError`` (CONFIG) naming only the path."""
     if len(raw) > MAX_DOTENV_BYTES:
         raise QwenOpsError(f"{path} is larger than {MAX_DOTENV_BYTES // 1024} KiB; not a .env file", CONFIG)
+    for bom, encoding in _WIDE_ENCODINGS:
+        if raw.startswith(bom):
+            raise QwenOpsError(f"{path} is saved as {encoding} (as PowerShell 5.1's `echo ... > .env` writes it), "
+                               "which python-dotenv cannot read either; save it as UTF-8 (Notepad: Save as, "
+                               "Encoding: UTF-8) and run this again", CONFIG)
     if b"\x00" in raw:
         raise QwenOpsError(f"{path} looks binary (NUL bytes); not a .env file", CONFIG)
     try:

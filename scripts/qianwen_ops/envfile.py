@@ -16,7 +16,8 @@ skill folder.
   does not parse, an edit that would change how any other line reads
 * an edit replaces one binding's text (``dotenv_parser.Binding.original``) or appends lines;
   every other byte stays as it was, the BOM and the line breaks (``\\r\\n`` stays ``\\r\\n``)
-  included; a ``.env`` is read as UTF-8 and written back as UTF-8
+  included. A ``.env`` is read as UTF-8 and written back as UTF-8; a UTF-16 or UTF-32 file is
+  refused (exit 9) in one line before anything is planned
 * every write is one atomic replace (``fsutil.replace_file``: temp file, fsync, rename) that
   keeps the file's mode; a new ``.env`` is 0600, a new ``.gitignore`` 0644; links and
   non-regular files are refused
