@@ -152,7 +152,7 @@ _line = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(_line, st.sampled_from(["\n", "\r\n", "\r"])), max_size=8), st.booleans(), st.booleans())
 def test_generated_files_read_as_python_dotenv_reads_them(lines, bom, last_break):
     text = ("\ufeff" if bom else "") + "".join(line + brk for line, brk in lines)
