@@ -1,27 +1,21 @@
-"""Both .env parsers, each run explicitly, give the expected answers; reads pick python-dotenv when present."""
+"""The stdlib .env parser reads what python-dotenv reads (the oracle), and keeps each binding's exact text."""
 
 from __future__ import annotations
 
 import io
+import os
 import sys
-import types
 
 import pytest
 from dotenv import dotenv_values
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qianwen_ops import dotenv_parser
-from qianwen_ops.dotenv_parser import (
-    available_parsers,
-    best_parser,
-    normalize,
-    parse_dotenv_text,
-    parse_with_best_parser,
-    parse_with_python_dotenv,
-)
+from conftest import CANARY_KEY, leaks
+from qianwen_ops.dotenv_parser import LINE_BREAK, bindings, parse_dotenv_text, read_dotenv_file
+from qianwen_ops.errors import CONFIG, QwenOpsError
 
-# (text, what a .env reader must see). Expected values are written out, so a test names the parser that broke.
+# (text, what a .env reader must see). Expected values are written out, so a failure names the reader that broke.
 CORPUS = [
     ("A=1", {"A": "1"}),
     ("A=1\nB=2\n", {"A": "1", "B": "2"}),
@@ -50,82 +44,119 @@ CORPUS = [
     ("A=1\rB=2\r", {"A": "1", "B": "2"}),
     ("A=é ü 中文\n", {"A": "é ü 中文"}),
     ('A="\\\\"\n', {"A": "\\"}),
-    ("export ", {}),                      # crashed the stdlib parser (IndexError)
+    ("export ", {}),                      # crashed an earlier parser (IndexError)
     ("A=1\nexport ", {"A": "1"}),
     ("A=1\nexport", {"A": "1", "export": None}),
     ("export \nB=1", {"B": "1"}),
+    ("A=1\r\nexport \r\nB=2\r\n", {"A": "1", "B": "2"}),
     ("\ufeffDASHSCOPE_API_KEY=sk-your-key-here\r\n", {"DASHSCOPE_API_KEY": "sk-your-key-here"}),
     ("\ufeffexport QIANWEN_API_KEY='sk-a'\n", {"QIANWEN_API_KEY": "sk-a"}),
+    ("\ufeff\ufeffA=1", {"\ufeffA": "1"}),                    # only the first BOM is one
     ('A="multi\nDASHSCOPE_API_KEY=sk-inside\n"\nB=2\n', {"A": "multi\nDASHSCOPE_API_KEY=sk-inside\n", "B": "2"}),
     ("'DASHSCOPE_API_KEY'=v\n", {"DASHSCOPE_API_KEY": "v"}),
+    # a line break inside quotes reads as "\n", whatever it was in the file (universal newlines)
+    ("A=1\r\nB='x\r\ny'\r\n", {"A": "1", "B": "x\ny"}),
+    ('A="a\rb"\rB=2', {"A": "a\nb", "B": "2"}),
+    ("'K\r\nEY'=v\n", {"K\nEY": "v"}),
+    ('A="x\\\r\ny"\n', {"A": "x\\\ny"}),
+    ('A="\\r"\n', {"A": "\r"}),                              # an escape, not a line break
+    ("A=x\x0bB=2\n", {"A": "x\x0bB=2"}),                      # a vertical tab is no line break
+    ("A=1 #c\x0bB=2", {"A": "1"}),
 ]
-PARSERS = {"stdlib": parse_dotenv_text, "python-dotenv": parse_with_python_dotenv}
+IDS = [repr(text)[:40] for text, _ in CORPUS]
 
 
-@pytest.mark.parametrize("parser", sorted(PARSERS))
-@pytest.mark.parametrize("text,expected", CORPUS, ids=[repr(text)[:40] for text, _ in CORPUS])
-def test_each_parser_reads_the_corpus(parser, text, expected):
-    assert PARSERS[parser](text) == expected
+def python_dotenv_reads(text: str) -> dict:
+    """The oracle: what python-dotenv's ``dotenv_values()`` reads from a file holding ``text``.
+
+    A file is read with universal newlines; ``newline=None`` gives a stream the same translation.
+    """
+    return dict(dotenv_values(stream=io.StringIO(text, newline=None), interpolate=False))
 
 
-def test_both_parsers_are_available_here_and_reads_use_python_dotenv():
-    assert [label for label, _ in available_parsers()] == ["stdlib", "python-dotenv"]
-    assert best_parser()[0] == "python-dotenv"
+@pytest.mark.parametrize("text,expected", CORPUS, ids=IDS)
+def test_the_parser_reads_the_corpus(text, expected):
+    assert parse_dotenv_text(text) == expected
 
 
-def test_without_python_dotenv_reads_use_the_stdlib_parser(monkeypatch):
-    monkeypatch.setitem(sys.modules, "dotenv", None)  # import dotenv -> ImportError, as on a bare python3
-    assert [label for label, _ in available_parsers()] == ["stdlib"]
-    assert best_parser() == ("stdlib", parse_dotenv_text)
-    assert parse_with_best_parser("\ufeffDASHSCOPE_API_KEY=sk-a\nexport ") == {"DASHSCOPE_API_KEY": "sk-a"}
-
-
-def test_python_dotenv_never_sees_a_bom_or_a_carriage_return(monkeypatch):
-    """python-dotenv releases before 1.2 kept a BOM as part of the first name, hiding a key there."""
-    seen = []
-
-    def dotenv_values_stub(stream=None, interpolate=True):
-        text = stream.read()
-        seen.append(text)
-        return dict(dotenv_values(stream=io.StringIO(text), interpolate=interpolate))
-
-    monkeypatch.setitem(sys.modules, "dotenv", types.SimpleNamespace(dotenv_values=dotenv_values_stub))
-    assert parse_with_best_parser("\ufeffDASHSCOPE_API_KEY=sk-a\r\nB=2\r") == {"DASHSCOPE_API_KEY": "sk-a", "B": "2"}
-    assert seen == ["DASHSCOPE_API_KEY=sk-a\nB=2\n"]
-
-
-def test_read_dotenv_file_finds_a_key_behind_a_bom_with_either_parser(tmp_path, monkeypatch):
+@pytest.mark.parametrize("text,expected", CORPUS, ids=IDS)
+def test_python_dotenv_reads_the_corpus_the_same_from_a_file(tmp_path, text, expected):
     path = tmp_path / ".env"
-    path.write_bytes(b"\xef\xbb\xbfDASHSCOPE_API_KEY=sk-bom\r\n")
-    assert dotenv_parser.read_dotenv_file(path) == {"DASHSCOPE_API_KEY": "sk-bom"}
-    monkeypatch.setitem(sys.modules, "dotenv", None)
-    assert dotenv_parser.read_dotenv_file(path) == {"DASHSCOPE_API_KEY": "sk-bom"}
+    path.write_bytes(text.encode("utf-8"))
+    assert dict(dotenv_values(path, interpolate=False)) == expected == python_dotenv_reads(text)
 
 
-@pytest.mark.parametrize("text", [t for t, _ in CORPUS])
-def test_binding_positions_map_back_to_the_original_text(text):
-    norm = normalize(text)
-    for binding in dotenv_parser.bindings(norm.text):
-        start = norm.original_index(binding.key_pos)
-        assert text[start:].lstrip("'").startswith(binding.key)
-        stop = norm.original_index(binding.stop)
-        assert stop == len(text) or text[stop] in "\r\n"
+def check_bindings(text: str) -> None:
+    """Joined originals are the text; line numbers count; replacing one value changes only that value."""
+    found = list(bindings(text))
+    assert "".join(b.original for b in found) == text
+    for i, b in enumerate(found):
+        assert b.original and b.line == 1 + len(LINE_BREAK.findall("".join(x.original for x in found[:i])))
+        assert (b.key is None) >= b.error and (b.value_at is None) == (b.value is None)
+        if b.value_at is not None and all(x.key != b.key for x in found[i + 1:]):
+            edited = "".join(x.with_value("sk-New") if x is b else x.original for x in found)
+            assert parse_dotenv_text(edited) == {**parse_dotenv_text(text), b.key: "sk-New"}
 
 
+@pytest.mark.parametrize("text", [t for t, _ in CORPUS], ids=IDS)
+def test_bindings_keep_their_original_text(text):
+    check_bindings(text)
+
+
+def test_a_value_edit_keeps_the_line_break_and_the_bom():
+    found = list(bindings("\ufeffexport A='x' # note\r\nB=2\r\n"))
+    assert [b.original for b in found] == ["\ufeffexport A='x' # note\r\n", "B=2\r\n"]
+    assert found[0].with_value("y") == "\ufeffexport A=y\r\n"
+    assert [(b.key, b.line, b.error) for b in bindings("A=1\r\n\r\nB='open\rC=3")] == [
+        ("A", 1, False), (None, 2, True), ("C", 4, False)]
+
+
+def test_reads_never_need_python_dotenv(tmp_path, monkeypatch):
+    path = tmp_path / ".env"
+    path.write_bytes(b"\xef\xbb\xbfDASHSCOPE_API_KEY=sk-bom\r\nexport ")
+    monkeypatch.setitem(sys.modules, "dotenv", None)   # import dotenv -> ImportError, as on a bare python3
+    assert read_dotenv_file(path) == {"DASHSCOPE_API_KEY": "sk-bom"}
+
+
+@pytest.mark.parametrize("codec,named", [("utf-16-le", "UTF-16"), ("utf-16-be", "UTF-16"), ("utf-32-le", "UTF-32")])
+def test_a_utf16_env_is_named_in_one_line(tmp_path, codec, named):
+    """PowerShell 5.1's ``echo DASHSCOPE_API_KEY=... > .env`` writes UTF-16LE with a BOM and CRLF."""
+    path = tmp_path / ".env"
+    path.write_bytes(f"\ufeffDASHSCOPE_API_KEY={CANARY_KEY}\r\n".encode(codec))
+    with pytest.raises(QwenOpsError) as refused:
+        read_dotenv_file(path)
+    message = refused.value.message
+    assert refused.value.exit_code == CONFIG and "\n" not in message and not leaks(message)
+    assert f"is saved as {named}" in message and "save it as UTF-8" in message
+
+
+def test_a_missing_file_sets_nothing(tmp_path):
+    assert read_dotenv_file(tmp_path / ".env") == {}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_is_never_read_or_waited_on(tmp_path):
+    os.mkfifo(tmp_path / ".env")
+    assert read_dotenv_file(tmp_path / ".env") == {}
+
+
+_key = st.one_of(st.from_regex(r"[A-Z_][A-Z0-9_]{0,6}", fullmatch=True), st.sampled_from(["export", "'A B'", "'Q'"]))
+_text = st.lists(st.sampled_from([*"ab =#'\"\\\t\r\n\x0b\x85\u2028\ufeffé", "\\n", "\\'", '\\"']),
+                max_size=12).map("".join)
 _line = st.one_of(
-    st.builds(lambda k, v: f"{k}={v}", st.from_regex(r"[A-Z_]{1,8}", fullmatch=True),
-              st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-                      max_size=20)),
-    st.builds(lambda k, v: f"export {k}='{v}'", st.from_regex(r"[A-Z_]{1,8}", fullmatch=True),
-              st.text(alphabet="abc #\"\\", max_size=10)),
-    st.builds(lambda k, v: f'{k}="{v}"', st.from_regex(r"[A-Z_]{1,8}", fullmatch=True),
-              st.text(alphabet="abc #'\\n", max_size=10)),
-    st.sampled_from(["# comment", "", "   ", "JUSTKEY", "=x", "A=1 # c", "export ", "export"]),
+    st.builds("{}{}{}={}{}".format, st.sampled_from(["", "export ", "  ", "\t"]), _key, st.sampled_from(["", " "]),
+              st.one_of(_text, _text.map("'{}'".format), _text.map('"{}"'.format)),
+              st.sampled_from(["", " # c", "#c", "  ", " junk"])),
+    _key, _text,
+    st.sampled_from(["# comment", "", "   ", "=x", "export ", "export", "export #", "'open", '"open']),
 )
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(_line, max_size=8), st.sampled_from(["\n", "\r\n"]), st.booleans())
-def test_generated_files_agree(lines, newline, bom):
-    text = ("\ufeff" if bom else "") + newline.join(lines)
-    assert parse_dotenv_text(text) == parse_with_python_dotenv(text)
+@given(st.lists(st.tuples(_line, st.sampled_from(["\n", "\r\n", "\r"])), max_size=8), st.booleans(), st.booleans())
+def test_generated_files_read_as_python_dotenv_reads_them(lines, bom, last_break):
+    text = ("\ufeff" if bom else "") + "".join(line + brk for line, brk in lines)
+    if lines and not last_break:
+        text = text[:-len(lines[-1][1])]
+    assert parse_dotenv_text(text) == python_dotenv_reads(text)
+    check_bindings(text)

@@ -176,6 +176,8 @@ ENV_CASES = [
     ("binary-dotenv", lambda p: (p / ".env").write_bytes(b"\x00\x01\x02DASH"), {}, 9, "binary"),
     ("huge-dotenv", lambda p: (p / ".env").write_bytes(b"# x\n" * 300_000), {}, 9, "larger than"),
     ("non-utf8-dotenv", lambda p: (p / ".env").write_bytes(b"DASHSCOPE_API_KEY=\xff\xfe\n"), {}, 9, "UTF-8"),
+    ("utf16-dotenv", lambda p: (p / ".env").write_bytes("\ufeffDASHSCOPE_API_KEY=GOODKEY\r\n".encode("utf-16-le")), {},
+     9, "saved as UTF-16"),
     ("dotenv-is-directory", lambda p: (p / ".env").mkdir(), {}, 3, "no API key"),
     ("dotenv-is-fifo", lambda p: os.mkfifo(p / ".env"), {}, 3, "no API key"),
     ("dotenv-duplicate-keys", lambda p: (p / ".env").write_text(

@@ -95,6 +95,26 @@ def test_binary_env_is_left_alone(env, project):
     assert_clean_error(result)
 
 
+@pytest.mark.parametrize("args", [[], ["--from-stdin"]])
+def test_a_utf16_env_is_named_in_one_line_and_left_alone(env, project, args):
+    """What PowerShell 5.1's ``echo DASHSCOPE_API_KEY=... > .env`` writes: never rewritten in another encoding."""
+    data = "\ufeffDASHSCOPE_API_KEY=sk-your-key-here\r\n".encode("utf-16-le")
+    (project / ".env").write_bytes(data)
+    result = run_script("setup_env.py", *args, env=env, cwd=project, stdin=NEW_KEY + "\n")
+    assert result.code == 9 and (project / ".env").read_bytes() == data
+    assert_clean_error(result)
+    assert len(result.err.strip().splitlines()) == 1 and "is saved as UTF-16" in result.err
+    assert "save it as UTF-8" in result.err and "Rl9-Vx2" not in result.out + result.err
+
+
+def test_appends_with_the_files_own_line_break(project):
+    for before, newline in ((b"A=1\r\nB=2", b"\r\n"), (b"A=1\rB=2\r", b"\r"), (b"A=1\nB=2\r\n", b"\r\n")):
+        (project / ".env").write_bytes(before)
+        setup_env(project, env={})
+        ending = b"" if before.endswith((b"\n", b"\r")) else newline
+        assert (project / ".env").read_bytes() == before + ending + PLACEHOLDER_LINE.encode() + newline
+
+
 def test_key_in_the_environment_means_no_env_file(env, project):
     result = run_script("setup_env.py", env=dict(env, QIANWEN_API_KEY=CANARY_KEY), cwd=project)
     assert result.code == 0 and not (project / ".env").exists()
@@ -169,12 +189,17 @@ def test_never_writes_into_an_installed_skill_folder(env, tmp_path):
      b'HELP="put it like this:\nDASHSCOPE_API_KEY=sk-your-key-here\n"\nDASHSCOPE_API_KEY=' + NEW_KEY.encode() + b"\n"),
     (b'HELP="DASHSCOPE_API_KEY=sk-your-key-here"\n',
      b'HELP="DASHSCOPE_API_KEY=sk-your-key-here"\nDASHSCOPE_API_KEY=' + NEW_KEY.encode() + b"\n"),
+    # CRLF inside and around a quoted value: every line break stays as it was
+    (b'HELP="like this:\r\nDASHSCOPE_API_KEY=sk-your-key-here\r\n"\r\nDASHSCOPE_API_KEY=sk-your-key-here\r\nZ=1',
+     b'HELP="like this:\r\nDASHSCOPE_API_KEY=sk-your-key-here\r\n"\r\nDASHSCOPE_API_KEY=' + NEW_KEY.encode()
+     + b"\r\nZ=1"),
     # a BOM no longer hides the key line (it used to get a second one appended)
     (b"\xef\xbb\xbfDASHSCOPE_API_KEY=sk-your-key-here\r\n",
      b"\xef\xbb\xbfDASHSCOPE_API_KEY=" + NEW_KEY.encode() + b"\r\n"),
     (b"DASHSCOPE_API_KEY=\nA=1\nexport ",
      b"DASHSCOPE_API_KEY=\nA=1\nexport \nDASHSCOPE_API_KEY=" + NEW_KEY.encode() + b"\n"),
-], ids=["comment-crlf", "duplicates", "alias", "multiline-value", "quoted-only", "bom", "empty-and-export"])
+], ids=["comment-crlf", "duplicates", "alias", "multiline-value", "quoted-only", "multiline-crlf", "bom",
+        "empty-and-export"])
 def test_from_stdin_replaces_exactly_the_binding_in_effect(project, before, after):
     (project / ".env").write_bytes(before)
     report = setup_env(project, key=Secret(NEW_KEY), env={})   # the script's path, in-process (faster)

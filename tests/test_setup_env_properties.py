@@ -1,8 +1,8 @@
 """Generated .env files: setup_env never loses or alters another byte; afterwards the new key is in effect.
 
-The oracle is python-dotenv (the reference reader), not the stdlib span parser the editor uses.
-Each example either ends with the expected key in effect, or was refused (exit 12) with the
-file byte-identical.
+The oracle is python-dotenv (what the user's own ``load_dotenv()`` reads), not the stdlib parser
+the editor uses. Each example either ends with the expected key in effect, or was refused
+(exit 12) with the file byte-identical; no edit brings a line break the file did not use.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from qianwen_ops.credentials import KEY_NAMES, PLACEHOLDER, Secret, classify_key
+from qianwen_ops.dotenv_parser import LINE_BREAK
 from qianwen_ops.envfile import PLACEHOLDER_VALUE, setup_env
 from qianwen_ops.errors import REFUSED_WRITE, QwenOpsError
 
@@ -23,29 +24,39 @@ FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChe
 _name = st.sampled_from([*KEY_NAMES, *KEY_NAMES, "OTHER", "A"])
 _value = st.sampled_from([*["sk-your-key-here"] * 3, "sk-real-abc123", "", "x y", "a#b", "sk-sp-plan9", "$HOME", "é"])
 _quoted = st.sampled_from(["{}", "'{}'", '"{}"'])
-_binding = st.builds(lambda export, name, quote, value, comment: f"{export}{name}={quote.format(value)}{comment}",
-                     st.sampled_from(["", "export ", "  "]), _name, _quoted, _value,
-                     st.sampled_from(["", " # note", "  "]))
+_binding = st.builds(lambda export, name, eq, quote, value, end: f"{export}{name}{eq}{quote.format(value)}{end}",
+                     st.sampled_from(["", "export ", "  ", "\t"]), _name, st.sampled_from(["=", " = ", "=\t"]),
+                     _quoted, _value, st.sampled_from(["", " # note", "  ", "#note", " junk"]))
 _multiline = st.builds(lambda q, inner: f"NOTE={q}first\n{inner}\nlast{q}", st.sampled_from(["'", '"']),
                        st.sampled_from(["DASHSCOPE_API_KEY=sk-your-key-here", "QIANWEN_API_KEY=sk-real-inside",
                                         "export DASHSCOPE_API_KEY=", "# not a comment"]))
 _odd = st.sampled_from(["# DASHSCOPE_API_KEY=sk-in-a-comment", "", "   ", "JUSTKEY", "=x", "export ", "export",
                         "DASHSCOPE_API_KEY", "'DASHSCOPE_API_KEY'=sk-your-key-here", 'BROKEN="unclosed',
-                        'DASHSCOPE_API_KEY="sk-unclosed'])
+                        'DASHSCOPE_API_KEY="sk-unclosed', "'QIANWEN_API_KEY' = sk-your-key-here", "'open",
+                        "DASHSCOPE_API_KEY'=sk-your-key-here", "export #", "\ufeffDASHSCOPE_API_KEY=sk-your-key-here"])
 _lines = st.lists(st.one_of(_binding, _multiline, _odd), max_size=7)
 
 
 @st.composite
 def env_files(draw) -> bytes:
-    newline = draw(st.sampled_from(["\n", "\r\n"]))
-    text = newline.join(line.replace("\n", newline) for line in draw(_lines))
-    text += newline if draw(st.booleans()) else ""
+    """One line-break style per file, or (one time in four) a mix; the last line ends with one or not."""
+    style = draw(st.sampled_from(["\n", "\r\n", "\r", "mixed"]))
+    breaks = st.sampled_from(["\n", "\r\n", "\r"]) if style == "mixed" else st.just(style)
+    lines = draw(_lines)
+    ends = [draw(breaks) for _ in lines]
+    if lines and draw(st.booleans()):
+        ends[-1] = ""
+    text = "".join(line.replace("\n", draw(breaks)) + end for line, end in zip(lines, ends))
     return (("\ufeff" if draw(st.booleans()) else "") + text).encode("utf-8")
 
 
 def read(data: bytes) -> dict:
-    text = data.decode("utf-8").lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-    return dict(dotenv_values(stream=io.StringIO(text), interpolate=False))
+    """What python-dotenv reads from a file holding ``data`` (universal newlines, as from a path)."""
+    return dict(dotenv_values(stream=io.StringIO(data.decode("utf-8"), newline=None), interpolate=False))
+
+
+def line_breaks(data: bytes) -> set:
+    return set(LINE_BREAK.findall(data.decode("utf-8")))
 
 
 def in_effect(values: dict):
@@ -69,7 +80,9 @@ def run(folder, data: bytes, key: str | None):
         event("refused")
         return None
     event("edited or left")
-    return (folder / ".env").read_bytes()
+    new = (folder / ".env").read_bytes()
+    assert line_breaks(new) <= (line_breaks(data) or {"\n"}), "a line break the file did not use"
+    return new
 
 
 def value_replaced(old: bytes, new: bytes, old_value: str, key: str) -> bool:

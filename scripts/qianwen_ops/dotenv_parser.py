@@ -1,199 +1,156 @@
-"""Reading ``.env`` files: python-dotenv when it is installed, else a stdlib parser.
+"""Reading ``.env`` files: one stdlib parser, python-dotenv's grammar, each binding keeping its text.
 
-Both parsers give the same answers on the corpus in ``tests/test_dotenv_parser.py``
-(comments, ``export``, quotes and escapes, multi-line quoted values, CRLF, BOM, empty
-values, duplicate keys: last one wins); the tests run each of them explicitly.
-Variable interpolation is off in both: a key file never expands ``${...}``.
+The probe and ``setup_env.py`` run on a bare ``python3``, so the parser is our own; what it
+reads is what python-dotenv's ``load_dotenv()`` reads (the tests hold it to ``dotenv_values()``
+on a corpus and on generated files): comments, ``export``, single and double quotes with their
+escapes, multi-line quoted values, empty values, ``NAME`` without ``=`` (None), duplicates
+(the last one wins). No ``${...}`` interpolation: a key file never expands anything.
 
-The stdlib parser also reports where each binding sits (``bindings``), so that an
-editor can change exactly one value and nothing else.
+A line break is ``\\n``, ``\\r\\n`` or a lone ``\\r``, wherever it is; inside a quoted value each
+reads as ``\\n``, as python-dotenv reads a file (Python's universal newlines). A UTF-8 BOM at
+the start is skipped.
 
-Files are read defensively: a file that is too large, binary, not UTF-8 or
-unreadable raises ``QwenOpsError`` (exit code CONFIG) naming the path only.
+``bindings`` yields every statement of a text (blank lines, comments and statements that do not
+parse included) with its ``original`` text: joined, they give the text back exactly, so an
+editor replaces one binding's text and leaves every other byte alone.
+
+Files are read defensively (``read_dotenv``): a file that is too large, binary, UTF-16 or
+UTF-32 (what PowerShell 5.1's ``echo ... > .env`` writes, which ``load_dotenv()`` cannot read
+either), not UTF-8, or unreadable raises ``QwenOpsError`` (exit code CONFIG) in one line naming
+the path, never a value.
 """
 
 from __future__ import annotations
 
-import bisect
 import codecs
+import os
 import re
+import stat
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple
+from typing import Iterator, NamedTuple
 
 from .errors import CONFIG, QwenOpsError
 
 MAX_DOTENV_BYTES = 1024 * 1024
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
-_SPACES = re.compile(r"[^\S\n]*")
-_EXPORT = re.compile(r"export[^\S\n]+")
-_UNQUOTED_KEY = re.compile(r"[^=#\s]+")
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+_WIDE_ENCODINGS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+                   (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+
+_SPACE = re.compile(r"\s*")                     # blank lines included
+_BLANKS = re.compile(r"[^\S\r\n]*")             # within one line
+_EXPORT = re.compile(r"export[^\S\r\n]+")
+_KEY = re.compile(r"[^=#\s]+")
 _QUOTED_KEY = re.compile(r"'([^']+)'")
-_SINGLE_VALUE = re.compile(r"'((?:\\.|[^'\\])*)'", re.DOTALL)
-_DOUBLE_VALUE = re.compile(r'"((?:\\.|[^"\\])*)"', re.DOTALL)
-_LINE_REST = re.compile(r"[^\n]*")
-_TRAILING_COMMENT = re.compile(r"[^\S\n]*(?:#[^\n]*)?")
-_LINE_END = re.compile(r"[^\S\n]*(?:\n|$)")
-_SINGLE_ESCAPES = re.compile(r"\\[\\']")
-_DOUBLE_ESCAPES = re.compile(r"\\[\\'\"abfnrtv]")
-
-
-def _unescape(pattern: re.Pattern, text: str) -> str:
-    return pattern.sub(lambda m: codecs.decode(m.group(0), "unicode-escape"), text)
-
-
-def _parse_value(text: str, pos: int) -> tuple[str, int] | None:
-    """Parse the value that starts at ``pos``; None when it is not well formed."""
-    first = text[pos:pos + 1]
-    if first == "'":
-        m = _SINGLE_VALUE.match(text, pos)
-        return (_unescape(_SINGLE_ESCAPES, m.group(1)), m.end()) if m else None
-    if first == '"':
-        m = _DOUBLE_VALUE.match(text, pos)
-        return (_unescape(_DOUBLE_ESCAPES, m.group(1)), m.end()) if m else None
-    if first in ("", "\n"):
-        return "", pos
-    m = _LINE_REST.match(text, pos)
-    value = re.sub(r"\s+#.*", "", m.group(0)).rstrip()
-    return value, m.end()
+_QUOTED_VALUE = {"'": re.compile(r"'((?:\\.|[^'\\])*)'", re.DOTALL),
+                 '"': re.compile(r'"((?:\\.|[^"\\])*)"', re.DOTALL)}
+_ESCAPES = {"'": re.compile(r"\\[\\']"), '"': re.compile(r"\\[\\'\"abfnrtv]")}
+_UNQUOTED_VALUE = re.compile(r"[^\r\n]*")
+_INLINE_COMMENT = re.compile(r"\s+#.*")
+_COMMENT = re.compile(r"[^\S\r\n]*(?:#[^\r\n]*)?")
+_END = re.compile(r"[^\S\r\n]*(?:\r\n|\r|\n|\Z)")
+_REST = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)?")
+_FINAL_BREAK = re.compile(r"(?:\r\n|\r|\n)\Z")
 
 
 class Binding(NamedTuple):
-    """One ``NAME=value`` found by the stdlib parser; positions index the normalized text."""
+    """One statement of a ``.env`` text, with the exact text it came from."""
 
-    key: str
-    value: str | None      # None for a bare ``NAME`` without ``=``
-    start: int             # first character of the statement (``export`` included)
-    key_pos: int           # first character of the name (its quote, if quoted)
-    value_pos: int | None  # first character of the value (None without ``=``)
-    stop: int              # end of the statement's last line, before its line break
+    key: str | None        # None: blank lines, a comment, or a statement that does not parse
+    value: str | None      # None: no key, or a NAME without "="
+    original: str          # from the blank lines before the statement through its line break
+    line: int              # the line ``original`` starts on (1-based)
+    value_at: int | None   # where the value's text starts in ``original`` (after "=" and blanks)
+    error: bool            # the statement does not parse (python-dotenv skips it as well)
 
-
-class Normalized(NamedTuple):
-    """Text with the BOM removed and every line break turned into ``\n``, and the way back."""
-
-    text: str
-    removed: list  # original indices dropped by the normalization, ascending
-
-    def original_index(self, pos: int) -> int:
-        """Index in the original text of the character at ``pos`` (or of the end)."""
-        extra = 0
-        while True:
-            moved = bisect.bisect_right(self.removed, pos + extra)
-            if moved == extra:
-                return pos + extra
-            extra = moved
+    def with_value(self, text: str) -> str:
+        """``original`` with the value and the rest of its line (a comment) replaced by ``text``."""
+        found = _FINAL_BREAK.search(self.original)
+        return self.original[:self.value_at] + text + (found.group(0) if found else "")
 
 
-def normalize(text: str) -> Normalized:
-    removed = []
-    parts = []
-    start = 0
-    if text.startswith("\ufeff"):
-        removed.append(0)
-        start = 1
-    pos = start
-    for m in re.finditer(r"\r\n?", text):
-        if m.start() < start:
-            continue
-        parts.append(text[pos:m.start()])
-        parts.append("\n")
-        if m.end() - m.start() == 2:
-            removed.append(m.start() + 1)  # "\r\n" keeps the index of its "\r"
-        pos = m.end()
-    parts.append(text[pos:])
-    return Normalized("".join(parts), removed)
+class _Unreadable(Exception):
+    def __init__(self, pos: int):
+        super().__init__(pos)
+        self.pos = pos
+
+
+def _quoted_text(text: str, escapes: re.Pattern) -> str:
+    text = LINE_BREAK.sub("\n", text)
+    return escapes.sub(lambda m: codecs.decode(m.group(0), "unicode-escape"), text)
+
+
+def _value(text: str, pos: int) -> tuple[str, int]:
+    """The value that starts at ``pos`` and where it ends."""
+    quote = text[pos:pos + 1]
+    if quote in _QUOTED_VALUE:
+        found = _QUOTED_VALUE[quote].match(text, pos)
+        if found is None:
+            raise _Unreadable(pos)
+        return _quoted_text(found.group(1), _ESCAPES[quote]), found.end()
+    found = _UNQUOTED_VALUE.match(text, pos)
+    return _INLINE_COMMENT.sub("", found.group(0)).rstrip(), found.end()
+
+
+def _statement(text: str, start: int) -> tuple[str | None, str | None, int | None, int]:
+    """(key, value, value start, end) of the statement at ``start``; ``_Unreadable`` when it does not parse."""
+    pos = _SPACE.match(text, start + 1 if start == 0 and text.startswith("\ufeff") else start).end()
+    if pos == len(text):
+        return None, None, None, pos
+    export = _EXPORT.match(text, pos)
+    pos = export.end() if export else pos
+    key = None
+    if text[pos:pos + 1] != "#":
+        quoted = text[pos:pos + 1] == "'"
+        found = (_QUOTED_KEY if quoted else _KEY).match(text, pos)
+        if found is None:
+            raise _Unreadable(pos)
+        key = LINE_BREAK.sub("\n", found.group(1)) if quoted else found.group(0)
+        pos = _BLANKS.match(text, found.end()).end()
+    value, value_at = None, None
+    if text[pos:pos + 1] == "=":
+        value_at = _BLANKS.match(text, pos + 1).end()
+        if value_at > pos + 1 and text[value_at:value_at + 1] == "#":  # "NAME= # note": empty
+            value, pos = "", value_at
+        else:
+            value, pos = _value(text, value_at)
+    end = _END.match(text, _COMMENT.match(text, pos).end())
+    if end is None:  # text after the value
+        raise _Unreadable(pos)
+    return key, value, value_at, end.end()
 
 
 def bindings(text: str) -> Iterator[Binding]:
-    """Every binding in already normalized ``text``, in file order (duplicates included)."""
-    pos, end = 0, len(text)
-    while pos < end:
-        while pos < end and text[pos].isspace():
-            pos += 1
-        if pos >= end:
-            break
-        start = pos
-        m = _EXPORT.match(text, pos)
-        if m:
-            pos = m.end()
-            if pos >= end:  # a file ending in "export "
-                break
-        if text[pos] == "#":  # a comment line
-            pos = _LINE_REST.match(text, pos).end()
-            continue
-        key_pos = pos
-        key_match = (_QUOTED_KEY if text[pos] == "'" else _UNQUOTED_KEY).match(text, pos)
-        if not key_match:
-            pos = _LINE_REST.match(text, pos).end()
-            continue
-        key = key_match.group(1) if text[pos] == "'" else key_match.group(0)
-        pos = _SPACES.match(text, key_match.end()).end()
-        value: str | None = None
-        value_pos: int | None = None
-        if text[pos:pos + 1] == "=":
-            value_pos = _SPACES.match(text, pos + 1).end()
-            if value_pos > pos + 1 and text[value_pos:value_pos + 1] == "#":
-                value, pos = "", value_pos
-            else:
-                parsed = _parse_value(text, value_pos)
-                if parsed is None:
-                    pos = _LINE_REST.match(text, value_pos).end()
-                    continue
-                value, pos = parsed
-        pos = _TRAILING_COMMENT.match(text, pos).end()
-        line_end = _LINE_END.match(text, pos)
-        if not line_end:  # junk after a value: the whole binding is dropped
-            pos = _LINE_REST.match(text, pos).end()
-            continue
-        pos = line_end.end()
-        stop = pos - 1 if line_end.group(0).endswith("\n") else pos
-        yield Binding(key, value, start, key_pos, value_pos, stop)
+    """Every statement of ``text`` in order; their ``original`` texts joined are ``text``."""
+    pos, line = 0, 1
+    while pos < len(text):
+        try:
+            key, value, value_at, end = _statement(text, pos)
+            error = False
+        except _Unreadable as unreadable:
+            key, value, value_at, end = None, None, None, _REST.match(text, unreadable.pos).end()
+            error = True
+        original = text[pos:end]
+        yield Binding(key, value, original, line, None if value_at is None else value_at - pos, error)
+        line += len(LINE_BREAK.findall(original))
+        pos = end
 
 
 def parse_dotenv_text(text: str) -> dict[str, str | None]:
-    """The stdlib parser. A key written without ``=`` maps to None."""
-    return {b.key: b.value for b in bindings(normalize(text).text)}
-
-
-def parse_with_python_dotenv(text: str) -> dict[str, str | None]:
-    """python-dotenv's answer (ImportError when it is missing), given the same normalized text.
-
-    The BOM is removed here: python-dotenv releases before 1.2 kept it as part of the first
-    name, which hid a key on the first line.
-    """
-    import io
-    import logging
-
-    from dotenv import dotenv_values
-
-    log = logging.getLogger("dotenv.main")  # its "could not parse" warnings: the stdlib parser is silent too
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        return dict(dotenv_values(stream=io.StringIO(normalize(text).text), interpolate=False))
-    finally:
-        log.setLevel(level)
-
-
-def available_parsers() -> list[tuple[str, Callable[[str], dict]]]:
-    """``("stdlib", ...)`` always, then ``("python-dotenv", ...)`` when it can be imported."""
-    found = [("stdlib", parse_dotenv_text)]
-    try:
-        import dotenv  # noqa: F401
-    except ImportError:
-        return found
-    return [*found, ("python-dotenv", parse_with_python_dotenv)]
-
-
-def best_parser() -> tuple[str, Callable[[str], dict]]:
-    """The parser reads use: python-dotenv when importable (the reference), else stdlib."""
-    return available_parsers()[-1]
+    """What ``text`` sets: the last binding of each name wins; a name without ``=`` maps to None."""
+    return {b.key: b.value for b in bindings(text) if b.key is not None}
 
 
 def decode_dotenv(raw: bytes, path: Path) -> str:
-    """The text of a ``.env`` file's bytes, or ``QwenOpsError`` (CONFIG) naming only the path."""
+    """The text of a ``.env`` file's bytes (a BOM kept), or ``QwenOpsError`` (CONFIG) naming only the path."""
     if len(raw) > MAX_DOTENV_BYTES:
         raise QwenOpsError(f"{path} is larger than {MAX_DOTENV_BYTES // 1024} KiB; not a .env file", CONFIG)
+    for bom, encoding in _WIDE_ENCODINGS:
+        if raw.startswith(bom):
+            raise QwenOpsError(f"{path} is saved as {encoding} (as PowerShell 5.1's `echo ... > .env` writes it), "
+                               "which python-dotenv cannot read either; save it as UTF-8 (Notepad: Save as, "
+                               "Encoding: UTF-8) and run this again", CONFIG)
     if b"\x00" in raw:
         raise QwenOpsError(f"{path} looks binary (NUL bytes); not a .env file", CONFIG)
     try:
@@ -202,18 +159,36 @@ def decode_dotenv(raw: bytes, path: Path) -> str:
         raise QwenOpsError(f"{path} is not valid UTF-8", CONFIG) from None
 
 
-def read_dotenv_bytes(path: Path) -> bytes:
+class DotenvText(NamedTuple):
+    text: str   # exactly as in the file (BOM and line breaks included)
+    mode: int   # its permission bits
+
+
+def read_dotenv(path: Path) -> DotenvText | None:
+    """The text and mode of the regular file ``path``; None when it is missing or not a regular file.
+
+    A FIFO or device is never read (opened non-blocking, then ``fstat``), so never waited on.
+    """
     try:
-        with open(path, "rb") as handle:
-            return handle.read(MAX_DOTENV_BYTES + 1)
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        return None
     except OSError as exc:
         raise QwenOpsError(f"cannot read {path}: {exc.strerror or 'unreadable'}", CONFIG) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            raw = handle.read(MAX_DOTENV_BYTES + 1)
+    except OSError as exc:
+        raise QwenOpsError(f"cannot read {path}: {exc.strerror or 'unreadable'}", CONFIG) from None
+    finally:
+        os.close(fd)
+    return DotenvText(decode_dotenv(raw, path), stat.S_IMODE(info.st_mode))
 
 
 def read_dotenv_file(path: Path) -> dict[str, str | None]:
-    """Read and parse one ``.env`` file, refusing binary, huge or unreadable files."""
-    return parse_with_best_parser(decode_dotenv(read_dotenv_bytes(path), path))
-
-
-def parse_with_best_parser(text: str) -> dict[str, str | None]:
-    return best_parser()[1](text)
+    """What the ``.env`` file ``path`` sets ({} when it is missing or not a regular file)."""
+    found = read_dotenv(path)
+    return parse_dotenv_text(found.text) if found else {}

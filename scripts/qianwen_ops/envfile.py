@@ -13,8 +13,12 @@ skill folder.
 * ``custom_oss`` appends the ``QWEN_TMP_OSS_*`` lines that are missing, AccessKey lines as
   placeholders; existing lines are never changed
 * anything ambiguous is refused (exit 12) with the file untouched: a key-looking line that
-  does not parse, parsers that disagree, an edit that would change how any other line reads
-* every write is an atomic replace (``fsutil.replace_file``: temp file, fsync, rename) that
+  does not parse, an edit that would change how any other line reads
+* an edit replaces one binding's text (``dotenv_parser.Binding.original``) or appends lines;
+  every other byte stays as it was, the BOM and the line breaks (``\\r\\n`` stays ``\\r\\n``)
+  included. A ``.env`` is read as UTF-8 and written back as UTF-8; a UTF-16 or UTF-32 file is
+  refused (exit 9) in one line before anything is planned
+* every write is one atomic replace (``fsutil.replace_file``: temp file, fsync, rename) that
   keeps the file's mode; a new ``.env`` is 0600, a new ``.gitignore`` 0644; links and
   non-regular files are refused
 * inside a git work tree, ``.env`` and ``output/qianwen-ops-auth/`` are made git-ignored; a
@@ -23,16 +27,14 @@ skill folder.
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
 from . import errors
 from .credentials import KEY_NAMES, PLACEHOLDER, STANDARD, TOKEN_PLAN, Secret, classify_key
-from .dotenv_parser import MAX_DOTENV_BYTES, Binding, available_parsers, bindings, decode_dotenv, normalize
+from .dotenv_parser import LINE_BREAK, bindings, parse_dotenv_text, read_dotenv
 from .errors import QwenOpsError
 from .fsutil import UnsafeTarget, check_writable_target, replace_file
 from .gitrun import run_git
@@ -45,17 +47,12 @@ OSS_AK_ID_PLACEHOLDER = "your-accesskey-id"
 OSS_AK_SECRET_PLACEHOLDER = "your-accesskey-secret"  # noqa: S105 - a template word, not a secret
 EVIDENCE_IGNORE = "/output/qianwen-ops-auth/"
 SKILL_DIR = Path(__file__).resolve().parents[2]
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
-def name_line(names) -> re.Pattern:
-    """The one "line that sets one of ``names``" pattern (on normalized text); group ``name``
-    starts where the parser's ``Binding.key_pos`` does."""
+def _sets_name(names) -> re.Pattern:
+    """A line that looks like it sets one of ``names`` (matched against one line at a time)."""
     alternatives = "|".join(re.escape(n) for n in names)
-    return re.compile(r"^[^\S\n]*(?:export[^\S\n]+)?(?P<name>'?(?:" + alternatives + r")'?)[^\S\n]*=", re.MULTILINE)
-
-
-KEY_LINE = name_line(KEY_NAMES)
+    return re.compile(r"[^\S\r\n]*(?:export[^\S\r\n]+)?(?P<name>'?(?:" + alternatives + r")'?)[^\S\r\n]*=")
 
 
 @dataclass
@@ -68,36 +65,18 @@ class SetupReport:
 
 
 class EnvText(NamedTuple):
-    """One ``.env`` as read: its exact text (BOM and line breaks as they are) and mode."""
+    """One ``.env`` (or ``.gitignore``) as read: its exact text (BOM and line breaks as they are) and mode."""
 
     path: Path
     exists: bool
     text: str
     mode: int
 
-    def normalized(self):
-        return normalize(self.text)
-
 
 def _read(path: Path) -> EnvText | None:
     """The file's text; None when it is missing or not a regular file (it is then not read)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | _NONBLOCK)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise QwenOpsError(f"cannot read {path}: {exc.strerror or 'unreadable'}", errors.CONFIG) from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            raw = handle.read(MAX_DOTENV_BYTES + 1)
-    except OSError as exc:
-        raise QwenOpsError(f"cannot read {path}: {exc.strerror or 'unreadable'}", errors.CONFIG) from None
-    finally:
-        os.close(fd)
-    return EnvText(path, True, decode_dotenv(raw, path), stat.S_IMODE(info.st_mode))
+    found = read_dotenv(path)
+    return EnvText(path, True, found.text, found.mode) if found else None
 
 
 def _load(path: Path) -> EnvText:
@@ -109,21 +88,20 @@ def _ambiguous(path: Path, why: str) -> QwenOpsError:
 
 
 def _check_lines(env: EnvText, names) -> list:
-    """The bindings of ``env``; refuses a line that sets one of ``names`` but is not read as a binding.
+    """The bindings of ``env``; refuses a line that sets one of ``names`` inside a statement that does not parse.
 
-    Such a line (an unclosed quote, junk after the value) shows what the user meant, yet no
-    parser uses it: writing another line would only add to the confusion. A key-looking line
+    Such a line (an unclosed quote, text after the value) shows what the user meant, yet no
+    reader uses it: writing another line would only add to the confusion. A key-looking line
     inside another binding's quoted value is that value's text, not a line of its own.
     """
-    text = env.normalized().text
-    found = list(bindings(text))
-    starts = {b.key_pos for b in found}
-    for m in name_line(names).finditer(text):
-        pos = m.start("name")
-        if pos not in starts and not any(b.start < pos < b.stop for b in found):
-            line = text.count("\n", 0, pos) + 1
-            raise _ambiguous(env.path, f"line {line} sets {m.group('name').strip(chr(39))} but cannot be read "
-                                       "(an unclosed quote or text after the value?)")
+    found = list(bindings(env.text))
+    sets = _sets_name(names)
+    for binding in (b for b in found if b.error):
+        for offset, line in enumerate(LINE_BREAK.split(binding.original)):
+            m = sets.match(line)
+            if m:
+                raise _ambiguous(env.path, f"line {binding.line + offset} sets {m.group('name').strip(chr(39))} "
+                                           "but cannot be read (an unclosed quote or text after the value?)")
     return found
 
 
@@ -137,39 +115,30 @@ def _effective(values: Mapping, names) -> tuple[str, str] | None:
 
 
 def _in_effect(env: EnvText, names) -> tuple[str, str] | None:
-    """What every available parser agrees is in effect in ``env``; refuses when they disagree."""
-    answers = {label: _effective(parse(env.text), names) for label, parse in available_parsers()}
-    if len(set(answers.values())) > 1:
-        raise _ambiguous(env.path, "the .env parsers disagree on which " + "/".join(names) + " line is in effect")
-    return next(iter(answers.values()))
+    return _effective(parse_dotenv_text(env.text), names)
 
 
-def _last_binding(found: list, name: str) -> Binding:
-    return [b for b in found if b.key == name][-1]
-
-
-def _replace_value(env: EnvText, binding: Binding, value: str) -> str:
-    """``env``'s text with the value of ``binding`` (through its line's end) replaced by ``value``."""
-    norm = env.normalized()
-    start, stop = norm.original_index(binding.value_pos), norm.original_index(binding.stop)
-    return env.text[:start] + value + env.text[stop:]
+def _replace_value(found: list, name: str, value: str) -> str:
+    """The text of ``found`` with the value of the last binding of ``name`` (the one in effect) replaced."""
+    last = max(i for i, b in enumerate(found) if b.key == name)
+    return "".join(b.with_value(value) if i == last else b.original for i, b in enumerate(found))
 
 
 def _append_lines(env: EnvText, lines: list) -> str:
-    newline = "\r\n" if "\r\n" in env.text else "\n"
+    """``env``'s text with ``lines`` added, ended by the file's own line break (``\\r\\n`` if it has any)."""
+    newline = "\r\n" if "\r\n" in env.text else "\r" if "\r" in env.text and "\n" not in env.text else "\n"
     prefix = newline if env.text and not env.text.endswith(("\n", "\r")) else ""
     return env.text + prefix + "".join(line + newline for line in lines)
 
 
 def _verify(env: EnvText, new_text: str, changes: Mapping[str, str], names=KEY_NAMES, expect=None) -> None:
-    """Every parser must read ``new_text`` as the old bindings plus ``changes``, nothing else.
+    """``new_text`` must read as the old bindings plus ``changes``, nothing else.
 
     ``expect`` (name, value) must then be what is in effect among ``names``.
     """
-    for _label, parse in available_parsers():
-        before, after = parse(env.text), parse(new_text)
-        if after != {**before, **changes} or (expect and _effective(after, names) != expect):
-            raise _ambiguous(env.path, "the new line would change how other lines read (an unclosed quote?)")
+    before, after = parse_dotenv_text(env.text), parse_dotenv_text(new_text)
+    if after != {**before, **changes} or (expect and _effective(after, names) != expect):
+        raise _ambiguous(env.path, "the new line would change how other lines read (an unclosed quote?)")
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -352,8 +321,7 @@ def _write_real_key(plan: _Plan, target: EnvText, key: Secret, in_effect: tuple[
         if current_status != PLACEHOLDER:
             raise QwenOpsError(f"{target.path} already sets {name} ({current_status}); edit it yourself, "
                                "nothing written", errors.REFUSED_WRITE)
-        binding = _last_binding(_check_lines(target, KEY_NAMES), name)
-        new_text = _replace_value(target, binding, value)
+        new_text = _replace_value(_check_lines(target, KEY_NAMES), name, value)
         _verify(target, new_text, {name: value}, expect=(name, value))
         plan.change(f"replaced the placeholder {name} in {target.path} with the key from stdin ({status})",
                     f"replace the placeholder {name} in {target.path} with the key from stdin ({status})",
