@@ -9,6 +9,12 @@ go to your own bucket and the URL is a presigned https:// URL (no header needed)
 http(s)://, oss:// and data: inputs are printed unchanged. An unchanged file is
 not uploaded again while its URL is still valid (the reuse cache). Use -- before
 a path that starts with '-'.
+
+Credential files are never uploaded (exit 10): .env files, private keys, ~/.ssh/*,
+~/.aws/credentials, ~/.docker/config.json, ~/.kube/config and the other stores listed in
+references/settings.md, judged by what a link really points to; files holding a private key;
+files holding a secret this run loaded. Only when the user explicitly asks to upload such a
+file, --allow-credential-file lifts these rules except the last.
 """
 
 import sys
@@ -55,13 +61,19 @@ def main() -> int:
                         help=f"seconds to wait on a stalled request before retrying (default {DEFAULT_TIMEOUT:g}); "
                         f"the retries of one request end within {RETRY_DEADLINE_FACTOR:g} x this, plus the "
                         f"time to send the file at {MIN_UPLOAD_RATE // 1024} KiB/s")
+    parser.add_argument("--temp-storage", action="store_true",
+                        help="send these files to DashScope temporary storage even when QWEN_TMP_OSS_BUCKET is set")
+    parser.add_argument("--allow-credential-file", action="store_true",
+                        help="upload a credential file (by name, link target or private-key content) the user "
+                        "explicitly asked for; a file holding a secret this run loaded is still refused")
     args = parser.parse_args()
     try:
         check_options(args.model, args.concurrency, args.timeout)
     except errors.QwenOpsError as exc:
         parser.error(f"--{exc.message}")
     outcomes = upload_many(args.inputs, args.model, use_cache=not args.no_cache,
-                           concurrency=args.concurrency, progress=progress_bar(), timeout=args.timeout)
+                           concurrency=args.concurrency, progress=progress_bar(), timeout=args.timeout,
+                           allow_credential_files=args.allow_credential_file, temp_storage=args.temp_storage)
     records = []
     exit_code = errors.OK
     for outcome in outcomes:
@@ -70,14 +82,14 @@ def main() -> int:
         if outcome.error is None:
             record = outcome.upload.record()
             if args.json:
-                cli.print_json({**record, "source": one_line(outcome.source)})
+                cli.print_json({**record, "source": display(outcome.source)})
             else:
                 print(one_line(outcome.upload.url))
             records.append({**record, "source": display(outcome.source), "url": record["url"].split("?", 1)[0]})
         else:
             message = one_line(outcome.error.message)
             if args.json:
-                cli.print_json({"source": one_line(outcome.source), "error": message})
+                cli.print_json({"source": display(outcome.source), "error": message})
             cli.fail(message)
             records.append({"source": display(outcome.source), "error": message})
             exit_code = exit_code or outcome.error.exit_code

@@ -206,6 +206,7 @@ def key_candidates(settings: Settings, salt: str) -> list:
     return found
 
 
+@errors.public
 def find_api_key(settings: Settings) -> ApiKey:
     """Walk the chain; the first non-empty value decides (even when it is bad)."""
     found = settings.get(*KEY_NAMES)

@@ -19,7 +19,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from . import network
-from .errors import CONFIG, QwenOpsError
+from .errors import CONFIG, QwenOpsError, public
 from .settings import Settings
 
 REGION_ROOTS = {
@@ -158,6 +158,7 @@ def check_not_tracked(name: str, source: str) -> None:
                        "(export it) or in a .env that git ignores", CONFIG)
 
 
+@public
 def resolve_endpoint(settings: Settings) -> Endpoint:
     found = settings.get("QWEN_BASE_URL")
     if found is not None:

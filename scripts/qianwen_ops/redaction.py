@@ -165,3 +165,20 @@ def child_env(env: Mapping[str, str]) -> dict:
             continue
         kept[name] = value
     return kept
+
+
+class Concealed(str):
+    """A string that holds a secret (an ``Authorization`` header value): its ``repr`` shows nothing.
+
+    Defence in depth for frames the library does not control: a dict of headers formatted with
+    ``repr`` (``traceback``'s ``capture_locals``, loguru's ``diagnose``, a debugger) shows
+    ``<hidden>``. ``str()`` and formatting still give the value, so HTTP clients send it unchanged.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<hidden>"
+
+    def __reduce__(self):  # a pickle would carry the value
+        raise TypeError("a concealed value cannot be pickled")

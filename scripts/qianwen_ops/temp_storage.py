@@ -36,7 +36,7 @@ from .http_client import (
     retry_deadline,
 )
 from .local_files import LocalFile, display, read_chunks, readable_name, sha256_hasher
-from .redaction import untrusted
+from .redaction import Concealed, untrusted
 from .upload_cache import temp_storage_scope
 
 MEDIA_TTL_SECONDS = 48 * 3600
@@ -193,7 +193,7 @@ class TempStorage:
 
     def _fetch_policy(self, model: str) -> Policy:
         url = f"{self.endpoint.native_base}/uploads?action=getPolicy&model={quote(model, safe='')}"
-        headers = {"Authorization": f"Bearer {self.api_key.reveal()}", "Accept": "application/json"}
+        headers = {"Authorization": Concealed(f"Bearer {self.api_key.reveal()}"), "Accept": "application/json"}
         response = call_with_retries(lambda: self.session.request("GET", url, headers), self.retry,
                                      deadline=self._deadline())
         if response.status != 200:

@@ -1,0 +1,366 @@
+"""Issue #20, security promises round 2: what a file really is, the library inside the user's process,
+the text an agent reads. One test per finding (each failed on the code before the fix), plus variations."""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import pytest
+
+from conftest import CANARY_KEY, CANARY_OSS_SECRET, assert_clean_error, leaks, run_script, sandbox_env
+from qianwen_ops.errors import INPUT_FILE, QwenOpsError
+from qianwen_ops.settings import Settings
+
+MODEL = "qwen-vl-plus"
+
+
+def _sent(box) -> int:
+    counts = box.counts()
+    return counts["getPolicy"] + counts["postObject"] + counts["oss"]
+
+
+def _lib(env, box, cwd, **changes) -> Settings:
+    return Settings.from_process(cwd=cwd, env=dict(sandbox_env(env, box), **changes))
+
+
+# -- finding 1 and 2: a file is judged by what it is ------------------------------------------------------
+
+# (home-relative store, content that holds no secret this run loads: the place alone must refuse it)
+STORES = [
+    (".ssh/id_rsa", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAA\n"
+                    "-----END OPENSSH PRIVATE KEY-----\n"),
+    (".ssh/config", "Host prod\n  IdentityFile ~/.ssh/deploy\n"),
+    (".docker/config.json", '{"auths": {"registry.example": {"auth": "dXNlcjpwYXNzd29yZA=="}}}'),
+    (".kube/config", "apiVersion: v1\nusers:\n- name: admin\n  user:\n    token: abcdef0123456789\n"),
+    (".config/gh/hosts.yml", "github.com:\n    oauth_token: gho_0123456789abcdef\n"),
+    (".config/gcloud/application_default_credentials.json",
+     '{"refresh_token": "1//0abcdef", "type": "authorized_user"}'),
+    (".config/gcloud/credentials.db", "SQLite format 3\x00 tokens"),
+    (".aws/credentials", "[default]\naws_secret_access_key = wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY\n"),
+    (".aws/config", "[default]\nregion = us-east-1\n"),
+    (".netrc", "machine example.com login me password hunter2\n"),
+    (".git-credentials", "https://me:ghp_0123456789@github.com\n"),
+    (".npmrc", "//registry.npmjs.org/:_authToken=npm_0123456789\n"),
+    (".pypirc", "[pypi]\npassword = pypi-0123456789\n"),
+    (".dashscope/api_key", "sk-" + "5" * 32 + "\n"),
+    (".bailian/config.json", '{"api_key": "sk-' + "6" * 32 + '"}'),
+    (".aliyun/config.json", '{"profiles": [{"access_key_secret": "abcdef0123456789"}]}'),
+]
+
+
+@pytest.mark.parametrize("store,content", STORES, ids=[s for s, _ in STORES])
+def test_a_link_to_a_credential_store_is_refused_and_nothing_is_sent(sb, env, project, store, content):
+    from qianwen_ops.uploads import upload_many
+
+    settings = _lib(env, sb, project)
+    target = settings.home / store
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(content)
+    (project / "photo.png").symlink_to(target)
+    before = _sent(sb)
+    direct, linked = upload_many([str(target), str(project / "photo.png")], MODEL, settings=settings, use_cache=False)
+    for outcome in (direct, linked):
+        assert outcome.upload is None and outcome.error.exit_code == INPUT_FILE, outcome
+        assert "it holds credentials" in outcome.error.message
+    assert f"(it is ~/{store}" in linked.error.message      # says what the link really is
+    assert _sent(sb) == before
+
+
+def test_photo_png_linking_to_id_rsa_is_refused_by_the_script(sb, env, project):
+    home = Path(env["HOME"])
+    (home / ".ssh").mkdir()
+    (home / ".ssh" / "id_rsa").write_text(STORES[0][1])
+    (project / "photo.png").symlink_to(home / ".ssh" / "id_rsa")
+    (project / ".env").write_text("DASHSCOPE_API_KEY=sk-" + "7" * 32 + "\n")
+    (project / "notes.png").symlink_to(project / ".env")          # a link to a file named like a credential
+    (project / "deep.png").symlink_to(project / "notes.png")      # and a link to that link
+    before = _sent(sb)
+    for name in ("photo.png", "notes.png", "deep.png"):
+        done = run_script("upload_file.py", name, "--model", MODEL, "--no-cache", env=sandbox_env(env, sb),
+                          cwd=project)
+        assert done.code == 10 and f"refusing to upload {name}: it holds credentials" in done.err, done.err
+        assert_clean_error(done)
+        assert "OPENSSH" not in done.err and done.out == ""
+    assert _sent(sb) == before
+
+
+@pytest.mark.parametrize("variable,inner", [("DASHSCOPE_API_KEY_FILE_PATH", ""), ("KUBECONFIG", ""),
+                                            ("AWS_SHARED_CREDENTIALS_FILE", ""), ("DOCKER_CONFIG", "config.json"),
+                                            ("DASHSCOPE_CACHE_PATH", "api_key"), ("GNUPGHOME", "pubring.kbx")])
+def test_a_store_moved_by_its_variable_is_refused_too(sb, env, project, tmp_path, variable, inner):
+    from qianwen_ops.uploads import upload_many
+
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    store = folder / (inner or "credfile")
+    store.write_text("token: abcdef0123456789\n")
+    (project / "picture.jpg").symlink_to(store)
+    value = str(folder if inner else store)
+    if variable == "KUBECONFIG":
+        value = os.pathsep.join([str(tmp_path / "missing"), value])
+    settings = _lib(env, sb, project, **{variable: value})
+    [outcome] = upload_many([str(project / "picture.jpg")], MODEL, settings=settings, use_cache=False)
+    assert outcome.error is not None and "it holds credentials" in outcome.error.message
+
+
+@pytest.mark.parametrize("header", ["-----BEGIN RSA PRIVATE KEY-----", "-----BEGIN EC PRIVATE KEY-----",
+                                    "-----BEGIN PRIVATE KEY-----", "-----BEGIN ENCRYPTED PRIVATE KEY-----",
+                                    "-----BEGIN PGP PRIVATE KEY BLOCK-----", "PuTTY-User-Key-File-3: ssh-ed25519"])
+def test_a_private_key_is_refused_whatever_its_name(sb, env, project, header):
+    from qianwen_ops.uploads import upload_many
+
+    (project / "holiday.png").write_bytes(b"\x89PNG\r\n" + header.encode() + b"\nMIIEpAIBAAKCAQEA\n")
+    before = _sent(sb)
+    [outcome] = upload_many([str(project / "holiday.png")], MODEL, settings=_lib(env, sb, project), use_cache=False)
+    assert outcome.error is not None and "(a private key)" in outcome.error.message
+    assert _sent(sb) == before
+
+
+def test_the_override_uploads_what_the_user_means_but_never_a_loaded_secret(sb, env, project):
+    home = Path(env["HOME"])
+    (home / ".ssh").mkdir()
+    (home / ".ssh" / "id_ed25519").write_text(STORES[0][1])
+    (project / "photo.png").symlink_to(home / ".ssh" / "id_ed25519")
+    (project / "mine.txt").write_text(f"the key: {sb.api_key}\n")
+    run_env = sandbox_env(env, sb)
+    refused = run_script("upload_file.py", "photo.png", "--model", MODEL, "--no-cache", env=run_env, cwd=project)
+    assert refused.code == 10
+    allowed = run_script("upload_file.py", "photo.png", "mine.txt", "--model", MODEL, "--no-cache",
+                         "--allow-credential-file", env=run_env, cwd=project)
+    assert allowed.code == 10 and allowed.out.startswith("oss://") and len(allowed.out.splitlines()) == 1
+    assert "refusing to upload mine.txt: it holds credentials" in allowed.err
+    helped = run_script("upload_file.py", "--help", env=run_env, cwd=project)
+    assert "--allow-credential-file" in helped.out and "~/.ssh" in helped.out
+
+
+def test_ordinary_links_and_files_still_upload(sb, env, project):
+    from qianwen_ops.uploads import upload_many
+
+    (project / "real.png").write_bytes(b"a picture")
+    (project / "alias.png").symlink_to(project / "real.png")
+    (project / "config.json").write_text('{"theme": "dark"}')
+    outcomes = upload_many([str(project / "alias.png"), str(project / "config.json")], MODEL,
+                           settings=_lib(env, sb, project), use_cache=False)
+    assert [o.error for o in outcomes] == [None, None]
+
+
+# -- finding 3: the key echoed from an input --------------------------------------------------------------
+
+def _key_inputs(key: str) -> list:
+    return [f"DASHSCOPE_API_KEY={key}", f"./{key}", f"'{key}'", f"{key},", key[3:], f"file:///tmp/{key}.png",
+            f"dir/{key[3:]}/x.png", f"Authorization: Bearer {key}", f"{key[:12]}\n{key[12:]}"]
+
+
+def test_an_input_holding_the_key_is_never_echoed(sb, env, project):
+    (project / "a.png").write_bytes(b"a picture")
+    run_env = sandbox_env(env, sb)
+    texts = []
+    for extra in ([], ["--json"]):
+        done = run_script("upload_file.py", "a.png", *_key_inputs(sb.api_key), "--model", MODEL, *extra,
+                          env=run_env, cwd=project)
+        assert done.code == 10 and "Traceback" not in done.err, done.err
+        assert done.out.startswith(("oss://", '{"source": "a.png"'))
+        texts += [done.out, done.err]
+    texts += [p.read_text() for p in (project / "output").rglob("*") if p.is_file()]
+    shown = "\n".join(texts)
+    assert leaks(shown, (sb.api_key,)) == [], leaks(shown, (sb.api_key,))
+    assert "DASHSCOPE_API_KEY=<redacted>" in shown     # the input is still recognisable
+
+
+def test_library_outcomes_never_echo_the_key_from_an_input(sb, env, project):
+    from qianwen_ops.uploads import upload_many
+
+    outcomes = upload_many(_key_inputs(sb.api_key), MODEL, settings=_lib(env, sb, project), use_cache=False)
+    text = "\n".join(f"{o.source} {o.error} {o.error!r}" for o in outcomes)
+    assert all(o.error is not None for o in outcomes)
+    assert leaks(text, (sb.api_key,)) == [], text
+
+
+# -- finding 4: the library inside the user's process -----------------------------------------------------
+
+def _texts(value, depth: int = 0):
+    """Every string reachable from a local: containers walked, other objects by their repr."""
+    if depth > 5:
+        return
+    if isinstance(value, (str, bytes)):
+        yield value if isinstance(value, str) else value.decode("latin-1")
+        if type(value) not in (str, bytes):
+            yield repr(value)
+    elif isinstance(value, dict):
+        for k, v in list(value.items()):
+            yield from _texts(k, depth + 1)
+            yield from _texts(v, depth + 1)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in list(value):
+            yield from _texts(item, depth + 1)
+    else:
+        yield repr(value)
+
+
+def _chain(exc: BaseException):
+    seen = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def _everything_shown(exc: BaseException) -> str:
+    """The exception as every tool a user might run shows it: with locals, frame by frame, via loguru."""
+    parts = ["".join(traceback.TracebackException(type(exc), exc, exc.__traceback__, capture_locals=True).format())]
+    for link in _chain(exc):
+        parts += [str(link), repr(link), repr(link.args)]
+        tb = link.__traceback__
+        while tb is not None:
+            for name, value in tb.tb_frame.f_locals.items():
+                parts.append(name)
+                parts.extend(_texts(value))
+            tb = tb.tb_next
+    from loguru import logger
+
+    sink = io.StringIO()
+    logger.remove()   # the default handler would print to stderr
+    handler = logger.add(sink, diagnose=True, backtrace=True, colorize=False)
+    try:
+        try:
+            raise exc
+        except BaseException:
+            logger.exception("failed")
+    finally:
+        logger.remove(handler)
+        logger.add(sys.stderr)
+    parts.append(sink.getvalue())
+    assert "QwenOpsError" in parts[-1]
+    from sentry_sdk.consts import DEFAULT_OPTIONS
+    from sentry_sdk.utils import event_from_exception
+
+    options = dict(DEFAULT_OPTIONS, include_local_variables=True, max_value_length=100000)
+    event, _ = event_from_exception((type(exc), exc, exc.__traceback__), client_options=options)
+    assert event["exception"]["values"][-1]["stacktrace"]["frames"][-1]["vars"]
+    parts.append(json.dumps(event, default=repr))
+    return "\n".join(parts)
+
+
+def _raised(call):
+    """The error ``call`` raises, caught in a frame that holds nothing but ``call``."""
+    try:
+        call()
+    except BaseException as exc:  # noqa: BLE001 - the exception is what is examined
+        return exc
+    raise AssertionError("no exception")
+
+
+def _entry_points(box, env, project) -> list:
+    from qianwen_ops import api_settings, resolve_file, upload_file, upload_many
+    from qianwen_ops.probe import probe_regions, run_probe
+
+    (project / "f.png").write_bytes(b"a picture")
+    rejected = Settings.from_process(cwd=project, env=dict(sandbox_env(env, box), DASHSCOPE_API_KEY=CANARY_KEY))
+    oss_wrong = Settings.from_process(cwd=project, env=dict(
+        sandbox_env(env, box), QWEN_TMP_OSS_BUCKET=box.info["oss_bucket"], QWEN_TMP_OSS_REGION=box.info["oss_region"],
+        QWEN_TMP_OSS_ENDPOINT=box.info["oss_endpoint"], QWEN_TMP_OSS_AK_ID=box.info["oss_access_key_id"],
+        QWEN_TMP_OSS_AK_SECRET=CANARY_OSS_SECRET, DASHSCOPE_API_KEY=CANARY_KEY))
+    bad_host = Settings.from_process(cwd=project, env=dict(env, DASHSCOPE_API_KEY=CANARY_KEY, QWEN_BASE_URL="ftp://x"))
+    path = str(project / "f.png")
+
+    def outcome_error():
+        raise upload_many([path], MODEL, settings=rejected, use_cache=False)[0].error
+
+    return [
+        ("resolve_file 401", functools.partial(resolve_file, path, MODEL, settings=rejected, use_cache=False)),
+        ("upload_file 401", functools.partial(upload_file, path, MODEL, settings=rejected, use_cache=False)),
+        ("upload_file custom OSS 403", functools.partial(upload_file, path, MODEL, settings=oss_wrong,
+                                                        use_cache=False)),
+        ("upload_many outcome", outcome_error),
+        ("api_settings().headers, Token Plan key", lambda: api_settings(cwd=project).headers),
+        ("api_settings().api_key, Token Plan key", lambda: api_settings(cwd=project).api_key),
+        ("api_settings() bad host", lambda: api_settings(cwd=project, env={"QWEN_BASE_URL": "ftp://x",
+                                                                           "DASHSCOPE_API_KEY": CANARY_KEY})),
+        ("run_probe bad host", functools.partial(run_probe, bad_host)),
+        ("probe_regions, a bug inside", functools.partial(probe_regions, object())),
+    ]
+
+
+def test_no_secret_survives_in_exceptions_chains_or_frames(sb, env, project, monkeypatch):
+    monkeypatch.chdir(project)
+    for name in [k for k in os.environ if k.startswith(("DASHSCOPE_", "QIANWEN_", "QWEN_", "OSS_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-sp-" + CANARY_KEY[3:])   # a Token Plan key: headers refuse it
+    checked = []
+    for name, call in _entry_points(sb, env, project):
+        exc = _raised(call)
+        assert isinstance(exc, QwenOpsError), (name, exc)
+        assert exc.__traceback__ is not None and exc.__cause__ is None and exc.__context__ is None, name
+        shown = _everything_shown(exc)
+        assert leaks(shown, (CANARY_KEY, CANARY_OSS_SECRET)) == [], (name, leaks(shown))
+        checked.append((name, exc.exit_code))
+    codes = dict(checked)
+    assert codes["resolve_file 401"] == 5 and codes["upload_file custom OSS 403"] == 5
+    assert codes["api_settings().headers, Token Plan key"] == 4 and codes["run_probe bad host"] == 9
+    assert codes["api_settings() bad host"] == 9 and codes["probe_regions, a bug inside"] == 1
+
+
+def test_upload_many_errors_carry_no_traceback(sb, env, project):
+    from qianwen_ops.uploads import upload_many
+
+    (project / "f.png").write_bytes(b"a picture")
+    settings = Settings.from_process(cwd=project, env=dict(sandbox_env(env, sb), DASHSCOPE_API_KEY=CANARY_KEY))
+    for outcome in upload_many([str(project / "f.png"), "missing.png"], MODEL, settings=settings, use_cache=False):
+        error = outcome.error
+        assert error is not None and error.__traceback__ is None
+        assert error.__cause__ is None and error.__context__ is None
+
+
+def test_header_values_hide_in_any_repr():
+    from qianwen_ops.redaction import Concealed
+
+    value = Concealed(f"Bearer {CANARY_KEY}")
+    headers = {"Authorization": value}
+    assert leaks(repr(headers) + repr([value]) + f"{value!r}", (CANARY_KEY,)) == []
+    assert str(value) == f"Bearer {CANARY_KEY}" and f"{value}" == str(value) and value.encode() == str(value).encode()
+    with pytest.raises(TypeError):
+        import pickle
+
+        pickle.dumps(value)
+
+
+def test_api_settings_headers_hold_a_concealed_value(env, project, monkeypatch):
+    from qianwen_ops import api_settings
+
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("DASHSCOPE_API_KEY", CANARY_KEY)
+    monkeypatch.delenv("QWEN_BASE_URL", raising=False)
+    settings = api_settings(cwd=project)
+    assert leaks(repr(settings.headers) + repr(settings.api_key), (CANARY_KEY,)) == []
+    assert settings.headers["Authorization"] == f"Bearer {CANARY_KEY}" and settings.api_key == CANARY_KEY
+
+
+
+# -- cloned repositories: one upload to temporary storage while a bucket is configured --------------------
+
+def test_temp_storage_flag_ignores_a_configured_bucket_for_one_upload(sb, env, project):
+    from test_custom_oss import oss_env
+
+    from qianwen_ops.uploads import upload_file
+
+    (project / "pic.png").write_bytes(os.urandom(500))
+    run_env = oss_env(env, sb)
+    before = sb.counts()
+    done = run_script("upload_file.py", "pic.png", "--model", MODEL, "--json", "--temp-storage", env=run_env,
+                      cwd=project)
+    assert done.code == 0 and "uploading to your bucket" not in done.err, done.err
+    record = json.loads(done.out)
+    assert record["backend"] == "temp-storage" and record["url"].startswith("oss://")
+    after = sb.counts()
+    assert after["postObject"] == before["postObject"] + 1 and after["oss"] == before["oss"]
+    upload = upload_file(str(project / "pic.png"), MODEL, settings=Settings.from_process(cwd=project, env=run_env),
+                         use_cache=False, temp_storage=True)
+    assert upload.backend == "temp-storage"
+    default = run_script("upload_file.py", "pic.png", "--model", MODEL, "--json", env=run_env, cwd=project)
+    assert json.loads(default.out)["backend"] == "custom-oss"          # without the flag: the bucket
