@@ -2,7 +2,9 @@
 
 Never from a ``.env`` file: a cloned repository must not be able to choose the proxy
 that sees the traffic or the CA that vouches for the server. Callers pass the process
-environment (``os.environ`` by default); ``Settings`` is not consulted here.
+environment (``os.environ`` by default; the library passes ``Settings.env``, which leaves out the
+values a git-tracked ``.env`` put there through ``load_dotenv()``, see ``provenance``);
+``Settings`` is not consulted here.
 
 Proxies (as curl and requests read them)
     For an ``https`` URL: ``https_proxy``, ``HTTPS_PROXY``, ``all_proxy``, ``ALL_PROXY``; for
