@@ -499,3 +499,131 @@ def test_a_value_identical_to_a_tracked_dotenv_line_is_that_files(env, project, 
     sub = project / "sub" / "deeper"
     sub.mkdir(parents=True)
     assert name not in Settings.from_process(cwd=sub, env=dict(env, **{name: value})).env
+
+
+# -- finding 6: oss2 obeys the same network rules --------------------------------------------------------
+
+def _oss_env(env, box, **extra) -> dict:
+    from test_custom_oss import oss_env
+
+    clean = {k: v for k, v in env.items() if not k.lower().endswith("_proxy")}
+    return oss_env(clean, box, **extra)
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
+def test_plain_http_custom_oss_through_a_proxy_is_refused(sb, env, project, listener, variable):
+    (project / "x.png").write_bytes(b"a picture")
+    run_env = _oss_env(env, sb, **{variable: f"http://127.0.0.1:{listener.port}", "NO_PROXY": sb.base_url[7:]})
+    before = sb.counts()
+    upload = run_script("upload_file.py", "x.png", "--model", MODEL, "--no-cache", env=run_env, cwd=project)
+    doctor = run_script("doctor.py", "--check-oss", env=run_env, cwd=project)
+    assert upload.code == 9 and "refusing to send credentials over plain http through proxy 127.0.0.1" in upload.err
+    assert doctor.code == 9 and "refusing to send credentials over plain http" in doctor.out, doctor.out
+    assert listener.received == [] and sb.counts()["oss"] == before["oss"]
+    bypass = dict(run_env, NO_PROXY=f"{sb.base_url[7:]},127.0.0.1")            # the documented way out
+    assert run_script("upload_file.py", "x.png", "--model", MODEL, env=bypass, cwd=project).code == 0
+
+
+class _SlowOss:
+    """A loopback 'OSS endpoint' that answers every request with headers, then one byte at a time (or a flood)."""
+
+    def __init__(self, mode: str):
+        import socket
+        import threading
+
+        self.mode = mode
+        self.stop = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn):
+        with conn:
+            try:
+                conn.settimeout(5)
+                conn.recv(1 << 20)
+                if self.mode == "trickle":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\nx-oss-request-id: r\r\n\r\n")
+                    while not self.stop.wait(0.05):
+                        conn.sendall(b"<")
+                else:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (64 << 20))
+                    chunk = b"<a>" * 20000
+                    while not self.stop.is_set():
+                        conn.sendall(chunk)
+            except OSError:
+                return
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("mode", ["trickle", "flood"])
+def test_oss2_answers_are_bounded_in_time_and_size(env, project, mode):
+    import time
+    import tracemalloc
+
+    from qianwen_ops.custom_oss import CustomOss, load_config
+    from qianwen_ops.local_files import check_file
+
+    server = _SlowOss(mode)
+    try:
+        run_env = {k: v for k, v in env.items() if not k.lower().endswith("_proxy")}
+        run_env.update(QWEN_TMP_OSS_BUCKET="my-bucket", QWEN_TMP_OSS_REGION="cn-beijing",
+                       QWEN_TMP_OSS_ENDPOINT=server.url, QWEN_TMP_OSS_AK_ID="LTAI5tAbcdefgh12345678",
+                       QWEN_TMP_OSS_AK_SECRET="Abcdefgh12345678Abcdefgh123456")
+        config = load_config(Settings.from_process(cwd=project, env=run_env))
+        (project / "big.bin").write_bytes(os.urandom(64 * 1024))
+        oss = CustomOss(config, project / "ckpt", timeout=0.4, multipart_threshold=16 * 1024, part_size=16 * 1024,
+                        announce=False, env=run_env)
+        tracemalloc.start()
+        started = time.monotonic()
+        with pytest.raises(QwenOpsError) as caught:
+            oss.upload(check_file(project / "big.bin"), MODEL)
+        took = time.monotonic() - started
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    finally:
+        server.close()
+    assert caught.value.exit_code == 8 and "cannot reach OSS" in caught.value.message
+    assert took < 3.0, took                   # a deadline of 2 x 0.4 s, not 10,000 bytes x 0.05 s
+    assert peak < 24 << 20, peak              # not a 64 MiB body
+
+
+def test_custom_oss_over_tls_and_a_connect_proxy_still_works(env, project, tmp_path):
+    import trustme
+    from forward_proxy import ForwardProxy
+
+    from conftest import start_sandbox
+
+    ca = trustme.CA()
+    ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "srv.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    box = start_sandbox("--tls-cert", str(tmp_path / "srv.pem"), "--tls-key", str(tmp_path / "srv.pem"))
+    proxy = None
+    try:
+        port = int(box.info["oss_endpoint"].rsplit(":", 1)[1])
+        proxy = ForwardProxy(routes={f"127.0.0.1:{port}": ("127.0.0.1", port)})
+        run_env = _oss_env(env, box, SSL_CERT_FILE=str(tmp_path / "ca.pem"), HTTPS_PROXY=proxy.url(),
+                           NO_PROXY=box.base_url.split("://")[1])
+        (project / "p.png").write_bytes(os.urandom(3000))
+        done = run_script("upload_file.py", "p.png", "--model", MODEL, "--no-cache", env=run_env, cwd=project)
+        assert done.code == 0 and done.out.startswith("https://127.0.0.1"), done.err
+        assert proxy.connects() and all(c.startswith(f"CONNECT 127.0.0.1:{port}") for c in proxy.connects())
+    finally:
+        if proxy is not None:
+            proxy.close()
+        box.stop()

@@ -308,8 +308,7 @@ class HttpSession:
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
         if proxy is not None and scheme == "http":
             if any(name.lower() in _CREDENTIAL_HEADERS for name in headers):
-                raise QwenOpsError(f"refusing to send credentials over plain http through {proxy.label}; "
-                                   f"add {host} to NO_PROXY", CONFIG)
+                raise network.plain_http_refusal(host, proxy)
             shown = f"[{host}]" if ":" in host else host
             path = f"http://{shown}:{port}{path}"   # absolute-form: the proxy forwards it
             if proxy.authorization:

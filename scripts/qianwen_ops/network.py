@@ -284,6 +284,12 @@ def proxy_for_url(url: str, env: Mapping[str, str] | None = None) -> Proxy | Non
     return proxy_for(parts.scheme, parts.hostname or "", port, env)
 
 
+def plain_http_refusal(host: str, proxy: Proxy) -> QwenOpsError:
+    """The one error for credentials that would cross a proxy in clear text (plain http, absolute-form)."""
+    return QwenOpsError(f"refusing to send credentials over plain http through {proxy.label}; "
+                        f"add {host} to NO_PROXY", CONFIG)
+
+
 # -- TLS trust
 
 class Trust(NamedTuple):
