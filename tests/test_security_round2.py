@@ -627,3 +627,68 @@ def test_custom_oss_over_tls_and_a_connect_proxy_still_works(env, project, tmp_p
         if proxy is not None:
             proxy.close()
         box.stop()
+
+
+# -- finding 9: everything a server sends is parsed in linear time ----------------------------------------
+
+BIG = 64 * 1024
+HOSTILE_BODIES = {
+    "open Code tags": b"<Code>" * (BIG // 6),
+    "open Message tags": b"<Code>x</Code>" + b"<Message>" * (BIG // 9),
+    "open RequestId tags": b"<RequestId>" * (BIG // 11),
+    "open secret elements": b"<Error><Message>" + b"<StringToSign>" * (BIG // 14) + b"</Message></Error>",
+    "mixed case secret elements": b"<stringtosignbytes><CanonicalRequest>" * (BIG // 37),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_BODIES))
+def test_a_hostile_error_body_is_parsed_in_linear_time(name):
+    import time
+
+    from qianwen_ops.http_client import Response, error_fields
+    from qianwen_ops.redaction import redact
+
+    body = HOSTILE_BODIES[name]
+    started = time.process_time()
+    fields = error_fields(Response(401, {}, body))
+    shown = redact(body.decode())             # redact itself is never handed a capped text only
+    took = time.process_time() - started
+    assert took < 0.3, took                   # the lazy regexes took 3-7 s of CPU on these
+    assert all("\n" not in field for field in fields) and len(shown) >= len(body) // 2
+
+
+def test_the_probe_parses_a_hostile_401_quickly(env, project, monkeypatch):
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from qianwen_ops.probe import run_probe
+
+    class Hostile(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = HOSTILE_BODIES["open Code tags"]
+            self.send_response(401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    try:
+        settings = Settings.from_process(cwd=project, env=dict(
+            {k: v for k, v in env.items() if not k.lower().endswith("_proxy")}, DASHSCOPE_API_KEY=CANARY_KEY,
+            QWEN_BASE_URL=f"http://127.0.0.1:{server.server_address[1]}"))
+        started = time.process_time()
+        result = run_probe(settings, timeout=0.2)
+        took = time.process_time() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.status == 401 and result.exit_code == 5
+    assert took < 0.5, took                    # was ~3 s of CPU per answer

@@ -37,9 +37,9 @@ _RULES = [
     (r"\bOSS\s+[A-Za-z0-9.]+:[A-Za-z0-9+/=]+", "OSS <redacted>"),
     (r"(?i)\"(signature|policy|oss_access_key_id|api_key|access_key_secret)\"\s*:\s*\"[^\"]*\"",
      r'"\1": "<redacted>"'),
-    (r"(?is)<(SignatureProvided|StringToSign|StringToSignBytes|CanonicalRequest|"
-     r"OSSAccessKeyId)>.*?</\1>", r"<\1><redacted></\1>"),
 ]
+# XML elements whose text is a signature or what was signed: masked by _mask_elements (linear, unlike a lazy regex)
+_SECRET_ELEMENTS = ("SignatureProvided", "StringToSign", "StringToSignBytes", "CanonicalRequest", "OSSAccessKeyId")
 _compiled: list = []
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")  # keeps every index
 _lock = threading.Lock()
@@ -87,6 +87,28 @@ def _mask_pieces(text: str) -> str:
     return "".join(out)
 
 
+def _mask_elements(text: str) -> str:
+    """``<Tag>...</Tag>`` (any letter case) of each ``_SECRET_ELEMENTS`` tag, its text replaced by ``<redacted>``.
+
+    ``str.find`` from left to right: linear in ``text``. Once an opening tag has no closing tag after
+    it, no later one has either, so the scan for that tag ends there.
+    """
+    for tag in _SECRET_ELEMENTS:
+        low = text.translate(_ASCII_LOWER)
+        opening, closing = f"<{tag.lower()}>", f"</{tag.lower()}>"
+        out, cursor = [], 0
+        while True:
+            start = low.find(opening, cursor)
+            end = low.find(closing, start + len(opening)) if start >= 0 else -1
+            if end < 0:
+                break
+            out.append(text[cursor:start + len(opening)] + "<redacted>" + text[end:end + len(closing)])
+            cursor = end + len(closing)
+        if out:
+            text = "".join(out) + text[cursor:]
+    return text
+
+
 # Every rule above needs one of these (lower-cased): text without any is left as it is, uncompiled.
 _TRIGGERS = ("bearer", "sk-", "=", "oss", '"', "<")
 
@@ -104,7 +126,7 @@ def redact(text: str) -> str:
         _compiled.extend((re.compile(p), r) for p, r in _RULES)
     for pattern, replacement in _compiled:
         text = pattern.sub(replacement, text)
-    return text
+    return _mask_elements(text) if "<" in text else text
 
 
 def one_line(text: str) -> str:
