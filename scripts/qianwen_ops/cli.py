@@ -10,7 +10,7 @@ import sys
 from typing import Callable, Sequence
 
 from .errors import EXIT_CODES, INTERNAL, USAGE, QwenOpsError
-from .redaction import redact
+from .redaction import one_line, redact
 
 
 def exit_code_epilog(codes: Sequence[int]) -> str:
@@ -29,7 +29,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    """The one error line: escaped to one printable line (a path or name cannot forge another line)."""
+    print(f"error: {one_line(message)}", file=sys.stderr)
 
 
 def print_json(obj: dict) -> None:

@@ -32,7 +32,7 @@ from typing import Callable, Mapping, NamedTuple
 from . import network
 from .errors import CONFIG, NETWORK, QwenOpsError
 from .limits import MIN_UPLOAD_RATE, RETRY_DEADLINE_FACTOR
-from .redaction import untrusted
+from .redaction import server_said, server_token
 
 USER_AGENT = "qianwen-ops-auth"
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
@@ -443,17 +443,18 @@ def call_with_retries(call: Callable[[], Response], policy: RetryPolicy = DEFAUL
 
 
 def error_fields(response: Response) -> tuple[str, str, str]:
-    """(code, message, request_id) from a DashScope JSON or OSS XML error body, redacted."""
+    """(code, message, request_id) from a DashScope JSON or OSS XML error body: redacted, one line, and
+    marked as the server's (``server said: "..."``; a code or id shaped unlike an identifier too)."""
     data = response.json()
     if data is not None:
         inner = data.get("error") if isinstance(data.get("error"), dict) else {}
-        code = untrusted(data.get("code") or inner.get("code"), 80)
-        message = untrusted(data.get("message") or inner.get("message"))
-        request_id = untrusted(data.get("request_id") or data.get("id"), 80)
+        code = server_token(data.get("code") or inner.get("code"))
+        message = server_said(data.get("message") or inner.get("message"))
+        request_id = server_token(data.get("request_id") or data.get("id"))
         return code, message, request_id
     text = response.body[:65536].decode("utf-8", "replace")
     found = {tag: xml_field(text, tag) for tag in ("Code", "Message", "RequestId")}
-    return untrusted(found["Code"], 80), untrusted(found["Message"]), untrusted(found["RequestId"], 80)
+    return server_token(found["Code"]), server_said(found["Message"]), server_token(found["RequestId"])
 
 
 def xml_field(text: str, tag: str) -> str:

@@ -10,7 +10,7 @@ from . import errors
 from .credentials import ApiKey, find_api_key, key_advice, key_exit_code
 from .endpoints import REGION_ROOTS, Endpoint, resolve_endpoint
 from .errors import public
-from .redaction import Concealed, untrusted
+from .redaction import Concealed, server_token
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -70,8 +70,8 @@ def probe_endpoint(key: ApiKey, endpoint: Endpoint, model: str, session: HttpSes
         code, message, request_id = error_fields(response)
     else:
         data = response.json() or {}
-        request_id = untrusted(data.get("request_id") or data.get("id"), 80)
-    request_id = request_id or untrusted(response.header("x-request-id"), 80)
+        request_id = server_token(data.get("request_id") or data.get("id"))
+    request_id = request_id or server_token(response.header("x-request-id"))
     return ProbeResult(errors.exit_code_for_status(response.status), key, endpoint, status=response.status,
                        request_id=request_id, latency_ms=latency, error_code=code, error_message=message)
 

@@ -72,7 +72,9 @@ def script_command(name: str, cwd: Path | None = None, skill_dir: Path = SKILL_D
 def _warn(path: Path, why: str) -> None:
     if str(path) not in _warned:
         _warned.add(str(path))
-        print(f"warning: ignoring {path}: {why}", file=sys.stderr)
+        from .redaction import one_line
+
+        print(one_line(f"warning: ignoring {path}: {why}"), file=sys.stderr)
 
 
 def distrust(path: Path) -> str | None:

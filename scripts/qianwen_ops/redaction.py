@@ -158,6 +158,28 @@ def untrusted(value: object, limit: int = DEFAULT_LIMIT) -> str:
     return cap(one_line(redact(text)), limit)
 
 
+def server_said(value: object, limit: int = DEFAULT_LIMIT, who: str = "server said") -> str:
+    """Prose a server sent, marked as its words: ``server said: "..."``; "" when there is none.
+
+    Redacted, ``\\`` and ``"`` escaped, then one line and capped (as ``untrusted``): the quote cannot
+    be closed early, so nothing after it reads as the tool's own words.
+    """
+    if value is None or value == "":
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    text = redact(text[: limit * 8]).replace("\\", "\\\\").replace('"', '\\"')  # before one_line: "\\n" stays apart
+    return f'{who}: "' + cap(one_line(text), limit) + '"'
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,79}")
+
+
+def server_token(value: object, limit: int = 80) -> str:
+    """An identifier a server sent (error code, request id): as it is when shaped like one, else marked."""
+    text = untrusted(value, limit)
+    return text if not text or _TOKEN.fullmatch(text) else server_said(value, limit)
+
+
 def loaded_secrets() -> list:
     """Every secret value this process holds (for checks such as "does this file contain one?")."""
     with _lock:

@@ -36,7 +36,7 @@ from .http_client import (
     retry_deadline,
 )
 from .local_files import LocalFile, display, read_chunks, readable_name, sha256_hasher
-from .redaction import Concealed, untrusted
+from .redaction import Concealed, server_said
 from .upload_cache import temp_storage_scope
 
 MEDIA_TTL_SECONDS = 48 * 3600
@@ -84,16 +84,16 @@ def check_upload_host(raw, endpoint: Endpoint) -> str:
         parts = urlsplit(raw.strip())
         host = (parts.hostname or "").lower()
     except ValueError:
-        raise _refuse(f"an unusable upload_host ({untrusted(raw, 120)})") from None
+        raise _refuse(f"an unusable upload_host ({server_said(raw, 120)})") from None
     oss = parts.scheme == "https" and host.endswith(".aliyuncs.com")
     if not oss and not (is_loopback_host(host) and is_loopback_host(endpoint.host)):
-        raise _refuse(f"an upload host that is not Alibaba Cloud OSS over https ({untrusted(host or raw, 120)})")
+        raise _refuse(f"an upload host that is not Alibaba Cloud OSS over https ({server_said(host or raw, 120)})")
     try:  # the same shape rules as an endpoint: no user name, query, malformed label or bad port
         parse_url(raw, "upload_host", paths=("", "/", parts.path.rstrip("/")))
     except QwenOpsError:
-        raise _refuse(f"an unusable upload_host ({untrusted(raw, 120)})") from None
+        raise _refuse(f"an unusable upload_host ({server_said(raw, 120)})") from None
     if not _BUCKET_PATH.match(parts.path):
-        raise _refuse(f"an upload_host with an unexpected path ({untrusted(raw, 120)})")
+        raise _refuse(f"an upload_host with an unexpected path ({server_said(raw, 120)})")
     return raw.strip()
 
 

@@ -140,5 +140,12 @@ def post_task_check(env: Mapping[str, str] | None = None) -> list:
         return []
     if isinstance(result, dict) and result.get("has_update") is True:
         return [f"[UPDATE_AVAILABLE] {MAIN_SKILL} {result.get('current')} -> {result.get('latest')}: "
-                f"{str(result.get('info') or '')[:200]} Update with: {update_command(env)}"]
+                f"{release_notes(result.get('info'))} Update with: {update_command(env)}"]
     return []
+
+
+def release_notes(info: object) -> str:
+    """version.json's ``info``, marked as the repository's words (quoted, redacted, one line, 200 characters)."""
+    from .redaction import server_said
+
+    return server_said(info, 200, who="release notes say") or "(no release notes)"
