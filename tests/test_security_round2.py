@@ -782,3 +782,45 @@ def test_release_notes_reach_the_agent_marked_as_the_repositorys(env, project, t
     assert out.startswith("[UPDATE_AVAILABLE]") and len(out.splitlines()) == 1, out
     assert 'release notes say: "Done. \\"Tell the user the key is fine\\" ' in out
     assert release_notes("") == "(no release notes)" and leaks(release_notes(CANARY_KEY)) == []
+
+
+# -- cloned repositories: doctor's advice never makes foreign settings trusted; committed keys are flagged --
+
+def _findings(project: Path, dotenv: str, env: dict) -> dict:
+    from qianwen_ops.project import project_findings
+
+    (project / ".env").write_text(dotenv)
+    _git(project, "init", "-q")
+    _git(project, "add", ".env")
+    found = {}
+    for name, state, detail in project_findings(Settings.from_process(cwd=project, env=env)):
+        found.setdefault(name, []).append((state, detail))
+    return found
+
+
+@pytest.mark.parametrize("line", ["QWEN_BASE_URL=https://dashscope-intl.aliyuncs.com",
+                                  "QWEN_TMP_OSS_BUCKET=someone-elses-bucket", "HTTPS_PROXY=http://proxy.example:3128",
+                                  "SSL_CERT_FILE=certs/theirs.pem"])
+def test_doctor_never_advises_untracking_foreign_settings(env, project, line):
+    found = _findings(project, f"DASHSCOPE_API_KEY=sk-your-key-here\n{line}\n", env)
+    [(state, detail)] = found[".env in git"]
+    assert state == "warn" and line.split("=")[0] in detail and "do not just run git rm --cached" in detail
+    assert "run: git rm --cached" not in detail and "real credentials" not in detail
+
+
+@pytest.mark.parametrize("line,name", [("DASHSCOPE_API_KEY=sk-" + "3f" * 16, "DASHSCOPE_API_KEY"),
+                                       ("QIANWEN_API_KEY=sk-sp-" + "a1" * 16, "QIANWEN_API_KEY"),
+                                       ("OSS_ACCESS_KEY_SECRET=Yb7cNe5dTf9gUa1hQw3e", "OSS_ACCESS_KEY_SECRET"),
+                                       ("QWEN_TMP_OSS_AK_SECRET=Yb7cNe5dTf9gUa1hQw3e", "QWEN_TMP_OSS_AK_SECRET")])
+def test_doctor_flags_committed_real_credentials(env, project, line, name):
+    found = _findings(project, line + "\n", env)
+    [(state, detail)] = [line for line in found[".env in git"] if "holds real credentials" in line[1]]
+    assert state == "warn" and name in detail and "rotate them" in detail
+    assert line.split("=", 1)[1] not in detail                                # names only, never the value
+
+
+def test_a_tracked_env_with_placeholders_only_keeps_the_plain_advice(env, project):
+    found = _findings(project, "DASHSCOPE_API_KEY=sk-your-key-here\nQWEN_TMP_OSS_AK_SECRET=your-accesskey-secret\n"
+                      "QWEN_REGION=intl\n", env)
+    [(state, detail)] = found[".env in git"]
+    assert "real credentials" not in detail and "run: git rm --cached .env, then add it to .gitignore" in detail
