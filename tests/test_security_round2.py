@@ -824,3 +824,26 @@ def test_a_tracked_env_with_placeholders_only_keeps_the_plain_advice(env, projec
                       "QWEN_REGION=intl\n", env)
     [(state, detail)] = found[".env in git"]
     assert "real credentials" not in detail and "run: git rm --cached .env, then add it to .gitignore" in detail
+
+
+# -- over-long keys are malformed and never sent --------------------------------------------------------
+
+@pytest.mark.parametrize("length", [201, 10_000])
+def test_an_over_long_key_is_malformed_and_nothing_is_sent(sb, env, project, length):
+    from qianwen_ops.credentials import MALFORMED, classify_key
+
+    key = "sk-" + "a" * (length - 3)
+    assert classify_key(key) == (MALFORMED, "longer than 200 characters; real keys have about 35")
+    before = sb.counts()
+    probe = run_script("probe.py", env=sandbox_env(env, sb, key=key), cwd=project)
+    (project / "x.png").write_bytes(b"a picture")
+    upload = run_script("upload_file.py", "x.png", "--model", MODEL, env=sandbox_env(env, sb, key=key), cwd=project)
+    assert probe.code == 3 and upload.code == 3 and "malformed (longer than 200 characters" in probe.err
+    assert sb.counts() == before and "a" * 40 not in probe.err + upload.err
+
+
+def test_every_key_shape_in_use_fits_the_bound(sb):
+    from qianwen_ops.credentials import STANDARD, TOKEN_PLAN, classify_key
+
+    assert classify_key(sb.api_key)[0] == STANDARD and classify_key("sk-ws-" + "b" * 32)[0] == STANDARD
+    assert classify_key("sk-sp-" + "c" * 32)[0] == TOKEN_PLAN and classify_key("sk-" + "d" * 197)[0] == STANDARD

@@ -89,10 +89,17 @@ class ApiKey(NamedTuple):
         return self.status == STANDARD
 
 
+# Real keys are "sk-" (or "sk-sp-"/"sk-ws-") plus 32 letters and digits: 35-38 characters. Anything
+# over MAX_KEY_LENGTH is no key (a pasted file, a whole .env line), so it is never sent.
+MAX_KEY_LENGTH = 200
+
+
 def classify_key(value: str | None) -> tuple[str, str]:
     """Return (status, problem) for a key value without any network access."""
     if value is None or value == "":
         return NOT_SET, ""
+    if len(value) > MAX_KEY_LENGTH:
+        return MALFORMED, f"longer than {MAX_KEY_LENGTH} characters; real keys have about 35"
     if value != value.strip():
         return MALFORMED, "leading or trailing whitespace"
     if value[0] in "'\"" or value[-1] in "'\"":
