@@ -847,3 +847,43 @@ def test_every_key_shape_in_use_fits_the_bound(sb):
 
     assert classify_key(sb.api_key)[0] == STANDARD and classify_key("sk-ws-" + "b" * 32)[0] == STANDARD
     assert classify_key("sk-sp-" + "c" * 32)[0] == TOKEN_PLAN and classify_key("sk-" + "d" * 197)[0] == STANDARD
+
+
+# -- exactly-once: a lost answer on a reused connection, then 409, is one object ---------------------------
+
+def _objects(box) -> dict:
+    return {o["key"]: o for o in box.stats()["objects"]}
+
+
+def test_lost_answer_on_a_kept_alive_connection_then_409_lands_once(sb, env, project):
+    from qianwen_ops.uploads import upload_many
+
+    for name in ("first.png", "second.png"):
+        (project / name).write_bytes(os.urandom(3000))
+    before, posts = _objects(sb), sb.counts()["postObject"]
+    sb.fault(route="postObject", delay_s=0.001, count=1)             # the first upload goes through as usual
+    sb.fault(route="postObject", action="lose_answer", count=1)      # the second lands, its answer is lost
+    outcomes = upload_many([str(project / "first.png"), str(project / "second.png")], MODEL,
+                           settings=_lib(env, sb, project), use_cache=False, concurrency=1)
+    assert [o.error for o in outcomes] == [None, None]
+    new = sorted(k for k in _objects(sb) if k not in before)
+    assert new == sorted(o.upload.url[len("oss://"):] for o in outcomes)   # one object each, the ones returned
+    assert sb.counts()["postObject"] == posts + 3                            # first, second (lost), its retry (409)
+
+
+def test_the_http_layer_resends_only_idempotent_requests(sb):
+    """A POST whose kept-alive connection was dropped is never re-sent silently: the caller decides."""
+    from qianwen_ops.errors import NETWORK
+    from qianwen_ops.http_client import HttpSession
+
+    session = HttpSession(timeout=5)
+    try:
+        assert session.request("GET", sb.base_url + "/_sandbox/stats").status == 200
+        sb.fault(route="chat", action="lose_answer", count=1)
+        with pytest.raises(QwenOpsError) as caught:
+            session.request("POST", sb.base_url + "/compatible-mode/v1/chat/completions",
+                            {"Authorization": f"Bearer {sb.api_key}", "Content-Type": "application/json"},
+                            json.dumps({"model": "qwen-turbo", "messages": []}).encode())
+        assert caught.value.exit_code == NETWORK and caught.value.retryable
+    finally:
+        session.close()

@@ -40,6 +40,7 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RESPONSE_DEADLINE_FACTOR = 2.0
 MAX_PROXY_REPLY = 16 * 1024
 _CREDENTIAL_HEADERS = frozenset({"authorization", "x-oss-security-token"})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})  # safe to send twice (RFC 9110)
 
 
 class Response(NamedTuple):
@@ -343,8 +344,10 @@ class HttpSession:
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 stage = conn.stage
                 self._discard(key, conn)
-                if reused and attempt == 0 and stage == "request":
+                if reused and attempt == 0 and stage == "request" and method in IDEMPOTENT_METHODS:
                     continue  # a keep-alive connection the server had closed: one fresh try
+                # Never silently for a POST: the server may have acted on it and lost only the answer; the
+                # caller's retry (which counts its attempts: temp_storage's exactly-once rule) decides.
                 raise self._failure(exc, conn, host) from None
             except (OSError, http.client.HTTPException, _ProxyRefused) as exc:
                 self._discard(key, conn)

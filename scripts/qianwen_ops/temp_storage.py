@@ -5,7 +5,9 @@ expires, so a batch costs one getPolicy per policy lifetime. Object keys are
 ``<upload_dir>/<random 12 hex>_<readable name>``: unique per upload. Uploads are
 exactly-once: the policy forbids overwrites, so a 409 on the *retry* of a key whose
 earlier attempt lost its answer means that attempt landed (success, no orphan); a
-409 on a key's first attempt is a real collision and the file gets a new key.
+409 on a key's first attempt is a real collision and the file gets a new key. Every
+send is counted here: ``HttpSession`` never re-sends a POST on its own (not even on a
+kept-alive connection the server dropped), so no attempt goes unseen.
 Every number a server sends (size limit, policy lifetime) is validated before use.
 """
 
