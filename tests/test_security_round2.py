@@ -887,3 +887,78 @@ def test_the_http_layer_resends_only_idempotent_requests(sb):
         assert caught.value.exit_code == NETWORK and caught.value.retryable
     finally:
         session.close()
+
+
+# -- error bodies are read to a small bound; success bodies to what the protocol needs ----------------------
+
+class _Huge:
+    """A loopback server answering every request with ``status`` and a body of ``size`` bytes."""
+
+    def __init__(self, status: int, size: int, chunked: bool = False):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):  # noqa: N802
+                self.send_response(status)
+                if chunked:
+                    self.send_header("Connection", "close")
+                else:
+                    self.send_header("Content-Length", str(size))
+                self.end_headers()
+                piece = b"<Error><Code>AccessDenied</Code>" + b"x" * 65504
+                sent = 0
+                try:
+                    while sent < size:
+                        self.wfile.write(piece[: size - sent])
+                        sent += len(piece)
+                except OSError:
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "until-close"])
+def test_error_bodies_are_read_to_64_kib(chunked):
+    import tracemalloc
+
+    from qianwen_ops.http_client import MAX_ERROR_BODY, HttpSession, error_fields
+
+    server = _Huge(403, 32 << 20, chunked)
+    session = HttpSession(timeout=10, env={})
+    tracemalloc.start()
+    try:
+        response = session.request("GET", server.url)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        session.close()
+        server.close()
+    assert response.status == 403 and len(response.body) == MAX_ERROR_BODY
+    assert error_fields(response)[0] == "AccessDenied"
+    assert peak < 2 << 20, peak                 # was the whole body, up to 16 MiB per answer
+
+
+def test_a_success_body_over_the_protocols_need_is_refused():
+    from qianwen_ops.http_client import MAX_RESPONSE_BYTES, HttpSession
+
+    server = _Huge(200, MAX_RESPONSE_BYTES + 1)
+    session = HttpSession(timeout=10, env={})
+    try:
+        with pytest.raises(QwenOpsError) as caught:
+            session.request("GET", server.url)
+    finally:
+        session.close()
+        server.close()
+    assert "larger than expected" in caught.value.message and MAX_RESPONSE_BYTES <= 1 << 20

@@ -35,7 +35,11 @@ from .limits import MIN_UPLOAD_RATE, RETRY_DEADLINE_FACTOR
 from .redaction import server_said, server_token
 
 USER_AGENT = "qianwen-ops-auth"
-MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+# What a success body needs: a getPolicy answer, a one-token chat completion, doctor's tiny object (all a few KiB).
+MAX_RESPONSE_BYTES = 1024 * 1024
+# An error body is read for its code and message only: the rest is never read (16 uploads against a hostile
+# host once held 484 MiB of error bodies).
+MAX_ERROR_BODY = 64 * 1024
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RESPONSE_DEADLINE_FACTOR = 2.0
 MAX_PROXY_REPLY = 16 * 1024
@@ -329,13 +333,14 @@ class HttpSession:
                 sock = conn.sock  # http.client drops conn.sock once it knows the server will close
                 sock.deadline = time.monotonic() + RESPONSE_DEADLINE_FACTOR * self.timeout
                 raw = conn.getresponse()
-                data = raw.read(MAX_RESPONSE_BYTES + 1)
+                limit = MAX_RESPONSE_BYTES if 200 <= raw.status < 300 else MAX_ERROR_BODY
+                data = raw.read(limit + 1)
                 sock.deadline = None
-                if len(data) > MAX_RESPONSE_BYTES:
+                if len(data) > limit and limit != MAX_ERROR_BODY:
                     self._discard(key, conn)
                     raise QwenOpsError(f"response from {host} is larger than expected", NETWORK)
-                response = Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, data)
-                if raw.will_close:
+                response = Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, data[:limit])
+                if raw.will_close or len(data) > limit:  # the rest of an error body is left unread: not reusable
                     self._discard(key, conn)
                 return response
             except QwenOpsError:
