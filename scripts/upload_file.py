@@ -82,14 +82,14 @@ def main() -> int:
         if outcome.error is None:
             record = outcome.upload.record()
             if args.json:
-                cli.print_json({**record, "source": display(outcome.source)})
+                cli.print_json({**record, "source": one_line(outcome.source)})  # redacted by upload_many
             else:
                 print(one_line(outcome.upload.url))
             records.append({**record, "source": display(outcome.source), "url": record["url"].split("?", 1)[0]})
         else:
             message = one_line(outcome.error.message)
             if args.json:
-                cli.print_json({"source": display(outcome.source), "error": message})
+                cli.print_json({"source": one_line(outcome.source), "error": message})
             cli.fail(message)
             records.append({"source": display(outcome.source), "error": message})
             exit_code = exit_code or outcome.error.exit_code

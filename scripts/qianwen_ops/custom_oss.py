@@ -276,7 +276,9 @@ class CustomOss:
         self.part_size, self.threads = part_size or PART_SIZE, threads
         self.bucket = build_bucket(self._oss2, config, timeout, oss2_http_options(config.endpoint, env))
         if announce:
-            print(config.notice, file=sys.stderr, flush=True)
+            from .redaction import one_line
+
+            print(one_line(config.notice), file=sys.stderr, flush=True)
 
     @property
     def cache_scope(self) -> str:

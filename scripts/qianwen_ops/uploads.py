@@ -303,7 +303,7 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
     """Resolve every input; one ``Outcome`` per input, in input order (errors do not stop the rest).
 
     An input shaped like an API key is refused without being echoed; its ``Outcome.source`` is
-    ``"<redacted>"`` (an input holding a loaded secret: its redacted ``display`` form). Each
+    ``"<redacted>"`` (an input holding a loaded secret: that secret is ``<redacted>``). Each
     ``Outcome.error`` is a detached copy (no traceback, no chain). ``allow_credential_files``:
     see ``secret_files``; ``temp_storage``: DashScope temporary storage even when a custom-OSS
     bucket is configured.
@@ -319,7 +319,7 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
             return Outcome("<redacted>", error=QwenOpsError(
                 f"input {index + 1} looks like an API key, not a file; it was not sent or shown (keys belong "
                 "in .env or the environment)", errors.INPUT_FILE))
-        shown_source = source if redact(source) == source else display(source)
+        shown_source = redact(source)  # the input as given, minus any secret it holds
         try:
             return Outcome(shown_source, upload=batch.one(source, model)._replace(source=shown_source))
         except QwenOpsError as exc:
