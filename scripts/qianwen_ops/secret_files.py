@@ -81,14 +81,20 @@ def _stores(home: str, moved: tuple) -> tuple:
     found = []
     for entry in HOME_STORES:
         subtree = entry.endswith("/*")
-        found.append((os.path.realpath(os.path.join(home, entry[:-2] if subtree else entry)), subtree))
+        found.append((_real(os.path.join(home, entry[:-2] if subtree else entry)), subtree))
     for value, inner in moved:
         subtree = inner == "/*"
-        found.append((os.path.realpath(os.path.join(value, "" if subtree else inner) if inner else value), subtree))
+        found.append((_real(os.path.join(value, "" if subtree else inner) if inner else value), subtree))
     return tuple(found)
 
 
+def _real(path) -> str:
+    """The real path, links resolved, in the platform's case (Windows compares paths case-insensitively)."""
+    return os.path.normcase(os.path.realpath(path))
+
+
 def credential_stores(home: Path, env: Mapping[str, str]) -> tuple:
+    """(real path, whole subtree?) of ``HOME_STORES`` below ``home`` and of what ``ENV_STORES`` name in ``env``."""
     moved = []
     for variable, inner in ENV_STORES:
         for value in (env.get(variable) or "").split(os.pathsep if variable == "KUBECONFIG" else "\0"):
@@ -109,6 +115,7 @@ def place_reason(path: Path, home: Path, env: Mapping[str, str]) -> str:
     real = os.path.realpath(path)
     if is_credential_name(path) or is_credential_name(Path(real)):
         return "" if real == os.path.abspath(path) else f"it is {_store_label(real, home)}"
+    real = os.path.normcase(real)
     for store, subtree in credential_stores(home, env):
         if real == store or (subtree and real.startswith(store + os.sep)):
             return f"it is {_store_label(real, home)}, a credential store"
