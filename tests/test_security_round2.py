@@ -170,7 +170,7 @@ def test_an_input_holding_the_key_is_never_echoed(sb, env, project):
     texts += [p.read_text() for p in (project / "output").rglob("*") if p.is_file()]
     shown = "\n".join(texts)
     assert leaks(shown, (sb.api_key,)) == [], leaks(shown, (sb.api_key,))
-    assert "DASHSCOPE_API_KEY=<redacted>" in shown     # the input is still recognisable
+    assert "DASHSCOPE_API_KEY=sk-<redacted>" in shown     # the input is still recognisable
 
 
 def test_library_outcomes_never_echo_the_key_from_an_input(sb, env, project):
@@ -964,3 +964,10 @@ def test_a_success_body_over_the_protocols_need_is_refused():
         session.close()
         server.close()
     assert "larger than expected" in caught.value.message and MAX_RESPONSE_BYTES <= 1 << 20
+
+
+def test_a_key_shape_is_caught_whole_even_when_a_loaded_secret_overlaps_it():
+    from qianwen_ops.redaction import redact, remember
+
+    remember("sk-Qx7Jv2")                                   # a loaded (short) secret that begins like another key
+    assert redact("DASHSCOPE_API_KEY=sk-Qx7Jv2defghijklmnop,") == "DASHSCOPE_API_KEY=sk-<redacted>,"

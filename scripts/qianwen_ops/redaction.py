@@ -116,17 +116,19 @@ _TRIGGERS = ("bearer", "sk-", "=", "oss", '"', "<")
 def redact(text: str) -> str:
     """``text`` without credential-shaped strings or any known secret (or a piece of one)."""
     text = str(text)
+    lowered = text.lower()
+    # Credential shapes first: a key nobody loaded is caught whole, before a loaded secret's piece inside
+    # it could break the shape and leave the rest showing. Text without a trigger compiles no rule.
+    if any(trigger in lowered for trigger in _TRIGGERS):
+        if not _compiled:  # compiled on first use: the probe's happy path never needs them
+            _compiled.extend((re.compile(p), r) for p, r in _RULES)
+        for pattern, replacement in _compiled:
+            text = pattern.sub(replacement, text)
+        if "<" in text:
+            text = _mask_elements(text)
     for secret in sorted(_secrets, key=len, reverse=True):
         text = text.replace(secret, "<redacted>")
-    text = _mask_pieces(text)
-    lowered = text.lower()
-    if not any(trigger in lowered for trigger in _TRIGGERS):
-        return text  # no rule can match (a request id, a source name): none is compiled
-    if not _compiled:  # compiled on first use: the probe's happy path never needs them
-        _compiled.extend((re.compile(p), r) for p, r in _RULES)
-    for pattern, replacement in _compiled:
-        text = pattern.sub(replacement, text)
-    return _mask_elements(text) if "<" in text else text
+    return _mask_pieces(text)
 
 
 def one_line(text: str) -> str:
