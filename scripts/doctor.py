@@ -15,6 +15,7 @@ with --offline "result: settings look right; authentication not verified (--offl
 from qianwen_ops import cli, errors
 from qianwen_ops.doctor import diagnose
 from qianwen_ops.evidence import write_record
+from qianwen_ops.redaction import one_line
 from qianwen_ops.settings import Settings
 
 CODES = [errors.OK, errors.USAGE, errors.NO_KEY, errors.TOKEN_PLAN_KEY, errors.AUTH_REJECTED,
@@ -42,11 +43,12 @@ def main() -> int:
     if args.json:
         cli.print_json(data)
     else:
-        print(f"qianwen-ops-auth {data['version']} doctor (Python {data['python']})")
+        # every line escaped as server text is: a path or a value cannot forge a verdict line
+        print(one_line(f"qianwen-ops-auth {data['version']} doctor (Python {data['python']})"))
         for check in data["checks"]:
-            print(f"{MARKS.get(check['status'], '[?]')} {check['name']}: {check['detail']}")
-        print(f"evidence: {data['evidence_dir']}")
-        print(f"result: {data['result']}")
+            print(one_line(f"{MARKS.get(check['status'], '[?]')} {check['name']}: {check['detail']}"))
+        print(one_line(f"evidence: {data['evidence_dir']}"))
+        print(one_line(f"result: {data['result']}"))
     return report.exit_code
 
 

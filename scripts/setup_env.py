@@ -22,6 +22,7 @@ from pathlib import Path
 from qianwen_ops import cli, errors
 from qianwen_ops.credentials import PLACEHOLDER, Secret
 from qianwen_ops.envfile import API_KEYS_URL, PLACEHOLDER_VALUE, setup_env
+from qianwen_ops.redaction import one_line
 
 CODES = [errors.OK, errors.USAGE, errors.NO_KEY, errors.CONFIG, errors.REFUSED_WRITE]
 MAX_STDIN = 4096  # one key line; anything longer is not a key
@@ -40,9 +41,9 @@ def read_key_from_stdin(parser) -> Secret:
 def shown(path: Path) -> str:
     """``path`` relative to the current directory when it lies below it, else absolute."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return one_line(str(path.resolve().relative_to(Path.cwd().resolve())))
     except ValueError:
-        return str(path)
+        return one_line(str(path))
 
 
 def script_hint(name: str) -> str:
@@ -69,7 +70,7 @@ def main() -> int:
     report = setup_env(Path.cwd(), dry_run=args.dry_run, key=key,
                        custom_oss=(args.bucket, args.region) if args.custom_oss else None)
     for line in report.lines:
-        print(line)
+        print(one_line(line))   # paths escaped: a folder name cannot forge a line
     if args.custom_oss:
         if report.oss_placeholders:
             print(f"Next: open {shown(report.target)} and replace your-accesskey-id and your-accesskey-secret with the "

@@ -14,7 +14,13 @@ a path that starts with '-'.
 which a model call can carry itself (no upload, no 48-hour expiry, no model or
 account binding, no header). A file whose data: URL would be over DashScope's
 10,485,760-byte limit per data: item (about 7.5 MiB of file) is refused (exit 10).
---model is optional with --inline. Credential files are never uploaded nor inlined.
+--model is optional with --inline.
+
+Credential files are never uploaded nor inlined (exit 10): .env files, private keys, ~/.ssh/*,
+~/.aws/credentials, ~/.docker/config.json, ~/.kube/config and the other stores listed in
+references/settings.md, judged by what a link really points to; files holding a private key;
+files holding a secret this run loaded. Only when the user explicitly asks to upload such a
+file, --allow-credential-file lifts these rules except the last.
 """
 
 import sys
@@ -72,6 +78,11 @@ def main() -> int:
                         help=f"seconds to wait on a stalled request before retrying (default {DEFAULT_TIMEOUT:g}); "
                         f"the retries of one request end within {RETRY_DEADLINE_FACTOR:g} x this, plus the "
                         f"time to send the file at {MIN_UPLOAD_RATE // 1024} KiB/s")
+    parser.add_argument("--temp-storage", action="store_true",
+                        help="send these files to DashScope temporary storage even when QWEN_TMP_OSS_BUCKET is set")
+    parser.add_argument("--allow-credential-file", action="store_true",
+                        help="upload a credential file (by name, link target or private-key content) the user "
+                        "explicitly asked for; a file holding a secret this run loaded is still refused")
     args = parser.parse_args()
     if not args.model and not args.inline:
         parser.error("the following arguments are required: --model (or use --inline)")
@@ -80,7 +91,8 @@ def main() -> int:
     except errors.QwenOpsError as exc:
         parser.error(f"--{exc.message}")
     outcomes = upload_many(args.inputs, args.model or "", use_cache=not args.no_cache, concurrency=args.concurrency,
-                           progress=progress_bar(), timeout=args.timeout, inline=args.inline)
+                           progress=progress_bar(), timeout=args.timeout, inline=args.inline,
+                           allow_credential_files=args.allow_credential_file, temp_storage=args.temp_storage)
     records = []
     exit_code = errors.OK
     for outcome in outcomes:
@@ -89,7 +101,7 @@ def main() -> int:
         if outcome.error is None:
             record = outcome.upload.record()
             if args.json:
-                cli.print_json({**record, "source": one_line(outcome.source)})
+                cli.print_json({**record, "source": one_line(outcome.source)})  # redacted by upload_many
             else:
                 print(one_line(outcome.upload.url))
             records.append({**record, "source": display(outcome.source), "url": evidence_url(record["url"])})

@@ -10,7 +10,7 @@ import sys
 from typing import Callable, Sequence
 
 from .errors import EXIT_CODES, INTERNAL, USAGE, QwenOpsError, error_object
-from .redaction import redact
+from .redaction import one_line, redact
 
 # True once a script's arguments asked for --json: failures then also print the one JSON error
 # shape (errors.error_object) on stdout, besides the one stderr line.
@@ -52,7 +52,8 @@ def json_output(on: bool) -> None:
 
 
 def fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    """The one error line: escaped to one printable line (a path or name cannot forge another line)."""
+    print(f"error: {one_line(message)}", file=sys.stderr)
 
 
 def print_json(obj: dict) -> None:

@@ -102,10 +102,17 @@ class ApiKey(NamedTuple):
         return self.status == STANDARD
 
 
+# Real keys are "sk-" (or "sk-sp-"/"sk-ws-") plus 32 letters and digits: 35-38 characters. Anything
+# over MAX_KEY_LENGTH is no key (a pasted file, a whole .env line), so it is never sent.
+MAX_KEY_LENGTH = 200
+
+
 def classify_key(value: str | None) -> tuple[str, str]:
     """Return (status, problem) for a key value without any network access."""
     if value is None or value == "":
         return NOT_SET, ""
+    if len(value) > MAX_KEY_LENGTH:
+        return MALFORMED, f"longer than {MAX_KEY_LENGTH} characters; real keys have about 35"
     if value != value.strip():
         return MALFORMED, "leading or trailing whitespace"
     if value[0] in "'\"" or value[-1] in "'\"":
@@ -253,16 +260,6 @@ def is_sdk_key_source(source: str) -> bool:
     return source.startswith(("~/.dashscope/", f"${SDK_KEY_FILE_VARIABLE}"))
 
 
-def is_sdk_key_file(path: Path, settings: Settings) -> bool:
-    """True when ``path`` is the SDK's key file (by identity, so any spelling of the path counts)."""
-    import os
-
-    try:
-        return os.path.samefile(path, sdk_key_file_path(settings)[0])
-    except OSError:
-        return False
-
-
 class KeyCandidate(NamedTuple):
     source: str
     fingerprint: str     # salted with the caller's salt; never the value
@@ -296,6 +293,7 @@ def key_candidates(settings: Settings, salt: str) -> list:
     return found
 
 
+@errors.public
 def find_api_key(settings: Settings) -> ApiKey:
     """Walk the chain; the first non-empty value decides (even when it is bad)."""
     found = settings.get(*KEY_NAMES)

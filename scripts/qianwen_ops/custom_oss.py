@@ -8,9 +8,11 @@ command again after an interruption lists the parts already there and sends only
 
 Every request names the RAM action it needs (see references/custom-oss.md), so an
 ``AccessDenied`` says which permission the RAM user lacks. oss2 never follows a redirect
-(it would carry the STS token to another host), its log never reaches the terminal, and
-``timeout`` bounds connect and read alike. ``oss2`` is imported lazily: nothing else in the
-bundle needs it.
+(it would carry the STS token to another host), its log never reaches the terminal,
+``timeout`` bounds connect and read alike and each answer must arrive within a deadline, its body
+capped (``oss_http``), and a plain-http endpoint is refused when a proxy would carry its
+``Authorization`` header and STS token in clear text (``oss2_http_options``). ``oss2`` is
+imported lazily: nothing else in the bundle needs it.
 """
 
 from __future__ import annotations
@@ -192,14 +194,18 @@ def oss2_http_options(endpoint: str, env: Mapping[str, str] | None = None) -> di
     """
     from . import network
 
-    return {"proxies": network.requests_proxies(endpoint, env), "verify": network.requests_verify(env),
-            "trust_env": False}
+    proxies = network.requests_proxies(endpoint, env)
+    if urlsplit(endpoint).scheme == "http" and proxies["http"]:  # the Authorization header and STS token in clear
+        raise network.plain_http_refusal(urlsplit(endpoint).hostname or "", network.proxy_for_url(endpoint, env))
+    return {"proxies": proxies, "verify": network.requests_verify(env), "trust_env": False}
 
 
 def build_bucket(oss2, config: CustomOssConfig, timeout: float, options: dict | None = None):
     """The oss2 Bucket for ``config``: V4 signing, no redirects, ``timeout`` for connect and read."""
     options = oss2_http_options(config.endpoint) if options is None else options
-    session = oss2.Session(pool_size=PART_THREADS * 2)
+    from . import oss_http
+
+    session = oss_http.session(oss2, PART_THREADS * 2)  # http_client's bounds: answers within a deadline, capped
     inner = session.session
     inner.get_redirect_target = lambda response: None   # a 3xx is answered to us, never followed
     inner.max_redirects = 0
@@ -270,7 +276,9 @@ class CustomOss:
         self.part_size, self.threads = part_size or PART_SIZE, threads
         self.bucket = build_bucket(self._oss2, config, timeout, oss2_http_options(config.endpoint, env))
         if announce:
-            print(config.notice, file=sys.stderr, flush=True)
+            from .redaction import one_line
+
+            print(one_line(config.notice), file=sys.stderr, flush=True)
 
     @property
     def cache_scope(self) -> str:

@@ -278,8 +278,8 @@ def _check_users_code(report: Report, key: ApiKey) -> None:
                   "do not: pass the key from `from qianwen_ops import api_settings`, or export DASHSCOPE_API_KEY")
     else:
         detail = (f"the key is only in {key.source}: your own code sees it only if it loads that file "
-                  "(python-dotenv's load_dotenv(), or `from qianwen_ops import api_settings`) or you export "
-                  "DASHSCOPE_API_KEY")
+                  "(`from qianwen_ops import api_settings`, or python-dotenv's load_dotenv() for a .env git "
+                  "ignores) or you export DASHSCOPE_API_KEY")
     report.add("your code", "info", detail)
 
 

@@ -31,7 +31,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from . import network
-from .errors import CONFIG, QwenOpsError
+from .errors import CONFIG, QwenOpsError, public
 from .settings import Settings
 
 REGION_ROOTS = {
@@ -205,6 +205,7 @@ def check_not_tracked(name: str, source: str) -> None:
                        "(export it) or in a .env that git ignores", CONFIG)
 
 
+@public
 def resolve_endpoint(settings: Settings) -> Endpoint:
     found = settings.get("QWEN_BASE_URL")
     if found is not None:

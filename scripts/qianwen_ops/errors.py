@@ -88,3 +88,38 @@ def error_object(exit_code: int, message: str) -> dict:
 
     return {"error": {"code": ERROR_NAMES.get(exit_code, "internal"), "message": one_line(redact(message)),
                       "exit_code": exit_code}}
+def detached(exc: QwenOpsError) -> QwenOpsError:
+    """A fresh copy of ``exc``: same message and fields, no traceback, no ``__cause__`` or ``__context__``.
+
+    What the library hands out (``Outcome.error``, every raised error): the frames below the point
+    of failure hold request headers, and they must not travel with the error into the user's logs.
+    """
+    return QwenOpsError(exc.message, exc.exit_code, code=exc.code, status=exc.status, retryable=exc.retryable)
+
+
+def public(function):
+    """Decorator for the library's entry points: errors leave through a boundary that keeps no frame.
+
+    A ``QwenOpsError`` is re-raised as a ``detached`` copy, any other ``Exception`` (a bug) as a
+    ``QwenOpsError`` naming only its class (exit 1, as the scripts report it), Ctrl-C as a fresh
+    ``KeyboardInterrupt`` — each raised outside the ``except`` block, so the traceback starts here
+    and holds neither the frames below (their locals hold ``Authorization`` headers) nor an
+    exception chain. Tracebacks with locals (``traceback``'s ``capture_locals``, loguru's
+    ``diagnose``, Sentry, IPython) then show this frame's locals only: the function, the error.
+    """
+    import functools
+
+    @functools.wraps(function)
+    def boundary(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except QwenOpsError as exc:
+            error: BaseException = detached(exc)
+        except KeyboardInterrupt:
+            error = KeyboardInterrupt()
+        except Exception as exc:
+            error = QwenOpsError(f"internal error ({exc.__class__.__name__}); please report it", INTERNAL)
+        del args, kwargs  # the caller's arguments (a Settings, an env mapping) stay out of the traceback
+        raise error
+
+    return boundary

@@ -24,7 +24,6 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import re
 import socket
 import threading
 import time
@@ -33,14 +32,19 @@ from typing import Callable, Mapping, NamedTuple
 from . import network
 from .errors import CONFIG, NETWORK, QwenOpsError
 from .limits import MIN_UPLOAD_RATE, RETRY_DEADLINE_FACTOR
-from .redaction import untrusted
+from .redaction import server_said, server_token
 
 USER_AGENT = "qianwen-ops-auth"
-MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+# What a success body needs: a getPolicy answer, a one-token chat completion, doctor's tiny object (all a few KiB).
+MAX_RESPONSE_BYTES = 1024 * 1024
+# An error body is read for its code and message only: the rest is never read (16 uploads against a hostile
+# host once held 484 MiB of error bodies).
+MAX_ERROR_BODY = 64 * 1024
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 RESPONSE_DEADLINE_FACTOR = 2.0
 MAX_PROXY_REPLY = 16 * 1024
 _CREDENTIAL_HEADERS = frozenset({"authorization", "x-oss-security-token"})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})  # safe to send twice (RFC 9110)
 
 
 class Response(NamedTuple):
@@ -178,11 +182,11 @@ class _Connection(http.client.HTTPConnection):
         reader = _Sock(sock, self.connect_timeout)
         reader.deadline = deadline
         reader.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
-        reply, one = b"", bytearray(1)
+        reply, one = bytearray(), bytearray(1)   # a bytearray grows in place: linear in the reply
         while not reply.endswith(b"\r\n\r\n"):
             if len(reply) > MAX_PROXY_REPLY or not reader.recv_into(one):
                 raise http.client.RemoteDisconnected("proxy closed the connection")
-            reply += bytes(one)
+            reply += one
         status_line = reply.split(b"\r\n", 1)[0].split()
         status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
         if status != 200:
@@ -308,8 +312,7 @@ class HttpSession:
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
         if proxy is not None and scheme == "http":
             if any(name.lower() in _CREDENTIAL_HEADERS for name in headers):
-                raise QwenOpsError(f"refusing to send credentials over plain http through {proxy.label}; "
-                                   f"add {host} to NO_PROXY", CONFIG)
+                raise network.plain_http_refusal(host, proxy)
             shown = f"[{host}]" if ":" in host else host
             path = f"http://{shown}:{port}{path}"   # absolute-form: the proxy forwards it
             if proxy.authorization:
@@ -330,13 +333,14 @@ class HttpSession:
                 sock = conn.sock  # http.client drops conn.sock once it knows the server will close
                 sock.deadline = time.monotonic() + RESPONSE_DEADLINE_FACTOR * self.timeout
                 raw = conn.getresponse()
-                data = raw.read(MAX_RESPONSE_BYTES + 1)
+                limit = MAX_RESPONSE_BYTES if 200 <= raw.status < 300 else MAX_ERROR_BODY
+                data = raw.read(limit + 1)
                 sock.deadline = None
-                if len(data) > MAX_RESPONSE_BYTES:
+                if len(data) > limit and limit != MAX_ERROR_BODY:
                     self._discard(key, conn)
                     raise QwenOpsError(f"response from {host} is larger than expected", NETWORK)
-                response = Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, data)
-                if raw.will_close:
+                response = Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, data[:limit])
+                if raw.will_close or len(data) > limit:  # the rest of an error body is left unread: not reusable
                     self._discard(key, conn)
                 return response
             except QwenOpsError:
@@ -345,8 +349,10 @@ class HttpSession:
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 stage = conn.stage
                 self._discard(key, conn)
-                if reused and attempt == 0 and stage == "request":
+                if reused and attempt == 0 and stage == "request" and method in IDEMPOTENT_METHODS:
                     continue  # a keep-alive connection the server had closed: one fresh try
+                # Never silently for a POST: the server may have acted on it and lost only the answer; the
+                # caller's retry (which counts its attempts: temp_storage's exactly-once rule) decides.
                 raise self._failure(exc, conn, host) from None
             except (OSError, http.client.HTTPException, _ProxyRefused) as exc:
                 self._discard(key, conn)
@@ -445,20 +451,32 @@ def call_with_retries(call: Callable[[], Response], policy: RetryPolicy = DEFAUL
 
 
 def error_fields(response: Response) -> tuple[str, str, str]:
-    """(code, message, request_id) from a DashScope JSON or OSS XML error body, redacted."""
+    """(code, message, request_id) from a DashScope JSON or OSS XML error body: redacted, one line, and
+    marked as the server's (``server said: "..."``; a code or id shaped unlike an identifier too)."""
     data = response.json()
     if data is not None:
         inner = data.get("error") if isinstance(data.get("error"), dict) else {}
-        code = untrusted(data.get("code") or inner.get("code"), 80)
-        message = untrusted(data.get("message") or inner.get("message"))
-        request_id = untrusted(data.get("request_id") or data.get("id"), 80)
+        code = server_token(data.get("code") or inner.get("code"))
+        message = server_said(data.get("message") or inner.get("message"))
+        request_id = server_token(data.get("request_id") or data.get("id"))
         return code, message, request_id
     text = response.body[:65536].decode("utf-8", "replace")
-    found = {}
-    for tag in ("Code", "Message", "RequestId"):
-        m = re.search(rf"<{tag}>(.*?)</{tag}>", text, re.S)
-        found[tag] = m.group(1).strip() if m else ""
-    return untrusted(found["Code"], 80), untrusted(found["Message"]), untrusted(found["RequestId"], 80)
+    found = {tag: xml_field(text, tag) for tag in ("Code", "Message", "RequestId")}
+    return server_token(found["Code"]), server_said(found["Message"]), server_token(found["RequestId"])
+
+
+def xml_field(text: str, tag: str) -> str:
+    """The text between the first ``<tag>`` and the first ``</tag>`` after it, or "".
+
+    Two ``str.find`` calls, so linear in ``text`` (a lazy regex was quadratic: a 64 KiB body
+    repeating ``<Code>`` without a closing tag once cost seconds of CPU per answer).
+    """
+    start = text.find(f"<{tag}>")
+    if start < 0:
+        return ""
+    start += len(tag) + 2
+    end = text.find(f"</{tag}>", start)
+    return text[start:end].strip() if end >= 0 else ""
 
 
 def tls_handshake(url: str, context, env: Mapping[str, str] | None = None, timeout: float = 10.0) -> dict:

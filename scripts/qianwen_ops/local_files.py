@@ -17,7 +17,7 @@ from typing import Iterator, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from .errors import INPUT_FILE, QwenOpsError
-from .redaction import one_line
+from .redaction import one_line, redact
 
 READ_CHUNK = 1024 * 1024    # fewer, larger reads and hand-offs to the hashing thread
 PASS_THROUGH_SCHEMES = ("http", "https", "oss", "data")
@@ -28,17 +28,23 @@ _KEY_LIKE = re.compile(r"^\s*(?:Bearer\s+)?sk-[A-Za-z0-9_\-]{16,}\s*$")
 
 
 def display(source: str) -> str:
-    """A one-line, printable form of an input for messages (no URL secrets, no control characters).
+    """A one-line, printable, redacted form of an input or path for messages: the one place that shows one.
 
-    Backslashes are doubled so an escaped control character (``\\n``) cannot be confused with a
-    name that holds a backslash; bytes that were not UTF-8 (surrogate escapes) show as ``\\udcXX``.
+    No URL secrets, no control characters, and redacted as server text is (``redaction.redact``):
+    an input that holds the loaded key (``DASHSCOPE_API_KEY=sk-...``, ``./sk-...``, the key without
+    ``sk-``) never echoes it. Backslashes are doubled so an escaped control character (``\\n``)
+    cannot be confused with a name that holds a backslash; bytes that were not UTF-8 (surrogate
+    escapes) show as ``\\udcXX``. Long names keep their start and end (each redacted on its own).
     """
     text = source
     if "://" in source and not source.startswith("file:"):
-        parts = urlsplit(source)
-        text = f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+        try:
+            parts = urlsplit(source)
+            text = f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+        except ValueError:
+            text = source.split("://", 1)[0] + "://(not shown)"
     text = one_line(text.replace("\\", "\\\\"))
-    return text if len(text) <= 200 else text[:97] + "…" + text[-100:]
+    return redact(text) if len(text) <= 200 else redact(text[:97]) + "…" + redact(text[-100:])
 
 
 def looks_like_key(source: str) -> bool:

@@ -2,7 +2,9 @@
 
 Never from a ``.env`` file: a cloned repository must not be able to choose the proxy
 that sees the traffic or the CA that vouches for the server. Callers pass the process
-environment (``os.environ`` by default); ``Settings`` is not consulted here.
+environment (``os.environ`` by default; the library passes ``Settings.env``, which leaves out the
+values a git-tracked ``.env`` put there through ``load_dotenv()``, see ``provenance``);
+``Settings`` is not consulted here.
 
 Proxies (as curl and requests read them)
     For an ``https`` URL: ``https_proxy``, ``HTTPS_PROXY``, ``all_proxy``, ``ALL_PROXY``; for
@@ -280,6 +282,12 @@ def proxy_for_url(url: str, env: Mapping[str, str] | None = None) -> Proxy | Non
     except ValueError:
         port = None
     return proxy_for(parts.scheme, parts.hostname or "", port, env)
+
+
+def plain_http_refusal(host: str, proxy: Proxy) -> QwenOpsError:
+    """The one error for credentials that would cross a proxy in clear text (plain http, absolute-form)."""
+    return QwenOpsError(f"refusing to send credentials over plain http through {proxy.label}; "
+                        f"add {host} to NO_PROXY", CONFIG)
 
 
 # -- TLS trust

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, NamedTuple
 from . import errors
 from .credentials import ApiKey, find_api_key, key_advice, key_exit_code
 from .endpoints import Endpoint, region_endpoints, resolve_endpoint
-from .redaction import untrusted
+from .errors import public
+from .redaction import Concealed, server_token
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def probe_endpoint(key: ApiKey, endpoint: Endpoint, model: str, session: HttpSes
     body = json.dumps({"model": model, "max_tokens": 1,
                        "messages": [{"role": "user", "content": "hi"}]}).encode()
     # one request per connection: "close" also spares a keep-alive server's Nagle/delayed-ACK stall
-    headers = {"Authorization": f"Bearer {key.secret.reveal()}", "Content-Type": "application/json",
+    headers = {"Authorization": Concealed(f"Bearer {key.secret.reveal()}"), "Content-Type": "application/json",
                "Connection": "close"}
     started = time.monotonic()
     try:
@@ -69,12 +70,13 @@ def probe_endpoint(key: ApiKey, endpoint: Endpoint, model: str, session: HttpSes
         code, message, request_id = error_fields(response)
     else:
         data = response.json() or {}
-        request_id = untrusted(data.get("request_id") or data.get("id"), 80)
-    request_id = request_id or untrusted(response.header("x-request-id"), 80)
+        request_id = server_token(data.get("request_id") or data.get("id"))
+    request_id = request_id or server_token(response.header("x-request-id"))
     return ProbeResult(errors.exit_code_for_status(response.status), key, endpoint, status=response.status,
                        request_id=request_id, latency_ms=latency, error_code=code, error_message=message)
 
 
+@public
 def run_probe(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = DEFAULT_TIMEOUT,
               session: HttpSession | None = None, key: ApiKey | None = None,
               endpoint: Endpoint | None = None) -> ProbeResult:
@@ -96,6 +98,7 @@ def run_probe(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = D
         session.close()
 
 
+@public
 def probe_regions(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = DEFAULT_TIMEOUT,
                   key: ApiKey | None = None) -> list:
     """[(region, ProbeResult)] for the documented region hosts, in parallel; never a custom host.

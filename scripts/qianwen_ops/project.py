@@ -72,7 +72,9 @@ def script_command(name: str, cwd: Path | None = None, skill_dir: Path = SKILL_D
 def _warn(path: Path, why: str) -> None:
     if str(path) not in _warned:
         _warned.add(str(path))
-        print(f"warning: ignoring {path}: {why}", file=sys.stderr)
+        from .redaction import one_line
+
+        print(one_line(f"warning: ignoring {path}: {why}"), file=sys.stderr)
 
 
 def distrust(path: Path) -> str | None:
@@ -189,8 +191,7 @@ def _dotenv_findings(path: Path, project: Path, in_git: bool) -> list:
     if in_git and _within(path, project):
         relative = str(path.relative_to(project))
         if _git(project, "ls-files", "--error-unmatch", "--", relative) == 0:
-            findings.append((".env in git", "warn", f"{path} is tracked by git: its values travel with every "
-                             f"clone; run: git rm --cached {relative}, then add it to .gitignore"))
+            findings += tracked_dotenv_findings(path, relative)
         elif _git(project, "check-ignore", "-q", "--", relative) == 1:
             findings.append((".env in git", "warn", f"{path} is not ignored by git: add the line "
                              f"'{relative}' to {project / '.gitignore'} so it is never committed"))
@@ -202,6 +203,81 @@ def _dotenv_findings(path: Path, project: Path, in_git: bool) -> list:
         findings.append((".env permissions", "warn", f"{path} is readable by other users "
                          f"(mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}"))
     return findings
+
+
+def tracked_dotenv_findings(path: Path, relative: str) -> list:
+    """Doctor's lines for a ``.env`` that git tracks: names only, never a value.
+
+    Its redirecting values are not used while git tracks it, so ``git rm --cached`` alone is the
+    wrong advice when it holds some (untracking would make a cloned repository's base URL, bucket
+    or proxy trusted) or real credentials (they stay in the history): then it says remove and rotate.
+    """
+    from .dotenv_parser import read_dotenv_file
+    from .errors import QwenOpsError
+
+    try:
+        values = read_dotenv_file(path)
+    except QwenOpsError:
+        values = {}
+    real = committed_credentials(values)
+    redirecting = [name for name in _redirecting_names() if values.get(name) and not _template(values[name])]
+    findings = []
+    if real:
+        findings.append((".env in git", "warn", f"{path} is tracked by git and holds real credentials "
+                         f"({', '.join(real)}): everyone with the repository has them; rotate them now (a new API "
+                         "key in the console, a new AccessKey pair for the RAM user), then remove them from the "
+                         "file (the git history still holds the old ones)"))
+    if redirecting:
+        findings.append((".env in git", "warn", f"{path} is tracked by git and sets {', '.join(redirecting)}, "
+                         "which the scripts do not use from a tracked file (whoever commits chooses them); do not "
+                         "just run git rm --cached (that would make them trusted): delete those lines, or the "
+                         "file, and set your own values in the environment or a .env git ignores"))
+    elif not real:
+        findings.append((".env in git", "warn", f"{path} is tracked by git: its values travel with every "
+                         f"clone; run: git rm --cached {relative}, then add it to .gitignore"))
+    return findings
+
+
+def _redirecting_names() -> tuple:
+    from .provenance import JUDGED_NAMES
+
+    return JUDGED_NAMES
+
+
+_KEY_VARIABLES = ("QIANWEN_API_KEY", "DASHSCOPE_API_KEY")
+_OSS_SECRET_VARIABLES = ("QWEN_TMP_OSS_AK_SECRET", "OSS_ACCESS_KEY_SECRET", "OSS_SESSION_TOKEN")
+
+
+def committed_credentials(values: Mapping) -> list:
+    """Names in ``values`` holding what looks like a real credential (not empty, not a placeholder)."""
+    from .credentials import MALFORMED, STANDARD, TOKEN_PLAN, classify_key
+
+    found = []
+    for name in _KEY_VARIABLES:
+        value = values.get(name) or ""
+        status = classify_key(value)[0]
+        if status in (STANDARD, TOKEN_PLAN) or (status == MALFORMED and "sk-" in value.lower()):
+            found.append(name)
+    for name in _OSS_SECRET_VARIABLES:
+        if values.get(name) and not _placeholder(values[name]):
+            found.append(name)
+    return found
+
+
+def _placeholder(value: str) -> bool:
+    """A template's credential (``your-accesskey-secret``): a placeholder word, unless it is plain letters and
+    digits as real secrets are (as ``custom_oss`` judges them)."""
+    from .credentials import _PLACEHOLDER_WORDS
+
+    lowered = value.strip().lower()
+    return _template(value) or (any(word in lowered for word in _PLACEHOLDER_WORDS)
+                                and not lowered.replace(".", "").isalnum())
+
+
+def _template(value: str) -> bool:
+    """A value a template leaves for the user to fill in (``your-bucket``, ``<bucket>``); a host is never one."""
+    lowered = value.strip().lower()
+    return not lowered or lowered.startswith("your") or "-here" in lowered or any(c in lowered for c in "<>{}")
 
 
 def project_findings(settings) -> list:

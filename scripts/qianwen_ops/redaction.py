@@ -37,9 +37,9 @@ _RULES = [
     (r"\bOSS\s+[A-Za-z0-9.]+:[A-Za-z0-9+/=]+", "OSS <redacted>"),
     (r"(?i)\"(signature|policy|oss_access_key_id|api_key|access_key_secret)\"\s*:\s*\"[^\"]*\"",
      r'"\1": "<redacted>"'),
-    (r"(?is)<(SignatureProvided|StringToSign|StringToSignBytes|CanonicalRequest|"
-     r"OSSAccessKeyId)>.*?</\1>", r"<\1><redacted></\1>"),
 ]
+# XML elements whose text is a signature or what was signed: masked by _mask_elements (linear, unlike a lazy regex)
+_SECRET_ELEMENTS = ("SignatureProvided", "StringToSign", "StringToSignBytes", "CanonicalRequest", "OSSAccessKeyId")
 _compiled: list = []
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")  # keeps every index
 _lock = threading.Lock()
@@ -87,6 +87,28 @@ def _mask_pieces(text: str) -> str:
     return "".join(out)
 
 
+def _mask_elements(text: str) -> str:
+    """``<Tag>...</Tag>`` (any letter case) of each ``_SECRET_ELEMENTS`` tag, its text replaced by ``<redacted>``.
+
+    ``str.find`` from left to right: linear in ``text``. Once an opening tag has no closing tag after
+    it, no later one has either, so the scan for that tag ends there.
+    """
+    for tag in _SECRET_ELEMENTS:
+        low = text.translate(_ASCII_LOWER)
+        opening, closing = f"<{tag.lower()}>", f"</{tag.lower()}>"
+        out, cursor = [], 0
+        while True:
+            start = low.find(opening, cursor)
+            end = low.find(closing, start + len(opening)) if start >= 0 else -1
+            if end < 0:
+                break
+            out.append(text[cursor:start + len(opening)] + "<redacted>" + text[end:end + len(closing)])
+            cursor = end + len(closing)
+        if out:
+            text = "".join(out) + text[cursor:]
+    return text
+
+
 # Every rule above needs one of these (lower-cased): text without any is left as it is, uncompiled.
 _TRIGGERS = ("bearer", "sk-", "=", "oss", '"', "<")
 
@@ -94,17 +116,19 @@ _TRIGGERS = ("bearer", "sk-", "=", "oss", '"', "<")
 def redact(text: str) -> str:
     """``text`` without credential-shaped strings or any known secret (or a piece of one)."""
     text = str(text)
+    lowered = text.lower()
+    # Credential shapes first: a key nobody loaded is caught whole, before a loaded secret's piece inside
+    # it could break the shape and leave the rest showing. Text without a trigger compiles no rule.
+    if any(trigger in lowered for trigger in _TRIGGERS):
+        if not _compiled:  # compiled on first use: the probe's happy path never needs them
+            _compiled.extend((re.compile(p), r) for p, r in _RULES)
+        for pattern, replacement in _compiled:
+            text = pattern.sub(replacement, text)
+        if "<" in text:
+            text = _mask_elements(text)
     for secret in sorted(_secrets, key=len, reverse=True):
         text = text.replace(secret, "<redacted>")
-    text = _mask_pieces(text)
-    lowered = text.lower()
-    if not any(trigger in lowered for trigger in _TRIGGERS):
-        return text  # no rule can match (a request id, a source name): none is compiled
-    if not _compiled:  # compiled on first use: the probe's happy path never needs them
-        _compiled.extend((re.compile(p), r) for p, r in _RULES)
-    for pattern, replacement in _compiled:
-        text = pattern.sub(replacement, text)
-    return text
+    return _mask_pieces(text)
 
 
 def one_line(text: str) -> str:
@@ -136,6 +160,28 @@ def untrusted(value: object, limit: int = DEFAULT_LIMIT) -> str:
     return cap(one_line(redact(text)), limit)
 
 
+def server_said(value: object, limit: int = DEFAULT_LIMIT, who: str = "server said") -> str:
+    """Prose a server sent, marked as its words: ``server said: "..."``; "" when there is none.
+
+    Redacted, ``\\`` and ``"`` escaped, then one line and capped (as ``untrusted``): the quote cannot
+    be closed early, so nothing after it reads as the tool's own words.
+    """
+    if value is None or value == "":
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    text = redact(text[: limit * 8]).replace("\\", "\\\\").replace('"', '\\"')  # before one_line: "\\n" stays apart
+    return f'{who}: "' + cap(one_line(text), limit) + '"'
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,79}")
+
+
+def server_token(value: object, limit: int = 80) -> str:
+    """An identifier a server sent (error code, request id): as it is when shaped like one, else marked."""
+    text = untrusted(value, limit)
+    return text if not text or _TOKEN.fullmatch(text) else server_said(value, limit)
+
+
 def loaded_secrets() -> list:
     """Every secret value this process holds (for checks such as "does this file contain one?")."""
     with _lock:
@@ -165,3 +211,20 @@ def child_env(env: Mapping[str, str]) -> dict:
             continue
         kept[name] = value
     return kept
+
+
+class Concealed(str):
+    """A string that holds a secret (an ``Authorization`` header value): its ``repr`` shows nothing.
+
+    Defence in depth for frames the library does not control: a dict of headers formatted with
+    ``repr`` (``traceback``'s ``capture_locals``, loguru's ``diagnose``, a debugger) shows
+    ``<hidden>``. ``str()`` and formatting still give the value, so HTTP clients send it unchanged.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<hidden>"
+
+    def __reduce__(self):  # a pickle would carry the value
+        raise TypeError("a concealed value cannot be pickled")

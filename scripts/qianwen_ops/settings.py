@@ -6,7 +6,10 @@ directory, ``.env`` at the user's project root. Which folders those are (and whi
 ``os.environ``: a value already in the environment is never overwritten.
 
 ``.env`` files are read lazily, only when a value is not in the environment, so a
-broken ``.env`` never gets in the way of a variable that is set.
+broken ``.env`` never gets in the way of a variable that is set. ``env`` is the process
+environment minus the base URL, bucket, proxy and CA values a git-tracked ``.env`` put there
+(``load_dotenv()`` in the user's app; see ``provenance``): every decision made from it is the
+one the scripts make without ``load_dotenv``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ class Settings:
     """Looks names up in the environment, then the ``.env`` files, in order."""
 
     def __init__(self, env: Mapping[str, str], cwd: Path, home: Path, skill_dir: Path = SKILL_DIR):
-        self.env = env
+        self._process_env = env
+        self._env: Mapping[str, str] | None = None
         self.cwd = cwd
         self.home = home
         self.skill_dir = skill_dir
@@ -44,6 +48,18 @@ class Settings:
     def from_process(cls, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
         return cls(env=env, cwd=Path(cwd or os.getcwd()), home=home_dir(env))
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        """The process environment without the values a git-tracked ``.env`` put there (see ``provenance``)."""
+        if self._env is None:
+            from .provenance import copied_from_tracked_files
+
+            self._env = self._process_env  # what the .env lookups below see while this is worked out
+            copied = copied_from_tracked_files(self, self._process_env)
+            if copied:
+                self._env = {k: v for k, v in self._process_env.items() if k not in copied}
+        return self._env
 
     @property
     def layout(self) -> Layout:

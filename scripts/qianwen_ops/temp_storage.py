@@ -5,7 +5,9 @@ expires, so a batch costs one getPolicy per policy lifetime. Object keys are
 ``<upload_dir>/<random 12 hex>_<readable name>``: unique per upload. Uploads are
 exactly-once: the policy forbids overwrites, so a 409 on the *retry* of a key whose
 earlier attempt lost its answer means that attempt landed (success, no orphan); a
-409 on a key's first attempt is a real collision and the file gets a new key.
+409 on a key's first attempt is a real collision and the file gets a new key. Every
+send is counted here: ``HttpSession`` never re-sends a POST on its own (not even on a
+kept-alive connection the server dropped), so no attempt goes unseen.
 Every number a server sends (size limit, policy lifetime) is validated before use.
 """
 
@@ -36,7 +38,7 @@ from .http_client import (
     retry_deadline,
 )
 from .local_files import LocalFile, display, read_chunks, readable_name, sha256_hasher
-from .redaction import untrusted
+from .redaction import Concealed, server_said
 from .upload_cache import temp_storage_scope
 
 MEDIA_TTL_SECONDS = 48 * 3600
@@ -84,16 +86,16 @@ def check_upload_host(raw, endpoint: Endpoint) -> str:
         parts = urlsplit(raw.strip())
         host = (parts.hostname or "").lower()
     except ValueError:
-        raise _refuse(f"an unusable upload_host ({untrusted(raw, 120)})") from None
+        raise _refuse(f"an unusable upload_host ({server_said(raw, 120)})") from None
     oss = parts.scheme == "https" and host.endswith(".aliyuncs.com")
     if not oss and not (is_loopback_host(host) and is_loopback_host(endpoint.host)):
-        raise _refuse(f"an upload host that is not Alibaba Cloud OSS over https ({untrusted(host or raw, 120)})")
+        raise _refuse(f"an upload host that is not Alibaba Cloud OSS over https ({server_said(host or raw, 120)})")
     try:  # the same shape rules as an endpoint: no user name, query, malformed label or bad port
         parse_url(raw, "upload_host", paths=("", "/", parts.path.rstrip("/")))
     except QwenOpsError:
-        raise _refuse(f"an unusable upload_host ({untrusted(raw, 120)})") from None
+        raise _refuse(f"an unusable upload_host ({server_said(raw, 120)})") from None
     if not _BUCKET_PATH.match(parts.path):
-        raise _refuse(f"an upload_host with an unexpected path ({untrusted(raw, 120)})")
+        raise _refuse(f"an upload_host with an unexpected path ({server_said(raw, 120)})")
     return raw.strip()
 
 
@@ -193,7 +195,7 @@ class TempStorage:
 
     def _fetch_policy(self, model: str) -> Policy:
         url = f"{self.endpoint.native_base}/uploads?action=getPolicy&model={quote(model, safe='')}"
-        headers = {"Authorization": f"Bearer {self.api_key.reveal()}", "Accept": "application/json"}
+        headers = {"Authorization": Concealed(f"Bearer {self.api_key.reveal()}"), "Accept": "application/json"}
         response = call_with_retries(lambda: self.session.request("GET", url, headers), self.retry,
                                      deadline=self._deadline())
         if response.status != 200:

@@ -147,7 +147,7 @@ def post_task_check(env: Mapping[str, str] | None = None) -> list:
         return [failure_line(f"{UPDATE_SKILL} gave no readable answer")]
     if isinstance(result, dict) and result.get("has_update") is True:
         return [f"[UPDATE_AVAILABLE] {MAIN_SKILL} {result.get('current')} -> {result.get('latest')}: "
-                f"{str(result.get('info') or '')[:200]} Update with: {update_command(env)}"]
+                f"{release_notes(result.get('info'))} Update with: {update_command(env)}"]
     if not isinstance(result, dict) or "has_update" not in result:
         return [failure_line(f"{UPDATE_SKILL} gave no readable answer")]
     if result.get("error"):
@@ -159,3 +159,10 @@ def failure_line(why: object) -> str:
     """The one line that says the check could not complete, why, and when it is tried again."""
     return (f"[UPDATE_CHECK_FAILED] the update check could not complete: {redact(one_line(why, 300))}; "
             "it is tried again after the next task (nothing else to do now)")
+
+
+def release_notes(info: object) -> str:
+    """version.json's ``info``, marked as the repository's words (quoted, redacted, one line, 200 characters)."""
+    from .redaction import server_said
+
+    return server_said(info, 200, who="release notes say") or "(no release notes)"

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Callable, Iterable, NamedTuple, Protocol, Sequence
 
 from . import errors
-from .credentials import TOKEN_PLAN, find_api_key, is_sdk_key_file, key_advice, key_exit_code
+from .credentials import TOKEN_PLAN, find_api_key, key_advice, key_exit_code
 from .custom_oss import load_config
 from .endpoints import resolve_endpoint
-from .errors import QwenOpsError
+from .errors import QwenOpsError, detached, public
 from .local_files import LocalFile, check_file, check_size, display, is_remote, local_path, looks_like_key
-from .secret_files import is_credential_name, refuse_credentials
+from .redaction import redact
+from .secret_files import refuse_by_place, refuse_credentials
 from .settings import Settings
 from .upload_cache import UploadCache, cache_path, custom_oss_scope, entry_key, temp_storage_scope
 
@@ -99,21 +100,34 @@ def _usable_key(settings: Settings):
     return key
 
 
-def cache_scope(settings: Settings) -> str:
+def _custom_config(settings: Settings, temp_storage: bool = False):
+    """The custom-OSS settings in effect, or None; ``temp_storage``: None whatever is set (one upload to
+    temporary storage while a bucket is configured), its credentials still loaded so no file holding them
+    is uploaded."""
+    if not temp_storage:
+        return load_config(settings)
+    try:
+        load_config(settings)
+    except QwenOpsError:
+        pass
+    return None
+
+
+def cache_scope(settings: Settings, temp_storage: bool = False) -> str:
     """Where this call's uploads go, as the reuse cache names it; checked before any request.
 
     Cheap on purpose (no HTTP stack, no oss2): a batch of cache hits never opens a backend.
     """
-    custom = load_config(settings)
+    custom = _custom_config(settings, temp_storage)
     if custom is not None:
         find_api_key(settings)  # not used here, but loaded so that a file holding it is never uploaded
         return custom_oss_scope(custom)
     return temp_storage_scope(resolve_endpoint(settings).root, _usable_key(settings).secret)
 
 
-def open_backend(settings: Settings, session) -> UploadBackend:
+def open_backend(settings: Settings, session, temp_storage: bool = False) -> UploadBackend:
     """The backend every local upload in this call goes to (``session``: an ``HttpSession``)."""
-    custom = load_config(settings)
+    custom = _custom_config(settings, temp_storage)
     if custom is not None:
         from .custom_oss import CustomOss
 
@@ -144,10 +158,11 @@ class _Batch:
     """Shared state of one call: backend (opened lazily), cache, HTTP session, files already done."""
 
     def __init__(self, settings: Settings, use_cache: bool, progress: Callable | None, timeout: float,
-                 inline: bool = False):
+                 inline: bool = False, allow_credential_files: bool = False, temp_storage: bool = False):
         self.settings = settings
         self.inline = inline           # data: URLs instead of uploads (nothing sent)
-        self._secrets_loaded = False   # inline: every configured secret loaded once, so none is inlined
+        self.allow_credential_files = allow_credential_files
+        self.temp_storage = temp_storage
         self.timeout = timeout
         self._session = None           # an HttpSession, made on the first upload (cache hits need none)
         self._scope: str | None = None
@@ -173,12 +188,29 @@ class _Batch:
         if self._session is not None:
             self._session.close()
 
+    def load_secrets(self) -> None:
+        """Load the key (and custom-OSS secrets) now, so redaction knows them before any input is shown
+        and a file holding one is never sent or inlined."""
+        if self.inline:  # nothing is sent, so the key need not be usable: every configured secret still counts
+            from .credentials import key_candidates
+
+            for load in (lambda: key_candidates(self.settings, "inline"), lambda: load_config(self.settings)):
+                try:
+                    load()
+                except QwenOpsError:
+                    pass
+            return
+        try:
+            self.scope()
+        except QwenOpsError:
+            pass  # raised again for the first local input that needs it
+
     def scope(self) -> str:
         """The cache scope (errors such as a missing key are raised here, once per batch)."""
         with self._lock:
             if self._scope is None and self._backend_error is None:
                 try:
-                    self._scope = cache_scope(self.settings)
+                    self._scope = cache_scope(self.settings, self.temp_storage)
                 except QwenOpsError as exc:
                     self._backend_error = exc
             if self._backend_error is not None:
@@ -190,7 +222,7 @@ class _Batch:
         with self._lock:
             if self._backend is None and self._backend_error is None:
                 try:
-                    self._backend = open_backend(self.settings, session)
+                    self._backend = open_backend(self.settings, session, self.temp_storage)
                 except QwenOpsError as exc:
                     self._backend_error = exc
             if self._backend_error is not None:
@@ -201,8 +233,8 @@ class _Batch:
         if is_remote(source):
             return Upload(source, None, "url", None, None, source.startswith("oss://"), source)
         local = check_file(local_path(source, self.settings.home))
-        if is_credential_name(local.path) or is_sdk_key_file(local.path, self.settings):  # nothing sent, nothing read
-            raise QwenOpsError(f"refusing to upload {display(source)}: it holds credentials", errors.INPUT_FILE)
+        # by name or by what it really is (links resolved), before the backend is opened: nothing sent or read
+        refuse_by_place(local.path, display(source), self.settings.home, self.settings.env, self.allow_credential_files)
         if self.inline:
             return self._inline(source, local)
         key = entry_key(local, model, self.scope())
@@ -218,18 +250,9 @@ class _Batch:
 
     def _inline(self, source: str, local: LocalFile) -> Upload:
         """A ``data:`` URL (nothing sent, nothing cached); a file holding a configured secret is refused."""
-        from .credentials import key_candidates
         from .inline import data_url
 
-        with self._lock:
-            if not self._secrets_loaded:
-                self._secrets_loaded = True
-                for load in (lambda: key_candidates(self.settings, "inline"), lambda: load_config(self.settings)):
-                    try:
-                        load()
-                    except QwenOpsError:
-                        pass
-        refuse_credentials(local.path, local.size, display(source))
+        refuse_credentials(local.path, local.size, display(source), self.allow_credential_files)
         url, _, sha = data_url(local)
         return Upload(url, None, "inline", local.size, sha, False, source)
 
@@ -240,7 +263,7 @@ class _Batch:
                           hit["needs_resolve_header"], source, cached=True)
         backend = self.backend()
         # The backend has loaded this run's secrets by now; a small file holding one is never sent.
-        refuse_credentials(local.path, local.size, display(source))
+        refuse_credentials(local.path, local.size, display(source), self.allow_credential_files)
         check_size(local, backend.max_bytes(model))
         progress = (lambda sent: self.progress(source, sent, local.size)) if self.progress else None
         # A stable object id per file identity lets an interrupted multipart upload resume.
@@ -301,16 +324,24 @@ def _in_parallel(run: Callable[[int], Outcome], count: int, workers: int) -> lis
     return results
 
 
+@public
 def upload_many(sources: Sequence[str], model: str, settings: Settings | None = None,
                 use_cache: bool = True, concurrency: int = DEFAULT_CONCURRENCY,
-                progress: Callable | None = None, timeout: float = DEFAULT_TIMEOUT, inline: bool = False) -> list:
+                progress: Callable | None = None, timeout: float = DEFAULT_TIMEOUT, inline: bool = False, *,
+                allow_credential_files: bool = False, temp_storage: bool = False) -> list:
     """Resolve every input; one ``Outcome`` per input, in input order (errors do not stop the rest).
 
     An input shaped like an API key is refused without being echoed; its ``Outcome.source`` is
-    ``"<redacted>"``. ``inline=True``: local files become ``data:`` URLs (``inline.py``), nothing is sent.
+    ``"<redacted>"`` (an input holding a loaded secret: that secret is ``<redacted>``). Each
+    ``Outcome.error`` is a detached copy (no traceback, no chain). ``inline=True``: local files
+    become ``data:`` URLs (``inline.py``), nothing is sent. ``allow_credential_files``: see
+    ``secret_files``; ``temp_storage``: DashScope temporary storage even when a custom-OSS bucket
+    is configured.
     """
     check_options(model, concurrency, timeout, inline)
-    batch = _Batch(settings or Settings.from_process(), use_cache, progress, timeout, inline)
+    batch = _Batch(settings or Settings.from_process(), use_cache, progress, timeout, inline,
+                   allow_credential_files, temp_storage)
+    batch.load_secrets()  # before any input is shown in a message: redaction must know them
 
     def run(index: int) -> Outcome:
         source = sources[index]
@@ -318,14 +349,15 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
             return Outcome("<redacted>", error=QwenOpsError(
                 f"input {index + 1} looks like an API key, not a file; it was not sent or shown (keys belong "
                 "in .env or the environment)", errors.INPUT_FILE))
+        shown_source = redact(source)  # the input as given, minus any secret it holds
         try:
-            return Outcome(source, upload=batch.one(source, model))
+            return Outcome(shown_source, upload=batch.one(source, model)._replace(source=shown_source))
         except QwenOpsError as exc:
             if exc.exit_code == errors.INPUT_FILE and not exc.message.startswith(
                     (display(source), "refusing to upload ")):
                 exc = QwenOpsError(f"{display(source)}: {exc.message}", exc.exit_code, code=exc.code,
                                    status=exc.status)
-            return Outcome(source, error=exc)
+            return Outcome(shown_source, error=detached(exc))
 
     try:
         if concurrency == 1 or len(sources) <= 1:
@@ -336,20 +368,26 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
         batch.close()
 
 
+@public
 def upload_file(path: str | Path, model: str, settings: Settings | None = None,
-                use_cache: bool = True, inline: bool = False) -> Upload:
+                use_cache: bool = True, inline: bool = False, *, allow_credential_files: bool = False,
+                temp_storage: bool = False) -> Upload:
     """Upload one local file (path or file:// URI); raises ``QwenOpsError`` on failure.
 
     ``inline=True``: no upload; ``.url`` is a ``data:`` URL (files up to about 7.5 MiB, see ``inline.py``).
     """
-    outcome = upload_many([str(path)], model, settings, use_cache, concurrency=1, inline=inline)[0]
+    outcome = upload_many([str(path)], model, settings, use_cache, concurrency=1, inline=inline,
+                          allow_credential_files=allow_credential_files, temp_storage=temp_storage)[0]
     if outcome.error is not None:
         raise outcome.error
     return outcome.upload
 
 
+@public
 def resolve_file(source: str | Path, model: str, settings: Settings | None = None,
-                 use_cache: bool = True, inline: bool = False) -> str:
+                 use_cache: bool = True, inline: bool = False, *, allow_credential_files: bool = False,
+                 temp_storage: bool = False) -> str:
     """A model-ready URL for ``source``: remote URLs unchanged, local files uploaded (``inline=True``:
     returned as a ``data:`` URL, nothing sent; a file over the inline limit raises exit 10)."""
-    return upload_file(source, model, settings, use_cache, inline).url
+    return upload_file(source, model, settings, use_cache, inline, allow_credential_files=allow_credential_files,
+                       temp_storage=temp_storage).url

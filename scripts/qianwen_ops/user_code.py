@@ -26,7 +26,8 @@ from typing import Mapping
 
 from .credentials import STANDARD, ApiKey, find_api_key, key_advice, key_exit_code
 from .endpoints import Endpoint, resolve_endpoint
-from .errors import QwenOpsError
+from .errors import QwenOpsError, public
+from .redaction import Concealed
 from .settings import Settings
 
 
@@ -60,14 +61,16 @@ class ApiSettings:
         return self._key.source
 
     @property
+    @public
     def api_key(self) -> str:
         if self._key.status != STANDARD:
             raise QwenOpsError(key_advice(self._key), key_exit_code(self._key))
-        return self._key.secret.reveal()
+        return Concealed(self._key.secret.reveal())  # the value; its repr shows nothing
 
     @property
+    @public
     def headers(self) -> dict:
-        return {"Authorization": f"Bearer {self.api_key}"}
+        return {"Authorization": Concealed(f"Bearer {self.api_key}")}
 
     def __repr__(self) -> str:
         return (f"ApiSettings(base_url={self.base_url!r}, native_base_url={self.native_base_url!r}, "
@@ -79,6 +82,7 @@ class ApiSettings:
         raise TypeError("ApiSettings cannot be pickled")
 
 
+@public
 def api_settings(cwd: str | Path | None = None, env: Mapping[str, str] | None = None) -> ApiSettings:
     """Resolve key and endpoint as the scripts do (``cwd``/``env`` default to this process's)."""
     settings = Settings.from_process(cwd=Path(cwd) if cwd is not None else None, env=env)
