@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -19,6 +19,41 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
 UPDATE_SKILL = ROOT / "skills" / "qianwen-update-check"
 sys.path.insert(0, str(SCRIPTS))
+
+# Platform limits: a test that cannot run somewhere is skipped there with this reason, never silently.
+WINDOWS = os.name == "nt"
+
+
+def _can_symlink() -> bool:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            os.symlink(folder, os.path.join(folder, "link"))
+            return True
+        except (OSError, NotImplementedError):
+            return False
+
+
+needs_posix_modes = pytest.mark.skipif(WINDOWS, reason="Windows: rwx mode bits (chmod, st_mode) mean nothing "
+                                       "there (ACLs decide); docs/platforms.md")
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform (os.mkfifo: Windows)")
+needs_symlinks = pytest.mark.skipif(not _can_symlink(), reason="symbolic links cannot be made here (Windows "
+                                    "without Developer Mode or administrator rights)")
+needs_sigint = pytest.mark.skipif(WINDOWS, reason="Windows: Popen.send_signal(SIGINT) is not supported; Ctrl-C "
+                                  "reaches only a console process group")
+needs_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                                reason="chown to another user needs root (CI runners and users are not root)")
+needs_proc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux's /proc")
+needs_rlimit = pytest.mark.skipif(WINDOWS, reason="Windows: no RLIMIT_FSIZE/SIGXFSZ to make a write fail part-way")
+
+
+def mode_is(path, mode: int) -> bool:
+    """``path``'s permission bits are exactly ``mode``. On Windows, where ``st_mode`` only mirrors the
+    read-only attribute, always True: the check is POSIX-only there (docs/platforms.md says so)."""
+    import stat
+
+    return WINDOWS or stat.S_IMODE(os.stat(path).st_mode) == mode
 
 # Canary secrets: if any 6-character slice of these ever shows up in output, a test fails.
 # (Hyphens keep them from looking like real keys to the repository scan.)
@@ -87,19 +122,22 @@ class SandboxProc:
 
 
 def read_json_line(proc: subprocess.Popen, timeout: float = 20.0) -> dict:
-    """The child's first stdout line as JSON, within ``timeout`` even if the line never ends."""
-    fd, data = proc.stdout.fileno(), b""
-    deadline = time.monotonic() + timeout
-    while not data.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            proc.kill()
-            raise RuntimeError(f"no ready line from the child within {timeout:g} s")
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            raise RuntimeError("the child exited before printing its ready line")
-        data += chunk
-    return json.loads(data)
+    """The child's first stdout line as JSON, within ``timeout`` even if the line never ends.
+
+    Read in a thread (``select`` cannot wait on a pipe on Windows); the child is killed on timeout,
+    which ends the read."""
+    got: list = []
+    reader = threading.Thread(target=lambda: got.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if reader.is_alive():
+        proc.kill()
+        reader.join(10)
+        raise RuntimeError(f"no ready line from the child within {timeout:g} s")
+    line = got[0] if got else ""
+    if not line.strip():
+        raise RuntimeError("the child exited before printing its ready line")
+    return json.loads(line)
 
 
 def start_sandbox(*args: str) -> SandboxProc:
@@ -194,7 +232,11 @@ def pytest_configure(config):
 
 
 def interrupt_when(argv: list, ready, env: dict, cwd: Path) -> tuple:
-    """Start a script, send it Ctrl-C once ``ready()`` is true; (exit code, stdout, stderr, seconds to exit)."""
+    """Start a script, send it Ctrl-C once ``ready()`` is true; (exit code, stdout, stderr, seconds to exit).
+
+    Skips on Windows (the caller's test with it), with ``needs_sigint``'s reason."""
+    if WINDOWS:
+        pytest.skip(needs_sigint.kwargs["reason"])
     proc = subprocess.Popen([sys.executable, *map(str, argv)], env=env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:

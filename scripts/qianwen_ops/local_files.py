@@ -17,6 +17,7 @@ from typing import Iterator, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from .errors import INPUT_FILE, QwenOpsError
+from .fsutil import O_BINARY
 from .redaction import one_line
 
 READ_CHUNK = 1024 * 1024    # fewer, larger reads and hand-offs to the hashing thread
@@ -156,7 +157,7 @@ def check_size(local: LocalFile, max_bytes: int | None) -> None:
 def _open_regular(local: LocalFile) -> int:
     shown = display(str(local.path))
     try:
-        fd = os.open(local.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(local.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | O_BINARY)
     except OSError as exc:
         raise QwenOpsError(f"{shown}: {exc.strerror or 'cannot open'}", INPUT_FILE) from None
     info = os.fstat(fd)
