@@ -90,6 +90,55 @@ def test_requests_gets_the_system_proxy_too(monkeypatch):
     assert network.requests_proxies("https://oss.internal/b/k", {})["https"] is None
 
 
+class FakeWinreg:
+    """The few winreg calls the registry reader makes, over a dict of Internet Settings values."""
+
+    HKEY_CURRENT_USER = "HKCU"
+
+    def __init__(self, values: dict | None):
+        self.values, self.closed = values, False
+
+    def OpenKey(self, root, path):  # noqa: N802 - winreg's names
+        assert (root, path) == ("HKCU", network.INTERNET_SETTINGS)
+        if self.values is None:
+            raise FileNotFoundError(2, "The system cannot find the file specified")
+        return "key"
+
+    def QueryValueEx(self, key, name):  # noqa: N802
+        if name not in self.values:
+            raise FileNotFoundError(2, "The system cannot find the file specified")
+        return self.values[name], 1
+
+    def CloseKey(self, key):  # noqa: N802
+        self.closed = True
+
+
+@pytest.mark.parametrize("values,expected", [
+    ({"ProxyEnable": 1, "ProxyServer": "proxy.corp:8080"},
+     {"http": "http://proxy.corp:8080", "https": "http://proxy.corp:8080"}),
+    ({"ProxyEnable": 1, "ProxyServer": "http=p1:80;https=p2:3128;ftp=p3:21"},
+     {"http": "http://p1:80", "https": "http://p2:3128", "ftp": "http://p3:21"}),
+    ({"ProxyEnable": 1, "ProxyServer": "https=https://p2:443"}, {"https": "https://p2:443"}),
+    ({"ProxyEnable": 1, "ProxyServer": "socks=s:1080"},
+     {"socks": "socks://s:1080", "http": "socks://s:1080", "https": "socks://s:1080"}),
+    ({"ProxyEnable": 0, "ProxyServer": "proxy.corp:8080"}, {}),
+    ({"ProxyEnable": 1}, {}),
+    ({"ProxyEnable": 1, "ProxyServer": " "}, {}),
+    (None, {}),
+])
+def test_the_windows_registry_is_read_as_urllib_reads_it(values, expected):
+    registry = FakeWinreg(values)
+    assert network.registry_proxies(registry) == expected
+    assert registry.closed or values is None
+
+
+def test_a_socks_only_registry_setting_is_refused_with_what_to_do():
+    socks = SystemProxies(network.registry_proxies(FakeWinreg({"ProxyEnable": 1, "ProxyServer": "socks=s:1080"})),
+                          lambda host: False)
+    with pytest.raises(QwenOpsError, match="SOCKS proxies are not supported.*HTTPS_PROXY"):
+        network.proxy_for("https", "dashscope.aliyuncs.com", None, {}, socks)
+
+
 @pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="there the real system settings are read")
 def test_here_there_is_no_system_store():
     assert network.system_proxies() is None

@@ -284,26 +284,74 @@ class SystemProxies(NamedTuple):
 
 
 _system: list = []
+INTERNET_SETTINGS = r"Software\Microsoft\Windows\CurrentVersion\Internet Settings"
+
+
+def registry_proxies(winreg) -> dict:
+    """Windows' proxy setting (``ProxyServer`` under HKCU ``Internet Settings`` while ``ProxyEnable`` is
+    set) as a scheme -> URL map, read as ``urllib.request.getproxies_registry`` reads it: ``host:port``
+    serves every scheme; ``http=h:p;https=h:p;socks=h:p`` one each; an address without ``scheme://`` is
+    an http proxy (``socks://`` for socks), and a socks proxy serves http/https when they have none.
+    ``winreg`` is the module (the tests pass a stand-in)."""
+    try:
+        key = winreg.OpenKey(winreg.HKEY_CURRENT_USER, INTERNET_SETTINGS)
+    except OSError:
+        return {}
+    try:
+        enabled = winreg.QueryValueEx(key, "ProxyEnable")[0]
+        server = str(winreg.QueryValueEx(key, "ProxyServer")[0]) if enabled else ""
+    except OSError:
+        return {}
+    finally:
+        winreg.CloseKey(key)
+    if not server.strip():
+        return {}
+    entries = server.split(";") if "=" in server or ";" in server else [f"{s}={server}" for s in ("http", "https")]
+    proxies = {}
+    for entry in entries:
+        scheme, sep, address = entry.partition("=")
+        scheme, address = scheme.strip().lower(), address.strip()
+        if sep and scheme and address:
+            default = "socks://" if scheme == "socks" else "http://"
+            proxies[scheme] = address if "://" in address else default + address
+    if "socks" in proxies:
+        for scheme in ("http", "https"):
+            proxies.setdefault(scheme, proxies["socks"])
+    return proxies
+
+
+def _bypass_registry(host: str) -> bool:
+    import urllib.request  # only once a system proxy is in play: the probe's start-up never pays for it
+
+    return bool(urllib.request.proxy_bypass_registry(host))
+
+
+def _bypass_macos(host: str) -> bool:
+    import urllib.request
+
+    return bool(urllib.request.proxy_bypass_macosx_sysconf(host))
 
 
 def system_proxies() -> SystemProxies | None:
     """The system proxy settings, read once per process: the registry's Internet Settings on Windows
-    (``ProxyServer``, ``ProxyOverride``), System Configuration on macOS; None elsewhere (Linux has no
-    such store: its desktops export the variables). Proxy auto-configuration (PAC, WPAD) is not read.
+    (``ProxyServer``; ``ProxyOverride`` for the bypass list), System Configuration on macOS (the C module
+    ``_scproxy``, which urllib uses); None elsewhere (Linux has no such store: its desktops export the
+    variables). Proxy auto-configuration (PAC, WPAD) is not read. Reading costs no ``urllib.request``
+    import; the bypass check, needed only when a proxy is set, imports it.
     """
     if not _system:
         found = None
-        if os.name == "nt" or sys.platform == "darwin":
-            import urllib.request
-
+        try:
             if os.name == "nt":
-                read, bypass = urllib.request.getproxies_registry, urllib.request.proxy_bypass_registry
-            else:
-                read, bypass = urllib.request.getproxies_macosx_sysconf, urllib.request.proxy_bypass_macosx_sysconf
-            try:
-                found = SystemProxies(dict(read()), bypass)
-            except Exception:  # noqa: BLE001 - a broken store means "no system proxy", as urllib treats it
-                found = None
+                import winreg
+
+                found = SystemProxies(registry_proxies(winreg), _bypass_registry)
+            elif sys.platform == "darwin":
+                from _scproxy import _get_proxies
+
+                found = SystemProxies(dict(_get_proxies() or {}), _bypass_macos)
+        except Exception:  # noqa: BLE001 - a broken store means "no system proxy", as urllib treats it
+            found = None
         _system.append(found)
     return _system[0]
 
