@@ -97,8 +97,8 @@ def test_stdlib_scripts_on_python_39(tmp_path):
         try:
             assert read_json_line(sandbox39)["api_key"].startswith("sk-")
         finally:
-            sandbox39.terminate()
-            assert sandbox39.wait(timeout=20) == 0
+            sandbox39.terminate()   # SIGTERM: the sandbox's handler exits 0; Windows' TerminateProcess gives 1
+            assert sandbox39.wait(timeout=20) == (1 if os.name == "nt" else 0)
     finally:
         box.stop()
 
