@@ -22,6 +22,13 @@ sys.path.insert(0, str(SCRIPTS))
 
 # Platform limits: a test that cannot run somewhere is skipped there with this reason, never silently.
 WINDOWS = os.name == "nt"
+# QWEN_TEST_WINDOWS_LAYER=1: every script the tests start runs under the Windows-semantics layer
+# (tests/winshim), and a test fails if one of its scripts opened a file in text mode or renamed or deleted
+# a file it held open (docs/platforms.md). Tests of POSIX modes and owners are skipped in that mode.
+WINDOWS_LAYER = bool(os.environ.get("QWEN_TEST_WINDOWS_LAYER")) and not WINDOWS
+# Files whose os.open another branch owns; the lead adds O_BINARY there when merging (test_windows_io fails
+# as soon as one is fixed, so the entry cannot outlive its reason).
+PENDING_BINARY = {"scripts/qianwen_ops/envfile.py": "the .env reader (the dotenv branch owns envfile.py)"}
 
 
 def _can_symlink() -> bool:
@@ -35,8 +42,8 @@ def _can_symlink() -> bool:
             return False
 
 
-needs_posix_modes = pytest.mark.skipif(WINDOWS, reason="Windows: rwx mode bits (chmod, st_mode) mean nothing "
-                                       "there (ACLs decide); docs/platforms.md")
+needs_posix_modes = pytest.mark.skipif(WINDOWS or WINDOWS_LAYER, reason="Windows: rwx mode bits (chmod, st_mode) "
+                                       "mean nothing there (ACLs decide); docs/platforms.md")
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform (os.mkfifo: Windows)")
 needs_symlinks = pytest.mark.skipif(not _can_symlink(), reason="symbolic links cannot be made here (Windows "
                                     "without Developer Mode or administrator rights)")
@@ -45,7 +52,8 @@ needs_sigint = pytest.mark.skipif(WINDOWS, reason="Windows: Popen.send_signal(SI
 needs_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                                 reason="chown to another user needs root (CI runners and users are not root)")
 needs_proc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux's /proc")
-needs_rlimit = pytest.mark.skipif(WINDOWS, reason="Windows: no RLIMIT_FSIZE/SIGXFSZ to make a write fail part-way")
+needs_rlimit = pytest.mark.skipif(WINDOWS or WINDOWS_LAYER,
+                                  reason="Windows: no RLIMIT_FSIZE/SIGXFSZ to make a write fail part-way")
 
 
 def mode_is(path, mode: int) -> bool:
@@ -185,7 +193,23 @@ def env(tmp_path):
     clean.update(HOME=str(home), XDG_CACHE_HOME=str(tmp_path / "cache"), XDG_STATE_HOME=str(tmp_path / "state"),
                  PYTHONDONTWRITEBYTECODE="1", QWEN_UPDATE_URL="http://127.0.0.1:9/version.json",
                  LC_ALL="C.UTF-8")
+    if WINDOWS_LAYER:
+        clean.update(PYTHONPATH=str(ROOT / "tests" / "winshim"), QWEN_WINSHIM_LOG=str(tmp_path / "winshim.jsonl"))
     return clean
+
+
+@pytest.fixture(autouse=True)
+def _windows_layer_verdict(request):
+    """With QWEN_TEST_WINDOWS_LAYER: what the layer saw the test's scripts do wrong fails the test."""
+    watched = WINDOWS_LAYER and "env" in request.fixturenames
+    log = request.getfixturevalue("tmp_path") / "winshim.jsonl" if watched else None
+    yield
+    if log is None:
+        return
+    lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+    bad = [line for line in lines if '"event": "loaded"' not in line and '"event": "msvcrt.locking"' not in line
+           and not any(path in line for path in PENDING_BINARY)]
+    assert not bad, "under the Windows layer: " + "; ".join(bad[:5])
 
 
 @pytest.fixture

@@ -17,12 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, WINDOWS, mode_is
+from conftest import PENDING_BINARY, ROOT, WINDOWS, mode_is
 from qianwen_ops import fsutil, skill_state
-
-# Files whose os.open another branch owns; the lead adds O_BINARY there when merging. The test fails as soon
-# as such a file is fixed, so this list cannot outlive its reason.
-PENDING_BINARY = {"scripts/qianwen_ops/envfile.py": "the .env reader (dotenv branch owns envfile.py)"}
 
 
 def msvcrt_api():

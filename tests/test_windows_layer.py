@@ -30,7 +30,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"   # 0D 0A 1A 0A: what a text-mode read on W
 @pytest.fixture
 def win(env, tmp_path):
     """(environment with the Windows layer, its event log)."""
-    log = tmp_path / "winshim.jsonl"
+    log = tmp_path / "winshim-own.jsonl"   # its own log: some tests here break the rules on purpose
     return dict(env, PYTHONPATH=str(SHIM), QWEN_WINSHIM_LOG=str(log)), log
 
 
