@@ -26,9 +26,10 @@ WINDOWS = os.name == "nt"
 # (tests/winshim), and a test fails if one of its scripts opened a file in text mode or renamed or deleted
 # a file it held open (docs/platforms.md). Tests of POSIX modes and owners are skipped in that mode.
 WINDOWS_LAYER = bool(os.environ.get("QWEN_TEST_WINDOWS_LAYER")) and not WINDOWS
-# Files whose os.open another branch owns; the lead adds O_BINARY there when merging (test_windows_io fails
-# as soon as one is fixed, so the entry cannot outlive its reason).
-PENDING_BINARY = {"scripts/qianwen_ops/envfile.py": "the .env reader (the dotenv branch owns envfile.py)"}
+# An os.open without O_BINARY in a file another branch owns (the dotenv branch rewrites the .env reader, with
+# O_BINARY): excused as this exact line only, so the check holds before and after that merge. Remove the
+# entry once main has no such line.
+PENDING_BINARY = {"scripts/qianwen_ops/envfile.py": "fd = os.open(path, os.O_RDONLY | _NONBLOCK)"}
 
 
 def _can_symlink() -> bool:
