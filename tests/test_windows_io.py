@@ -162,8 +162,14 @@ def test_a_rename_denied_for_good_is_raised(tmp_path, monkeypatch):
 def _unsafe_opens(path: Path) -> list:
     """os.open without O_BINARY; open()/fdopen()/Path.open() in text mode, read_text()/write_text(), without an
     encoding (Windows would use the ANSI code page)."""
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    found, tree = [], ast.parse(path.read_text(encoding="utf-8"))
+    assigned: dict = {}   # flags held in a variable first (flags = ... | O_BINARY; os.open(p, flags))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    assigned.setdefault(target.id, []).append(ast.unparse(node.value))
+    for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
         func, keywords = node.func, {k.arg: k.value for k in node.keywords}
@@ -171,7 +177,10 @@ def _unsafe_opens(path: Path) -> list:
         owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ""
         if (owner, name) == ("os", "open"):
             flags = node.args[1] if len(node.args) > 1 else keywords.get("flags")
-            if ast.unparse(node.args[0]) != "os.devnull" and (flags is None or "BINARY" not in ast.unparse(flags)):
+            spelled = [] if flags is None else [ast.unparse(flags)]
+            if isinstance(flags, ast.Name):
+                spelled += assigned.get(flags.id, [])
+            if ast.unparse(node.args[0]) != "os.devnull" and not any("BINARY" in text for text in spelled):
                 found.append(f"{node.lineno}: os.open without O_BINARY")
         elif name in ("open", "fdopen"):
             method = isinstance(func, ast.Attribute) and owner not in ("io", "os")   # Path.open(mode)
@@ -205,5 +214,7 @@ def test_the_checker_sees_each_kind_of_unsafe_open(tmp_path):
                       "open(p)\nopen(p, 'rb')\nopen(p, 'w', encoding='utf-8')\n"
                       "os.fdopen(fd, 'w')\nos.fdopen(fd, 'wb')\n"
                       "path.read_text()\npath.read_text(encoding='utf-8')\npath.write_text(s)\n"
-                      "path.open('a')\npath.open('ab')\n", encoding="utf-8")
-    assert [line.split(":")[0] for line in _unsafe_opens(sample)] == ["2", "4", "7", "9", "11", "12"]
+                      "path.open('a')\npath.open('ab')\n"
+                      "flags = os.O_RDONLY | getattr(os, 'O_BINARY', 0)\nos.open(p, flags)\n"
+                      "text_flags = os.O_RDONLY\nos.open(p, text_flags)\n", encoding="utf-8")
+    assert [line.split(":")[0] for line in _unsafe_opens(sample)] == ["2", "4", "7", "9", "11", "12", "17"]
