@@ -25,6 +25,7 @@ from pathlib import Path
 from qianwen_ops import cli, errors
 from qianwen_ops.credentials import STANDARD, find_api_key
 from qianwen_ops.http_client import HttpSession
+from qianwen_ops.project import python_command
 from qianwen_ops.settings import Settings
 from qianwen_ops.uploads import request_headers_for
 from qianwen_sandbox import start
@@ -107,7 +108,8 @@ def sandbox_demo(keep: bool) -> int:
         try:
             import oss2  # noqa: F401  (only to know whether the optional mode can run)
         except ImportError:
-            say("[6/6] custom OSS mode skipped: python3 -m pip install oss2 to try uploads to your own bucket")
+            say(f"[6/6] custom OSS mode skipped: {python_command()} -m pip install oss2 to try uploads to your "
+                "own bucket")
         else:
             oss_env = dict(env, QWEN_TMP_OSS_BUCKET=info["oss_bucket"], QWEN_TMP_OSS_REGION=info["oss_region"],
                            QWEN_TMP_OSS_ENDPOINT=info["oss_endpoint"], QWEN_TMP_OSS_AK_ID=info["oss_access_key_id"],

@@ -22,6 +22,7 @@ from pathlib import Path
 from qianwen_ops import cli, errors
 from qianwen_ops.credentials import PLACEHOLDER, Secret
 from qianwen_ops.envfile import API_KEYS_URL, PLACEHOLDER_VALUE, setup_env
+from qianwen_ops.project import script_command
 from qianwen_ops.redaction import one_line
 
 CODES = [errors.OK, errors.USAGE, errors.NO_KEY, errors.CONFIG, errors.REFUSED_WRITE]
@@ -47,8 +48,8 @@ def shown(path: Path) -> str:
 
 
 def script_hint(name: str) -> str:
-    """How to run a sibling script from the current directory."""
-    return f"python3 {shown(Path(__file__).resolve().parent / name)}"
+    """How to run a sibling script from the current directory (the interpreter that ran this one)."""
+    return script_command(name)
 
 
 def main() -> int:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -19,6 +19,46 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
 UPDATE_SKILL = ROOT / "skills" / "qianwen-update-check"
 sys.path.insert(0, str(SCRIPTS))
+
+# Platform limits: a test that cannot run somewhere is skipped there with this reason, never silently.
+WINDOWS = os.name == "nt"
+# QWEN_TEST_WINDOWS_LAYER=1: every script the tests start runs under the Windows-semantics layer
+# (tests/winshim), and a test fails if one of its scripts opened a file in text mode or renamed or deleted
+# a file it held open (docs/platforms.md). Tests of POSIX modes and owners are skipped in that mode.
+WINDOWS_LAYER = bool(os.environ.get("QWEN_TEST_WINDOWS_LAYER")) and not WINDOWS
+
+
+def _can_symlink() -> bool:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            os.symlink(folder, os.path.join(folder, "link"))
+            return True
+        except (OSError, NotImplementedError):
+            return False
+
+
+needs_posix_modes = pytest.mark.skipif(WINDOWS or WINDOWS_LAYER, reason="Windows: rwx mode bits (chmod, st_mode) "
+                                       "mean nothing there (ACLs decide); docs/platforms.md")
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform (os.mkfifo: Windows)")
+needs_symlinks = pytest.mark.skipif(not _can_symlink(), reason="symbolic links cannot be made here (Windows "
+                                    "without Developer Mode or administrator rights)")
+needs_sigint = pytest.mark.skipif(WINDOWS, reason="Windows: Popen.send_signal(SIGINT) is not supported; Ctrl-C "
+                                  "reaches only a console process group")
+needs_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                                reason="chown to another user needs root (CI runners and users are not root)")
+needs_proc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux's /proc")
+needs_rlimit = pytest.mark.skipif(WINDOWS or WINDOWS_LAYER,
+                                  reason="Windows: no RLIMIT_FSIZE/SIGXFSZ to make a write fail part-way")
+
+
+def mode_is(path, mode: int) -> bool:
+    """``path``'s permission bits are exactly ``mode``. On Windows, where ``st_mode`` only mirrors the
+    read-only attribute, always True: the check is POSIX-only there (docs/platforms.md says so)."""
+    import stat
+
+    return WINDOWS or stat.S_IMODE(os.stat(path).st_mode) == mode
 
 # Canary secrets: if any 6-character slice of these ever shows up in output, a test fails.
 # (Hyphens keep them from looking like real keys to the repository scan.)
@@ -87,19 +127,22 @@ class SandboxProc:
 
 
 def read_json_line(proc: subprocess.Popen, timeout: float = 20.0) -> dict:
-    """The child's first stdout line as JSON, within ``timeout`` even if the line never ends."""
-    fd, data = proc.stdout.fileno(), b""
-    deadline = time.monotonic() + timeout
-    while not data.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            proc.kill()
-            raise RuntimeError(f"no ready line from the child within {timeout:g} s")
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            raise RuntimeError("the child exited before printing its ready line")
-        data += chunk
-    return json.loads(data)
+    """The child's first stdout line as JSON, within ``timeout`` even if the line never ends.
+
+    Read in a thread (``select`` cannot wait on a pipe on Windows); the child is killed on timeout,
+    which ends the read."""
+    got: list = []
+    reader = threading.Thread(target=lambda: got.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if reader.is_alive():
+        proc.kill()
+        reader.join(10)
+        raise RuntimeError(f"no ready line from the child within {timeout:g} s")
+    line = got[0] if got else ""
+    if not line.strip():
+        raise RuntimeError("the child exited before printing its ready line")
+    return json.loads(line)
 
 
 def start_sandbox(*args: str) -> SandboxProc:
@@ -147,7 +190,22 @@ def env(tmp_path):
     clean.update(HOME=str(home), XDG_CACHE_HOME=str(tmp_path / "cache"), XDG_STATE_HOME=str(tmp_path / "state"),
                  PYTHONDONTWRITEBYTECODE="1", QWEN_UPDATE_URL="http://127.0.0.1:9/version.json",
                  LC_ALL="C.UTF-8")
+    if WINDOWS_LAYER:
+        clean.update(PYTHONPATH=str(ROOT / "tests" / "winshim"), QWEN_WINSHIM_LOG=str(tmp_path / "winshim.jsonl"))
     return clean
+
+
+@pytest.fixture(autouse=True)
+def _windows_layer_verdict(request):
+    """With QWEN_TEST_WINDOWS_LAYER: what the layer saw the test's scripts do wrong fails the test."""
+    watched = WINDOWS_LAYER and "env" in request.fixturenames
+    log = request.getfixturevalue("tmp_path") / "winshim.jsonl" if watched else None
+    yield
+    if log is None:
+        return
+    lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+    bad = [line for line in lines if '"event": "loaded"' not in line and '"event": "msvcrt.locking"' not in line]
+    assert not bad, "under the Windows layer: " + "; ".join(bad[:5])
 
 
 @pytest.fixture
@@ -194,7 +252,11 @@ def pytest_configure(config):
 
 
 def interrupt_when(argv: list, ready, env: dict, cwd: Path) -> tuple:
-    """Start a script, send it Ctrl-C once ``ready()`` is true; (exit code, stdout, stderr, seconds to exit)."""
+    """Start a script, send it Ctrl-C once ``ready()`` is true; (exit code, stdout, stderr, seconds to exit).
+
+    Skips on Windows (the caller's test with it), with ``needs_sigint``'s reason."""
+    if WINDOWS:
+        pytest.skip(needs_sigint.kwargs["reason"])
     proc = subprocess.Popen([sys.executable, *map(str, argv)], env=env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The one test command (see README): on a fresh clone it creates .venv with the pinned
 # tools from tests/requirements.txt and the skills installer (skills@1.7.4 on Node 22, both
-# pinned, from npm), then runs every check:
-# lint, minimum-Python check, Agent Skills validation, and pytest (unit, end-to-end,
-# installer, docs, canary, hostile-input and fault suites). Extra arguments go to pytest.
+# pinned, from npm), then runs every check: lint, minimum-Python check, the CI workflow's
+# check (actionlint), Agent Skills validation, and pytest (unit, end-to-end, installer, docs,
+# canary, hostile-input and fault suites). Extra arguments go to pytest.
 #
 # Portable: bash 3.2 (macOS) or newer, no GNU-only tools; Git Bash on Windows. It relies on no
 # variable a particular machine happens to set (PYTHONUNBUFFERED, CA bundles...). When an install
@@ -15,7 +15,13 @@ VENV="${QWEN_TEST_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 command -v "$PY" >/dev/null 2>&1 || PY=python   # python.org installs on Windows have no python3
 if ! command -v "$PY" >/dev/null 2>&1; then
-  echo "error: no python3 (or python) on PATH; install Python 3.9 or newer, or set PYTHON=/path/to/python" >&2
+  echo "error: no python3 (or python) on PATH; install Python 3.11 or newer, or set PYTHON=/path/to/python" >&2
+  exit 2
+fi
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  # e.g. macOS's own /usr/bin/python3 (3.9): the scripts run on it, the test tools (pytest 9, skills-ref) do not
+  echo "error: the test tools need Python 3.11 or newer, and $PY is $("$PY" -V 2>&1); install one and" \
+       "set PYTHON=/path/to/python3.11+ (the scripts themselves run on 3.9+)" >&2
   exit 2
 fi
 LOG="$(mktemp "${TMPDIR:-/tmp}/qianwen-run.XXXXXX")"
@@ -84,6 +90,11 @@ echo "== lint (ruff)"
 
 echo "== minimum Python for the stdlib scripts (vermin, target 3.9)"
 "$BIN/vermin" -q -t=3.9- --no-tips --violations scripts skills
+
+if [ -d .github/workflows ]; then
+  echo "== GitHub Actions workflows (actionlint)"
+  "$BIN/actionlint" .github/workflows/*.yml
+fi
 
 echo "== Agent Skills validator"
 mkdir "$tmp/qianwen-ops-auth"

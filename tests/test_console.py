@@ -8,6 +8,7 @@ into 120 with "Exception ignored ... BrokenPipeError" on stderr.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -78,3 +79,22 @@ def test_a_non_ascii_file_name_on_a_cp1252_console_still_prints_its_url(sb, env,
     assert done.returncode == 0
     record = json.loads(done.stdout)
     assert record["url"].startswith("oss://") and record["url"].endswith("照片.png")
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "ascii"])
+def test_doctor_and_setup_keep_every_line_and_exit_code_on_a_legacy_console(env, tmp_path, encoding):
+    """A project path the console cannot show: each line still arrives (escaped) with the documented code."""
+    project = tmp_path / "项目"
+    project.mkdir()
+    run_env = dict(env, PYTHONIOENCODING=encoding)
+    steps = ((["setup_env.py"], 0), (["doctor.py", "--offline"], 3), (["doctor.py", "--offline", "--json"], 3),
+             (["gossamer.py", "--status"], 0))
+    for argv, code in steps:
+        done = subprocess.run([sys.executable, str(SCRIPTS / argv[0]), *argv[1:]], env=run_env, cwd=project,
+                              capture_output=True, timeout=120)
+        out = done.stdout.decode(encoding)
+        assert done.returncode == code and b"internal error" not in done.stderr and b"Traceback" not in done.stderr
+        if argv[-1] == "--json":
+            assert json.loads(out)["key_source"].endswith(os.path.join("项目", ".env"))   # exact once parsed
+        elif argv[0] != "gossamer.py":
+            assert "\\u9879\\u76ee" in out and (argv[0] != "doctor.py" or "result: not ready (exit 3)" in out)

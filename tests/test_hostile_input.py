@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error, run_script, sandbox_env
+from conftest import WINDOWS, assert_clean_error, needs_fifo, needs_symlinks, run_script, sandbox_env
 from qianwen_ops.errors import QwenOpsError
 from qianwen_ops.local_files import check_file, read_chunks
 from qianwen_ops.settings import Settings
@@ -94,6 +94,8 @@ def small_sandbox():
     box.stop()
 
 
+@pytest.mark.skipif(WINDOWS, reason="Windows: these inputs are POSIX ones (links, a FIFO, a newline in a name, "
+                    "/dev/zero); tests/test_windows_paths.py covers Windows paths and file:// URIs")
 @pytest.mark.parametrize("case,args,code,word", UPLOAD_CASES, ids=[c[0] for c in UPLOAD_CASES])
 def test_upload_inputs(small_sandbox, env, project, case, args, code, word):
     prepare(project)
@@ -201,7 +203,11 @@ ENV_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case,setup,extra,code,word", ENV_CASES, ids=[c[0] for c in ENV_CASES])
+_PLATFORM_MARKS = {"dotenv-is-fifo": needs_fifo, "dotenv-symlinked": needs_symlinks}
+
+
+@pytest.mark.parametrize("case,setup,extra,code,word",
+                         [pytest.param(*c, id=c[0], marks=_PLATFORM_MARKS.get(c[0], ())) for c in ENV_CASES])
 def test_probe_settings(sb, env, project, case, setup, extra, code, word):
     run_env = dict(env, QWEN_BASE_URL=sb.base_url)
     if setup is None:

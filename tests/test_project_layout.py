@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CANARY_KEY, leaks, run_script, sandbox_env
+from conftest import (
+    CANARY_KEY,
+    leaks,
+    needs_fifo,
+    needs_posix_modes,
+    needs_root,
+    needs_symlinks,
+    run_script,
+    sandbox_env,
+)
 from qianwen_ops import evidence, project
 from qianwen_ops.credentials import NOT_SET, find_api_key
 from qianwen_ops.project import find_project, locate, project_findings
@@ -55,6 +64,7 @@ def every_cwd(proj: Path, skill: Path) -> list:
             skill / "skills" / "qianwen-update-check", link, link / "scripts"]
 
 
+@needs_symlinks
 def test_every_working_directory_sees_the_same_project_and_key(layout):
     proj, skill = layout
     (skill / ".env").write_text("DASHSCOPE_API_KEY=sk-inside-the-skill-never-read\n")
@@ -115,6 +125,7 @@ def test_no_git_anywhere_means_the_working_directory(tmp_path):
 
 # ------------------------------------------------------------------ trust (git's safe.directory model)
 
+@needs_root
 def test_dotenv_owned_by_another_user_is_ignored_once_with_a_warning(tmp_path, capfd):
     (tmp_path / ".git").mkdir()
     dotenv = tmp_path / ".env"
@@ -126,6 +137,7 @@ def test_dotenv_owned_by_another_user_is_ignored_once_with_a_warning(tmp_path, c
     assert err == f"warning: ignoring {dotenv}: owned by another user\n"
 
 
+@needs_posix_modes
 def test_dotenv_in_a_folder_others_can_write_is_ignored(tmp_path, capfd):
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -139,6 +151,8 @@ def test_dotenv_in_a_folder_others_can_write_is_ignored(tmp_path, capfd):
     assert find_api_key(settings(shared, tmp_path / "x")).secret.reveal() == KEY
 
 
+@needs_root
+@needs_symlinks
 def test_dotenv_linking_to_another_users_file_is_ignored(tmp_path):
     victim = tmp_path / "theirs.env"
     victim.write_text(f"DASHSCOPE_API_KEY={KEY}\n")
@@ -148,6 +162,7 @@ def test_dotenv_linking_to_another_users_file_is_ignored(tmp_path):
     assert find_api_key(settings(tmp_path / "proj", tmp_path / "x")).status == NOT_SET
 
 
+@needs_posix_modes
 def test_git_marker_and_dotenv_in_a_shared_folder_do_not_capture_projects_below(tmp_path, capfd):
     shared = tmp_path / "tmp"
     work = shared / "alice" / "work"
@@ -161,6 +176,7 @@ def test_git_marker_and_dotenv_in_a_shared_folder_do_not_capture_projects_below(
     assert f"warning: ignoring {shared / '.git'}: its folder {shared} is writable by other users" in err
 
 
+@needs_root
 def test_git_marker_owned_by_another_user_is_skipped_and_the_search_goes_on(tmp_path):
     outer = tmp_path / "outer"
     inner = outer / "inner" / "sub"
@@ -174,6 +190,7 @@ def test_git_marker_owned_by_another_user_is_skipped_and_the_search_goes_on(tmp_
     assert find_project(inner, {}, tmp_path / "x") == outer
 
 
+@needs_posix_modes
 def test_planted_shared_folder_redirects_neither_key_nor_endpoint(tmp_path, env, sb):
     shared = tmp_path / "shared"
     work = shared / "work"
@@ -200,6 +217,7 @@ def test_evidence_goes_to_the_project_root_from_a_subfolder(tmp_path):
     assert evidence.evidence_dir(tmp_path / "a") == tmp_path / "output" / "qianwen-ops-auth"
 
 
+@needs_symlinks
 def test_evidence_never_writes_through_a_link(tmp_path):
     folder = tmp_path / "output" / "qianwen-ops-auth"
     folder.mkdir(parents=True)
@@ -217,6 +235,7 @@ def test_evidence_never_writes_through_a_link(tmp_path):
     assert list(elsewhere.iterdir()) == []
 
 
+@needs_fifo
 def test_evidence_into_a_fifo_is_skipped_without_blocking(tmp_path):
     folder = tmp_path / "output" / "qianwen-ops-auth"
     folder.mkdir(parents=True)
@@ -266,6 +285,7 @@ def findings(cwd: Path) -> dict:
     return {name: (state, detail) for name, state, detail in project_findings(settings(cwd, cwd / "x"))}
 
 
+@needs_posix_modes
 def test_findings_dotenv_not_ignored_tracked_and_readable_by_others(tmp_path):
     git(tmp_path, "init", "-q")
     dotenv = tmp_path / ".env"
@@ -286,6 +306,7 @@ def test_findings_dotenv_not_ignored_tracked_and_readable_by_others(tmp_path):
     assert all(leaks(detail) == [] for _, detail in findings(tmp_path).values())
 
 
+@needs_posix_modes
 def test_doctor_reports_findings_without_values(tmp_path, env, project):
     git(project, "init", "-q")
     (project / ".env").write_text(f"DASHSCOPE_API_KEY={CANARY_KEY}\n")

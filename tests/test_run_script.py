@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,9 +66,47 @@ def test_no_npm_at_all_is_one_clear_line(env, tmp_path):
     assert done.stderr.startswith("error: npm not found") and "QWEN_SKIP_INSTALLER_TESTS=1" in done.stderr
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell stub stands in for an old Python")
+def test_a_python_too_old_for_the_test_tools_is_one_clear_line(env, tmp_path):
+    """macOS's own python3 is 3.9: the scripts run on it, pytest 9 and skills-ref do not."""
+    old = tmp_path / "python3.9"
+    old.write_text("#!/bin/sh\n[ \"$1\" = -V ] && echo 'Python 3.9.6' && exit 0\nexit 1\n")
+    old.chmod(0o755)
+    done = run_sh(dict(env, PYTHON=str(old), QWEN_TEST_VENV=str(tmp_path / "fresh-venv")))
+    assert done.returncode == 2 and not (tmp_path / "fresh-venv").exists()
+    assert done.stderr.startswith("error: the test tools need Python 3.11 or newer") and "Python 3.9.6" in done.stderr
+
+
 def test_run_sh_uses_no_gnu_only_tools():
     """macOS has BSD tools: no sha256sum, no GNU-only flags (readlink -f, sed -i without a suffix...)."""
     text = (ROOT / "tests" / "run.sh").read_text()
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     for gnu_only in ("sha256sum", "readlink -f", "sed -i ", "grep -P", "date -d", "stat -c", "timeout "):
         assert gnu_only not in code, gnu_only
+
+
+WORKFLOW = ROOT / ".github" / "workflows" / "tests.yml"
+
+
+def test_the_ci_workflow_runs_the_readme_command_everywhere_and_passes_actionlint():
+    text = WORKFLOW.read_text(encoding="utf-8")
+    assert "run: bash tests/run.sh" in text and "shell: bash" in text
+    assert "os: [ubuntu-latest, macos-latest, windows-latest]" in text and 'python: ["3.9", "3.13"]' in text
+    assert "QWEN_REQUIRE_PYTHON39" in text and "continue-on-error" not in text   # no row may fail unseen
+    actionlint = Path(sys.executable).with_name("actionlint.exe" if os.name == "nt" else "actionlint")
+    done = subprocess.run([str(actionlint), "-no-color", str(WORKFLOW)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_actionlint_rejects_a_broken_workflow(tmp_path):
+    """The check above can fail: the same workflow with a misspelt matrix key and action input does."""
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    broken = tmp_path / ".github" / "workflows" / "tests.yml"
+    broken.write_text(WORKFLOW.read_text(encoding="utf-8").replace("matrix.os }}", "matrix.oses }}")
+                      .replace('python-version: "3.13"', 'python-versio: "3.13"'), encoding="utf-8")
+    actionlint = Path(sys.executable).with_name("actionlint.exe" if os.name == "nt" else "actionlint")
+    done = subprocess.run([str(actionlint), "-no-color", str(broken)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1 and 'property "oses" is not defined' in done.stdout
+    assert 'input "python-versio" is not defined' in done.stdout

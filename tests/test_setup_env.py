@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import CANARY_KEY, SCRIPTS, assert_clean_error, leaks, run_script
+from conftest import CANARY_KEY, SCRIPTS, assert_clean_error, leaks, mode_is, needs_rlimit, needs_symlinks, run_script
 from qianwen_ops.credentials import PLACEHOLDER, STANDARD, Secret, find_api_key
 from qianwen_ops.envfile import PLACEHOLDER_LINE, setup_env
 from qianwen_ops.errors import QwenOpsError
@@ -45,7 +43,7 @@ def test_creates_placeholder_0600_and_is_idempotent(env, project):
     assert first.code == 0
     data = (project / ".env").read_bytes()
     assert data == (PLACEHOLDER_LINE + "\n").encode()
-    assert stat.S_IMODE(os.stat(project / ".env").st_mode) == 0o600
+    assert mode_is(project / ".env", 0o600)
     assert first.out.splitlines()[0] == f"created {project / '.env'}: {PLACEHOLDER_LINE}"
     assert first.out.strip().splitlines()[-1].startswith("Next: open .env and replace sk-your-key-here")
     assert "https://platform.qianwenai.com/home/api-keys" in first.out
@@ -72,6 +70,7 @@ def test_dry_run_wording_and_changes_nothing(env, project):
     assert "would " + str(project) not in again.out   # the garbled "would /…/.env already has…" is gone
 
 
+@needs_symlinks
 def test_refuses_symlink(env, project, tmp_path):
     target = tmp_path / "elsewhere.env"
     target.write_bytes(b"X=1\n")
@@ -242,11 +241,11 @@ def test_from_stdin_keeps_the_file_mode_and_creates_new_files_0600(env, project)
     (project / ".env").write_bytes(b"DASHSCOPE_API_KEY=sk-your-key-here\n")
     os.chmod(project / ".env", 0o640)
     assert run_script("setup_env.py", "--from-stdin", env=env, cwd=project, stdin=NEW_KEY + "\n").code == 0
-    assert stat.S_IMODE(os.stat(project / ".env").st_mode) == 0o640
+    assert mode_is(project / ".env", 0o640)
     other = project / "other"
     other.mkdir()
     assert run_script("setup_env.py", "--from-stdin", env=env, cwd=other, stdin=NEW_KEY + "\n").code == 0
-    assert stat.S_IMODE(os.stat(other / ".env").st_mode) == 0o600
+    assert mode_is(other / ".env", 0o600)
     assert (other / ".env").read_bytes() == f"DASHSCOPE_API_KEY={NEW_KEY}\n".encode()
 
 
@@ -308,10 +307,13 @@ def test_environment_key_overrides_note(env, project):
 # ------------------------------------------------------------------ a failed write leaves nothing partial
 
 def _limit_file_size():
+    import resource  # POSIX only: the tests using it are marked needs_rlimit
+
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)     # a too-large write fails with EFBIG, like ENOSPC
     resource.setrlimit(resource.RLIMIT_FSIZE, (16, 16))
 
 
+@needs_rlimit
 @pytest.mark.parametrize("existing", [None, b"A=1\nDASHSCOPE_API_KEY=sk-your-key-here\n"])
 def test_a_write_that_fails_leaves_the_env_as_it_was(env, project, existing):
     if existing is not None:
@@ -334,7 +336,7 @@ def test_gitignore_created_0644_with_env_and_evidence(env, project):
     git_init(project)
     run_script("setup_env.py", env=env, cwd=project)
     assert (project / ".gitignore").read_text() == ".env\n/output/qianwen-ops-auth/\n"
-    assert stat.S_IMODE(os.stat(project / ".gitignore").st_mode) == 0o644
+    assert mode_is(project / ".gitignore", 0o644)
     for path in (".env", "output/qianwen-ops-auth/probe.json"):
         assert subprocess.run(["git", "check-ignore", "-q", path], cwd=project).returncode == 0, path
     run_script("setup_env.py", env=env, cwd=project)
@@ -347,7 +349,7 @@ def test_existing_gitignore_is_only_appended_to_and_keeps_its_mode(env, project)
     os.chmod(project / ".gitignore", 0o664)
     run_script("setup_env.py", env=env, cwd=project)
     assert (project / ".gitignore").read_bytes() == b"*.env\n.env\n# mine\n/output/qianwen-ops-auth/\n"
-    assert stat.S_IMODE(os.stat(project / ".gitignore").st_mode) == 0o664
+    assert mode_is(project / ".gitignore", 0o664)
 
 
 # ------------------------------------------------------------------ --custom-oss
@@ -371,7 +373,7 @@ def test_custom_oss_adds_the_missing_lines(env, project):
 def test_custom_oss_new_file_is_0600_and_real_access_keys_are_kept(env, project):
     result = run_script("setup_env.py", "--custom-oss", "--bucket", "b-1", "--region", "cn-hangzhou",
                         env=dict(env, QWEN_TMP_OSS_AK_ID="LTAI-x", QWEN_TMP_OSS_AK_SECRET="s"), cwd=project)
-    assert result.code == 0 and stat.S_IMODE(os.stat(project / ".env").st_mode) == 0o600
+    assert result.code == 0 and mode_is(project / ".env", 0o600)
     assert (project / ".env").read_text() == "QWEN_TMP_OSS_BUCKET=b-1\nQWEN_TMP_OSS_REGION=cn-hangzhou\n"
     assert "your-accesskey" not in result.out
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SCRIPTS, UPDATE_SKILL, run_script
+from conftest import ROOT, SCRIPTS, UPDATE_SKILL, needs_fifo, needs_proc, needs_symlinks, run_script
 
 sys.path.insert(0, str(UPDATE_SKILL / "scripts"))
 import check_update  # noqa: E402
@@ -231,6 +231,7 @@ def test_state_location_rules(tmp_path):
     assert state_path(loose, dict(env, QWEN_SKILLS_STATE=str(tmp_path / "s.json"))) == tmp_path / "s.json"
 
 
+@needs_symlinks
 def test_installer_args_follow_where_the_skill_is_installed(tmp_path):
     sys.path.insert(0, str(SCRIPTS))
     from qianwen_ops.skill_state import installer_args
@@ -313,7 +314,8 @@ def test_hostile_state_never_breaks_gossamer_or_doctor(uenv, project):
     assert json.loads(doctor.out)["update_check"]["suppressed"] is False
 
 
-@pytest.mark.parametrize("where", ["under a regular file", "in /proc", "an unknown user's home"])
+@pytest.mark.parametrize("where", ["under a regular file", pytest.param("in /proc", marks=needs_proc),
+                                   "an unknown user's home"])
 def test_unwritable_state_paths_still_exit_0(where, uenv, tmp_path, project):
     plain = tmp_path / "plain-file"
     plain.write_text("keep\n")
@@ -327,6 +329,7 @@ def test_unwritable_state_paths_still_exit_0(where, uenv, tmp_path, project):
     assert plain.read_text() == "keep\n"
 
 
+@needs_proc
 def test_proc_file_as_state_is_read_bounded_and_never_written(uenv):
     from qianwen_ops import update_prompt
 
@@ -336,6 +339,7 @@ def test_proc_file_as_state_is_read_bounded_and_never_written(uenv):
         update_prompt.dismiss(proc_env)
 
 
+@needs_symlinks
 def test_state_file_or_lock_that_is_a_link_is_never_written_through(uenv, tmp_path):
     from qianwen_ops import update_prompt
 
@@ -357,6 +361,7 @@ def test_state_file_or_lock_that_is_a_link_is_never_written_through(uenv, tmp_pa
     assert list(tmp_path.glob(".state.json.*.tmp")) == []
 
 
+@needs_fifo
 def test_fifo_state_file_never_hangs(uenv, project):
     state = Path(uenv["QWEN_SKILLS_STATE"])
     os.mkfifo(state)

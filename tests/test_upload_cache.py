@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from conftest import sandbox_env
+from conftest import needs_fifo, needs_symlinks, sandbox_env
 from qianwen_ops import local_files, upload_cache
 from qianwen_ops.settings import Settings
 from qianwen_ops.upload_cache import COMPACT_MIN_BYTES, UploadCache, _line
@@ -88,7 +88,8 @@ def test_compaction_keeps_lines_another_run_appended_meanwhile(tmp_path):
     assert all(fresh.lookup(k) for k in ("mine", "mine-2", "other-0", "other-4"))
 
 
-@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+@pytest.mark.parametrize("kind", [pytest.param("symlink", marks=needs_symlinks),
+                                  pytest.param("fifo", marks=needs_fifo)])
 def test_cache_file_that_is_a_link_or_fifo_is_ignored_never_followed(tmp_path, kind):
     path = tmp_path / "c" / "uploads.jsonl"
     path.parent.mkdir(parents=True)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 
 import pytest
 
-from conftest import assert_clean_error, run_script, sandbox_env
+from conftest import assert_clean_error, mode_is, run_script, sandbox_env
 from qianwen_ops.errors import QwenOpsError
 from qianwen_ops.settings import Settings
 from qianwen_ops.temp_storage import object_key
@@ -83,7 +82,7 @@ def test_bad_inputs_reported_others_uploaded(sb, env, project):
     locked = make(project / "locked.png", b"secret")
     locked.chmod(0)
     args = [str(project / "missing.png"), str(project / "folder"), str(empty), str(good)]
-    if os.geteuid() != 0:
+    if hasattr(os, "geteuid") and os.geteuid() != 0:  # Windows: chmod 0 only sets read-only
         args.append(str(locked))
     result = run_script("upload_file.py", *args, "--model", MODEL, env=sandbox_env(env, sb), cwd=project)
     assert result.code == 10
@@ -151,7 +150,7 @@ def test_cache_file_is_private_keyless_and_survives_corruption(sb, env, project,
     settings = lib_settings(env, sb, project)
     first = resolve_file(str(path), MODEL, settings=settings)
     cache = tmp_path / "cache" / "qianwen-ops-auth" / "uploads.jsonl"
-    assert stat.S_IMODE(cache.stat().st_mode) == 0o600 and sb.api_key not in cache.read_text()
+    assert mode_is(cache, 0o600) and sb.api_key not in cache.read_text()
     assert resolve_file(str(path), MODEL, settings=settings) == first
     cache.write_text("{not json\n\x00\x01 garbage")
     before = sb.counts()["postObject"]
@@ -184,7 +183,7 @@ def test_cache_survives_concurrent_writers(tmp_path):
     entries = UploadCache(path)
     assert all(entries.lookup(f"{n}-{i}")["url"].startswith(f"oss://{n}/{i}") for n in range(4) for i in range(300))
     assert len(path.read_text().splitlines()) == 1200  # every line live: nothing to compact
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert mode_is(path, 0o600)
 
 
 def test_cache_misses_when_file_model_or_account_changes(sb, env, project):

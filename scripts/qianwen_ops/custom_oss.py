@@ -173,7 +173,9 @@ def import_oss2():
     try:
         import oss2
     except ImportError:
-        raise QwenOpsError("custom OSS mode needs the oss2 package: python3 -m pip install oss2",
+        from .project import python_command  # the interpreter that ran, not always python3 (Windows)
+
+        raise QwenOpsError(f"custom OSS mode needs the oss2 package: {python_command()} -m pip install oss2",
                            errors.MISSING_DEPENDENCY) from None
     import logging  # here, with oss2: a batch that never uploads to a bucket never pays for it
 

@@ -171,7 +171,8 @@ def _check_region_override(settings: Settings, report: Report) -> None:
 
 
 def _check_network(settings: Settings, report: Report, endpoint: Endpoint) -> None:
-    """The proxy and CA certificates the requests will use (process environment only; no password)."""
+    """The proxy and CA certificates the requests will use (process environment, or the Windows/macOS proxy
+    settings; no password)."""
     from . import network
 
     try:
@@ -179,7 +180,7 @@ def _check_network(settings: Settings, report: Report, endpoint: Endpoint) -> No
     except QwenOpsError as exc:
         report.failed("network", exc)
         return
-    route = f"through {proxy.label}" if proxy else "direct (no proxy variable applies to this host)"
+    route = f"through {proxy.label}" if proxy else f"direct ({network.direct_reason()})"
     report.add("network", "ok", f"{route}; CA certificates from {network.trust_setting(settings.env).source}")
 
 

@@ -6,7 +6,13 @@ Rules every writer in the bundle follows:
 * never open anything but a regular file for writing (a FIFO, device or socket is refused
   without blocking: ``O_NONBLOCK`` on open, then ``fstat``);
 * replacing a file's content is atomic (private temp file, fsync, rename);
-* the per-user cache and state folders come from one lookup (``user_dir``).
+* the per-user cache and state folders come from one lookup (``user_dir``);
+* every ``os.open`` of a file passes ``O_BINARY`` (0 except on Windows, where an fd opened
+  without it translates CRLF and stops reading at byte 0x1A), and nothing here needs a
+  POSIX-only call: ``fchmod`` (Windows has it only from Python 3.13), ``pread`` (``read_at``)
+  and locks (``fcntl.flock``, else ``msvcrt.locking`` on Windows) have fallbacks;
+* a rename over a file another handle holds open fails on Windows (sharing violation, often
+  an antivirus scanner for a moment): ``replace_file`` retries it briefly.
 
 Refusals raise ``UnsafeTarget``, an ``OSError``, so a caller that treats a failed write
 as "not saved" keeps working without a special case.
@@ -17,6 +23,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -24,6 +31,9 @@ from typing import Iterator, Mapping
 APP_DIR = "qianwen-ops-auth"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+O_BINARY = getattr(os, "O_BINARY", 0)   # every os.open of a file ORs this in (see the module docstring)
+REPLACE_RETRY_SECONDS = 1.0             # how long a rename blocked by another handle is retried (Windows)
+_SHARING_ERRORS = (5, 32, 33)           # winerror: access denied, sharing violation, lock violation
 
 
 class UnsafeTarget(OSError):
@@ -64,7 +74,7 @@ def make_dirs(base: Path, *parts: str, mode: int = 0o700) -> Path:
 
 def _open_regular(path: Path, flags: int, mode: int) -> int:
     try:
-        fd = os.open(path, flags | _NOFOLLOW | _NONBLOCK, mode)
+        fd = os.open(path, flags | _NOFOLLOW | _NONBLOCK | O_BINARY, mode)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.EMLINK) or os.path.islink(path):
             raise UnsafeTarget(errno.ELOOP, "is a symbolic link; refusing to write through it", str(path)) from None
@@ -118,14 +128,14 @@ def replace_file(path: Path, data: bytes, mode: int = 0o600) -> None:
     """
     check_writable_target(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | O_BINARY, mode)
     try:
-        os.fchmod(fd, mode)  # exactly ``mode``, whatever the umask took away, before the file is visible
+        _set_mode(fd, tmp, mode)  # exactly ``mode``, whatever the umask took away, before the file is visible
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        replace_retrying(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -134,10 +144,40 @@ def replace_file(path: Path, data: bytes, mode: int = 0o600) -> None:
         raise
 
 
+def _set_mode(fd: int, path: Path, mode: int) -> None:
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)
+    else:  # Windows before 3.13: only the read-only bit exists, and ``mode`` keeps the file writable
+        os.chmod(path, mode)
+
+
+def replace_retrying(src: Path, dst: Path, seconds: float = REPLACE_RETRY_SECONDS) -> None:
+    """``os.replace``, retried for up to ``seconds`` while Windows reports the target in use by another
+    handle (a reader, an indexer, an antivirus scan); any other error, or a longer hold, is raised."""
+    deadline, pause = time.monotonic() + seconds, 0.005
+    while True:
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError as exc:
+            if getattr(exc, "winerror", None) not in _SHARING_ERRORS or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
+def read_at(fd: int, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes at ``offset``: ``os.pread`` where it exists, else seek and read (Windows)."""
+    if hasattr(os, "pread"):
+        return os.pread(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, size)
+
+
 def read_limited(path: Path, limit: int) -> bytes | None:
     """Up to ``limit`` bytes of a regular file, or None when it is missing, special, or larger."""
     try:
-        fd = os.open(path, os.O_RDONLY | _NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | _NONBLOCK | O_BINARY)
     except OSError:
         return None
     try:
@@ -153,29 +193,78 @@ def read_limited(path: Path, limit: int) -> bytes | None:
     return data if len(data) <= limit else None
 
 
-class FileLock:
-    """An exclusive advisory lock on ``lock_path``, opened once and taken as often as needed.
+def _lock_api():
+    """``("fcntl", module)``, ``("msvcrt", module)`` (Windows) or ``(None, None)``: how files are locked here."""
+    try:
+        import fcntl
 
-    ``with lock:`` holds it for the block (a no-op where ``fcntl`` is missing); ``close()``
-    releases the file. Keeping one open costs a batch two system calls per use instead of four.
+        return "fcntl", fcntl
+    except ImportError:
+        pass
+    try:
+        import msvcrt
+
+        return "msvcrt", msvcrt
+    except ImportError:
+        return None, None
+
+
+def try_lock(fd: int, api=None) -> bool:
+    """Take an exclusive lock on ``fd``'s file without waiting; False when another handle holds it.
+
+    With ``fcntl`` a whole-file ``flock``; with ``msvcrt`` (Windows) a lock on the file's first
+    byte, which every user of the same lock file takes, so the two mean the same. A platform with
+    neither has no locking: True.
+    """
+    kind, module = api or _lock_api()
+    if kind == "fcntl":
+        try:
+            module.flock(fd, module.LOCK_EX | module.LOCK_NB)
+        except BlockingIOError:
+            return False
+    elif kind == "msvcrt":
+        os.lseek(fd, 0, os.SEEK_SET)   # msvcrt locks from the current position
+        try:
+            module.locking(fd, module.LK_NBLCK, 1)
+        except OSError:                # EACCES / EDEADLOCK: held by another handle
+            return False
+    return True
+
+
+def unlock(fd: int, api=None) -> None:
+    kind, module = api or _lock_api()
+    if kind == "fcntl":
+        module.flock(fd, module.LOCK_UN)
+    elif kind == "msvcrt":
+        os.lseek(fd, 0, os.SEEK_SET)
+        module.locking(fd, module.LK_UNLCK, 1)
+
+
+class FileLock:
+    """An exclusive lock on ``lock_path``, opened once and taken as often as needed.
+
+    ``with lock:`` holds it for the block (``flock``, or ``msvcrt.locking`` on Windows, polled);
+    ``close()`` releases the file. Keeping one open costs a batch two system calls per use instead
+    of four.
     """
 
-    def __init__(self, lock_path: Path):
+    def __init__(self, lock_path: Path, api=None):
         self._fd = _open_regular(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            import fcntl
-        except ImportError:
-            fcntl = None
-        self._fcntl = fcntl
+        self._api = api or _lock_api()
 
     def __enter__(self) -> "FileLock":
-        if self._fcntl is not None:
-            self._fcntl.flock(self._fd, self._fcntl.LOCK_EX)
+        kind, module = self._api
+        if kind == "fcntl":
+            module.flock(self._fd, module.LOCK_EX)
+            return self
+        pause = 0.002
+        while not try_lock(self._fd, self._api):  # msvcrt cannot wait for a lock without a 1 s step
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._fcntl is not None:
-            self._fcntl.flock(self._fd, self._fcntl.LOCK_UN)
+        unlock(self._fd, self._api)
 
     def close(self) -> None:
         os.close(self._fd)
@@ -183,7 +272,7 @@ class FileLock:
 
 @contextmanager
 def locked(lock_path: Path) -> Iterator[None]:
-    """An exclusive advisory lock held for the ``with`` block (a no-op where ``fcntl`` is missing)."""
+    """An exclusive lock held for the ``with`` block (see ``FileLock``)."""
     lock = FileLock(lock_path)
     try:
         with lock:

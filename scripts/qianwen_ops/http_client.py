@@ -294,7 +294,7 @@ class HttpSession:
             label = conn.proxy.label if conn.proxy else "the proxy"
             if exc.status == 407:
                 return QwenOpsError(f"{label} refused the credentials (407 Proxy Authentication Required); "
-                                    f"check the user and password in {conn.proxy.variable}", CONFIG)
+                                    f"{network.credentials_hint(conn.proxy)}", CONFIG)
             shown = str(exc.status) if exc.status else "no valid HTTP"
             return QwenOpsError(f"{label} would not open a tunnel to {host} (answer {shown})", NETWORK,
                                 retryable=exc.status in RETRY_STATUSES)

@@ -17,6 +17,7 @@ from typing import Iterator, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from .errors import INPUT_FILE, QwenOpsError
+from .fsutil import O_BINARY
 from .redaction import one_line, redact
 
 READ_CHUNK = 1024 * 1024    # fewer, larger reads and hand-offs to the hashing thread
@@ -80,34 +81,74 @@ def is_remote(source: str) -> bool:
     return True
 
 
-def _expand_home(path: str, home: Path | None) -> Path:
-    if home is not None and (path == "~" or path.startswith("~/")):
-        return home / path[2:]
-    return Path(os.path.expanduser(path))
+def _expand_home(path: str, home, pathmod) -> str:
+    seps = ("/", pathmod.sep)
+    if home is not None and (path == "~" or (path[:1] == "~" and path[1:2] in seps)):
+        rest = path[2:]
+        return pathmod.join(str(home), rest) if rest else str(home)
+    return pathmod.expanduser(path)
 
 
-def local_path(source: str, home: Path | None = None) -> Path:
-    """The path for a local input: a plain path (``~`` expanded) or a ``file://`` URI."""
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def _file_uri_text(source: str, pathmod) -> str:
+    r"""The path a ``file:`` URI names, spelled for ``pathmod`` (``posixpath`` or ``ntpath``).
+
+    Windows (``urllib.request.url2pathname``, i.e. ``nturl2path``, semantics): ``file:///C:/x``,
+    ``file://localhost/C|/x`` and the common misspelling ``file://C:/x`` give ``C:\x``; a host,
+    ``file://server/share/x``, or an empty host and four slashes, ``file:////server/share/x``, give
+    the UNC path ``\\server\share\x``. Elsewhere a host other than ``localhost`` is refused.
+    ``file://~/x`` means ``~/x`` on both.
+    """
+    parts = urlsplit(source)
+    if parts.query or parts.fragment:
+        raise QwenOpsError(f"{display(source)}: file:// URI with a query or fragment; "
+                           "percent-encode '?' as %3F and '#' as %23", INPUT_FILE)
+    host = parts.netloc
+    if host.startswith("~"):
+        return unquote(host + parts.path)
+    if host.lower() == "localhost":
+        host = ""
+    if pathmod.sep == "\\":
+        from nturl2path import url2pathname  # what urllib.request.url2pathname is on Windows
+
+        if re.match(r"^[A-Za-z][:|]$", host):  # file://C:/x, a common misspelling of file:///C:/x
+            host, parts = "", parts._replace(path="/" + host + parts.path)
+
+        try:
+            path = url2pathname(parts.path)
+        except OSError:  # e.g. a second drive letter
+            raise QwenOpsError(f"{display(source)}: not a valid Windows file:// URI", INPUT_FILE) from None
+        if host:
+            return "\\\\" + host + path if path.startswith("\\") else ""
+        return path
+    if host:
+        raise QwenOpsError(f"{display(source)}: file:// URI names a remote host", INPUT_FILE)
+    return unquote(parts.path)
+
+
+def local_path_text(source: str, home=None, pathmod=os.path) -> str:
+    """``local_path`` as text for the path flavour ``pathmod``: ``os.path`` here, or ``ntpath`` /
+    ``posixpath`` to see what another platform makes of ``source`` (the tests do)."""
     if source == "":
         raise QwenOpsError("an empty string is not a file", INPUT_FILE)
     if "\x00" in source:
         raise QwenOpsError(f"{display(source)}: path contains a NUL byte", INPUT_FILE)
     if source.lower().startswith("file:"):
-        parts = urlsplit(source)
-        if parts.query or parts.fragment:
-            raise QwenOpsError(f"{display(source)}: file:// URI with a query or fragment; "
-                               "percent-encode '?' as %3F and '#' as %23", INPUT_FILE)
-        path = unquote(parts.path)
-        if parts.netloc in ("~",) or parts.netloc.startswith("~"):
-            path = parts.netloc + path
-        elif parts.netloc not in ("", "localhost"):
-            raise QwenOpsError(f"{display(source)}: file:// URI names a remote host", INPUT_FILE)
+        path = _file_uri_text(source, pathmod)
         if not path:
             raise QwenOpsError(f"{display(source)}: file:// URI has no path", INPUT_FILE)
-        return _expand_home(path, home)
-    if _SCHEME.match(source):
+        return _expand_home(path, home, pathmod)
+    if _SCHEME.match(source) and not (pathmod.sep == "\\" and _DRIVE.match(source)):  # C://x is a drive
         raise QwenOpsError(f"{display(source)}: unsupported URL scheme", INPUT_FILE)
-    return _expand_home(source, home)
+    return _expand_home(source, home, pathmod)
+
+
+def local_path(source: str, home: Path | None = None) -> Path:
+    """The path for a local input: a plain path (``~`` expanded) or a ``file:`` URI (on Windows with a
+    drive letter or a UNC host)."""
+    return Path(local_path_text(source, home))
 
 
 class LocalFile(NamedTuple):
@@ -162,7 +203,7 @@ def check_size(local: LocalFile, max_bytes: int | None) -> None:
 def _open_regular(local: LocalFile) -> int:
     shown = display(str(local.path))
     try:
-        fd = os.open(local.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(local.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | O_BINARY)
     except OSError as exc:
         raise QwenOpsError(f"{shown}: {exc.strerror or 'cannot open'}", INPUT_FILE) from None
     info = os.fstat(fd)

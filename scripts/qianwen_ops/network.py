@@ -1,4 +1,5 @@
-"""Proxies and TLS trust for every HTTP path, decided from the process environment only.
+"""Proxies and TLS trust for every HTTP path, decided from the process environment (and, for
+proxies, the system settings on Windows and macOS) only.
 
 Never from a ``.env`` file: a cloned repository must not be able to choose the proxy
 that sees the traffic or the CA that vouches for the server. Callers pass the process
@@ -15,6 +16,15 @@ Proxies (as curl and requests read them)
     are refused with a one-line configuration error). ``user:password@`` in the URL is sent
     as ``Proxy-Authorization: Basic`` on the CONNECT request (or on each absolute-form
     request for a plain-http target) and is registered with ``redaction`` so it is never shown.
+
+System settings (Windows, macOS)
+    When no proxy variable is set at all (``NO_PROXY`` aside), the operating system's settings
+    are used as ``urllib.request.getproxies()`` reads them: the registry on Windows, System
+    Configuration on macOS. The same rules hold (``http://`` proxies only, credentials redacted,
+    ``NO_PROXY`` applies) and so does the system's own bypass list (``urllib.request.proxy_bypass``
+    semantics: ``<local>`` and the exceptions on Windows, the exceptions list on macOS). A proxy
+    from there is labelled "from system settings". Unlike urllib, a ``NO_PROXY`` set alone narrows
+    the system proxy instead of switching it off. PAC files and WPAD are not read.
 
 ``NO_PROXY`` / ``no_proxy`` (lower case first)
     Comma or space separated: ``*`` (everything), host names, domain suffixes
@@ -47,8 +57,9 @@ from __future__ import annotations
 
 import base64
 import os
+import sys
 import threading
-from typing import Mapping, NamedTuple
+from typing import Callable, Mapping, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
 from .errors import CONFIG, NETWORK, QwenOpsError
@@ -122,6 +133,10 @@ def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
 
 def _bad_proxy(variable: str, why: str) -> QwenOpsError:
     # never the value: it may hold a password
+    if variable == SYSTEM_SETTINGS:
+        return QwenOpsError(f"the proxy in the system settings is not usable here ({why}); set HTTPS_PROXY to an "
+                            "http://[user:password@]host:port proxy, or NO_PROXY to this host to connect directly",
+                            CONFIG)
     return QwenOpsError(f"{variable} is not a usable proxy URL ({why}); expected http://[user:password@]host:port",
                         CONFIG)
 
@@ -257,9 +272,116 @@ def bypasses_proxy(host: str, port: int, rules: list) -> bool:
     return False
 
 
+# -- the operating system's proxy settings (Windows registry, macOS System Configuration)
+
+SYSTEM_SETTINGS = "system settings"   # Proxy.variable of a proxy that came from them
+
+
+class SystemProxies(NamedTuple):
+    """What the operating system says: ``proxies`` maps a scheme to a proxy URL (as
+    ``urllib.request.getproxies()`` does) and ``bypass(host)`` is its exception list."""
+
+    proxies: Mapping[str, str]
+    bypass: Callable[[str], bool]
+
+
+_system: list = []
+INTERNET_SETTINGS = r"Software\Microsoft\Windows\CurrentVersion\Internet Settings"
+
+
+def registry_proxies(winreg) -> dict:
+    """Windows' proxy setting (``ProxyServer`` under HKCU ``Internet Settings`` while ``ProxyEnable`` is
+    set) as a scheme -> URL map, read as ``urllib.request.getproxies_registry`` reads it: ``host:port``
+    serves every scheme; ``http=h:p;https=h:p;socks=h:p`` one each; an address without ``scheme://`` is
+    an http proxy (``socks://`` for socks), and a socks proxy serves http/https when they have none.
+    ``winreg`` is the module (the tests pass a stand-in)."""
+    try:
+        key = winreg.OpenKey(winreg.HKEY_CURRENT_USER, INTERNET_SETTINGS)
+    except OSError:
+        return {}
+    try:
+        enabled = winreg.QueryValueEx(key, "ProxyEnable")[0]
+        server = str(winreg.QueryValueEx(key, "ProxyServer")[0]) if enabled else ""
+    except OSError:
+        return {}
+    finally:
+        winreg.CloseKey(key)
+    if not server.strip():
+        return {}
+    entries = server.split(";") if "=" in server or ";" in server else [f"{s}={server}" for s in ("http", "https")]
+    proxies = {}
+    for entry in entries:
+        scheme, sep, address = entry.partition("=")
+        scheme, address = scheme.strip().lower(), address.strip()
+        if sep and scheme and address:
+            default = "socks://" if scheme == "socks" else "http://"
+            proxies[scheme] = address if "://" in address else default + address
+    if "socks" in proxies:
+        for scheme in ("http", "https"):
+            proxies.setdefault(scheme, proxies["socks"])
+    return proxies
+
+
+def _bypass_registry(host: str) -> bool:
+    import urllib.request  # only once a system proxy is in play: the probe's start-up never pays for it
+
+    return bool(urllib.request.proxy_bypass_registry(host))
+
+
+def _bypass_macos(host: str) -> bool:
+    import urllib.request
+
+    return bool(urllib.request.proxy_bypass_macosx_sysconf(host))
+
+
+def system_proxies() -> SystemProxies | None:
+    """The system proxy settings, read once per process: the registry's Internet Settings on Windows
+    (``ProxyServer``; ``ProxyOverride`` for the bypass list), System Configuration on macOS (the C module
+    ``_scproxy``, which urllib uses); None elsewhere (Linux has no such store: its desktops export the
+    variables). Proxy auto-configuration (PAC, WPAD) is not read. Reading costs no ``urllib.request``
+    import; the bypass check, needed only when a proxy is set, imports it.
+    """
+    if not _system:
+        found = None
+        try:
+            if os.name == "nt":
+                import winreg
+
+                found = SystemProxies(registry_proxies(winreg), _bypass_registry)
+            elif sys.platform == "darwin":
+                from _scproxy import _get_proxies
+
+                found = SystemProxies(dict(_get_proxies() or {}), _bypass_macos)
+        except Exception:  # noqa: BLE001 - a broken store means "no system proxy", as urllib treats it
+            found = None
+        _system.append(found)
+    return _system[0]
+
+
+def _system_proxy(scheme: str, host: str, port: int, env: Mapping[str, str], system) -> Proxy | None:
+    """The proxy the system settings give ``scheme://host:port``; NO_PROXY and the system's own bypass
+    list both apply. Used only when no proxy variable is set at all."""
+    value = (system.proxies.get(scheme) or "") if system is not None else ""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    proxy = parse_proxy(value, SYSTEM_SETTINGS)
+    if bypasses_proxy(host, port, no_proxy_rules(env)):
+        return None
+    shown = f"[{host}]" if ":" in host else host
+    try:  # the host as urllib's ProxyHandler passes it: with the port only when it is not the default
+        direct = bool(system.bypass(f"{shown}:{port}" if port != DEFAULT_PORTS.get(scheme) else shown))
+    except Exception:  # noqa: BLE001 - an unreadable exception list: keep the proxy, as the system would
+        direct = False
+    return None if direct else proxy
+
+
 def proxy_for(scheme: str, host: str, port: int | None = None,
-              env: Mapping[str, str] | None = None) -> Proxy | None:
-    """The proxy to use for ``scheme://host:port``, or None for a direct connection."""
+              env: Mapping[str, str] | None = None, system: SystemProxies | None = None) -> Proxy | None:
+    """The proxy to use for ``scheme://host:port``, or None for a direct connection.
+
+    The variables decide; only when none of them is set (for any scheme) do the system settings,
+    ``system_proxies()`` (``system`` stands in for them: the tests give Windows' or macOS' answers).
+    """
     env = _env(env)
     scheme = scheme.lower()
     names = PROXY_VARIABLES.get(scheme, ())
@@ -272,7 +394,24 @@ def proxy_for(scheme: str, host: str, port: int | None = None,
             if bypasses_proxy(host, port or DEFAULT_PORTS[scheme], no_proxy_rules(env)):
                 return None
             return proxy
-    return None
+    if scheme not in DEFAULT_PORTS or any((env.get(n) or "").strip() for v in PROXY_VARIABLES.values() for n in v):
+        return None  # a variable for another scheme is set: the environment alone decides, as in urllib
+    return _system_proxy(scheme, host, port or DEFAULT_PORTS[scheme], env,
+                         system_proxies() if system is None else system)
+
+
+def credentials_hint(proxy: Proxy) -> str:
+    """What to do when ``proxy`` answers 407 (never the credentials themselves)."""
+    if proxy.variable == SYSTEM_SETTINGS:  # Windows sign-in (NTLM, Kerberos) is not spoken here
+        return ("the system settings hold no user and password for it: set HTTPS_PROXY="
+                "http://user:password@host:port (and NO_PROXY as needed)")
+    return f"check the user and password in {proxy.variable}"
+
+
+def direct_reason() -> str:
+    """Why a request goes direct, for doctor: what was consulted and found not to apply."""
+    consulted = "no proxy variable or system proxy setting" if system_proxies() is not None else "no proxy variable"
+    return f"{consulted} applies to this host"
 
 
 def proxy_for_url(url: str, env: Mapping[str, str] | None = None) -> Proxy | None:

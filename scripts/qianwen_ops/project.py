@@ -40,7 +40,9 @@ folder (``<folder holding the install>/.agents/state.json``, the same holder as 
 the sibling update-check skill computes it too and must work without this package.
 
 ``project_findings`` reports, for doctor, what an agent otherwise finds by hand: a ``.env``
-that git tracks or does not ignore, or that others can read. Paths only, never a value.
+that git tracks or does not ignore, or that others can read (mode bits; on Windows, which has
+none that mean anything, a ``.env`` outside the user's profile folder gets an ``icacls`` hint
+instead of ``chmod`` advice). Paths only, never a value.
 """
 
 from __future__ import annotations
@@ -64,9 +66,45 @@ def skill_path(*parts: str, cwd: Path | None = None, skill_dir: Path = SKILL_DIR
         return str(path)
 
 
+def _quoted(text: str, windows: bool) -> str:
+    """``text`` as one shell word: as it is when plain, else in double quotes (Windows) or single quotes."""
+    if text and all(ch.isalnum() or ch in "-_./:+=@%,\\" for ch in text):
+        return text
+    return f'"{text}"' if windows else "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def python_command(executable: str | None = None, search_path: str | None = None,
+                   windows: bool = os.name == "nt") -> str:
+    """How a hint names the interpreter running now, so the user can paste it back.
+
+    Its own name (``python3``, ``python``, ``python3.12``; ``.exe`` dropped on Windows) when the first
+    folder on ``PATH`` that holds a program of that name is this interpreter's folder (an activated
+    venv included); else its full path, quoted when needed (a venv run by path, ``py -3``, a
+    python.org install not on PATH). ``py -3`` itself is never suggested: it may pick another
+    installation than the one that ran. Windows paths are shown with ``/``, which PowerShell, cmd
+    and Git Bash all accept.
+    """
+    exe = executable if executable is not None else sys.executable
+    if not exe:  # embedded interpreters can leave it empty
+        return "python" if windows else "python3"
+    folder, name = os.path.split(exe)
+    if windows and name.lower().endswith(".exe"):
+        name = name[:-4]
+    wanted = os.path.normcase(os.path.realpath(folder or "."))
+    for entry in (os.environ.get("PATH", "") if search_path is None else search_path).split(os.pathsep):
+        candidate = os.path.join(entry or ".", name + (".exe" if windows else ""))
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            if os.path.normcase(os.path.realpath(entry or ".")) == wanted:
+                return name
+            break
+    return _quoted(exe.replace("\\", "/") if windows else exe, windows)
+
+
 def script_command(name: str, cwd: Path | None = None, skill_dir: Path = SKILL_DIR) -> str:
-    """How to run one of this skill's scripts from ``cwd``: ``python3 <path>``."""
-    return f"python3 {skill_path('scripts', name, cwd=cwd, skill_dir=skill_dir)}"
+    """How to run one of this skill's scripts from ``cwd``: ``<python_command()> <path>``."""
+    windows = os.name == "nt"
+    path = skill_path("scripts", name, cwd=cwd, skill_dir=skill_dir)
+    return f"{python_command()} {_quoted(path.replace(os.sep, '/') if windows else path, windows)}"
 
 
 def _warn(path: Path, why: str) -> None:
@@ -195,6 +233,8 @@ def _dotenv_findings(path: Path, project: Path, in_git: bool) -> list:
         elif _git(project, "check-ignore", "-q", "--", relative) == 1:
             findings.append((".env in git", "warn", f"{path} is not ignored by git: add the line "
                              f"'{relative}' to {project / '.gitignore'} so it is never committed"))
+    if not posix_permissions():
+        return findings + _windows_access_findings(path)
     try:
         mode = os.stat(path).st_mode
     except OSError:
@@ -278,6 +318,24 @@ def _template(value: str) -> bool:
     """A value a template leaves for the user to fill in (``your-bucket``, ``<bucket>``); a host is never one."""
     lowered = value.strip().lower()
     return not lowered or lowered.startswith("your") or "-here" in lowered or any(c in lowered for c in "<>{}")
+def posix_permissions() -> bool:
+    """True where files have an owner uid and rwx mode bits that decide access (not on Windows,
+    whose ``st_mode`` only mirrors the read-only attribute: ACLs decide there)."""
+    return hasattr(os, "geteuid")
+
+
+def _windows_access_findings(path: Path, home: Path | None = None) -> list:
+    """Windows: a ``.env`` under the user's profile is private by the profile's ACL; elsewhere (a folder
+    made under ``C:\\``, a shared drive) the inherited ACL may let every local user read it."""
+    profile = Path(os.path.abspath(home or os.environ.get("USERPROFILE") or os.path.expanduser("~")))
+    try:
+        Path(os.path.abspath(path)).relative_to(profile)
+        return []
+    except ValueError:
+        pass
+    return [(".env permissions", "info", f"{path} is outside your user folder ({profile}): on Windows its "
+             "folder's access list decides who can read it (a folder made directly under a drive lets every "
+             f"signed-in user read it); check with: icacls \"{path}\", or keep the project under {profile}")]
 
 
 def project_findings(settings) -> list:

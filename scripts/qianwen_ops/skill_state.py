@@ -43,6 +43,11 @@ follow a link: the state file and its lock are opened with ``O_NOFOLLOW``, a lin
 special file there is refused, the new content goes to a private temp file that
 is fsynced and renamed over the old one, under an exclusive lock waited for at most
 ``LOCK_SECONDS``. A write that cannot be done raises ``OSError``.
+
+Windows too: every ``os.open`` passes ``O_BINARY`` (as qianwen-ops-auth's ``fsutil`` does), the
+lock is ``msvcrt.locking`` on the lock file's first byte where ``fcntl`` is missing, and a
+rename refused because another process has the state file open for a moment is retried
+for up to ``LOCK_SECONDS``.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ LOCK_SECONDS = 2.0
 OUTCOMES = ("up-to-date", "update-available", "failed")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+O_BINARY = getattr(os, "O_BINARY", 0)  # the same constant as fsutil.O_BINARY: no text-mode fd on Windows
 
 
 def now_seconds(env: Mapping[str, str] | None = None) -> float:
@@ -165,7 +171,7 @@ def state_path(skill_dir: Path, env: Mapping[str, str] | None = None) -> Path:
 
 def _open_regular(path, flags: int, mode: int = 0o600) -> int:
     """An fd on a regular file at ``path``, never through a link, never blocking on a FIFO."""
-    fd = os.open(path, flags | _NOFOLLOW | _NONBLOCK, mode)
+    fd = os.open(path, flags | _NOFOLLOW | _NONBLOCK | O_BINARY, mode)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))
@@ -194,26 +200,68 @@ def read_state(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _lock_api():
+    try:
+        import fcntl
+
+        return fcntl, None
+    except ImportError:
+        pass
+    try:
+        import msvcrt  # Windows
+
+        return None, msvcrt
+    except ImportError:
+        return None, None
+
+
+def _try_lock(fd: int, fcntl, msvcrt) -> bool:
+    """An exclusive lock on the lock file without waiting (its first byte with msvcrt); False when held."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+    elif msvcrt is not None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+    return True
+
+
 @contextmanager
-def _lock(path: Path):
+def _lock(path: Path, api=None):
     fd = _open_regular(str(path) + ".lock", os.O_RDWR | os.O_CREAT)
     try:
-        try:
-            import fcntl
-        except ImportError:
-            fcntl = None
+        fcntl, msvcrt = api or _lock_api()
         deadline = time.monotonic() + LOCK_SECONDS
-        while fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise OSError(errno.ETIMEDOUT, "state file is locked", str(path)) from None
-                time.sleep(0.01)
-        yield
+        while not _try_lock(fd, fcntl, msvcrt):
+            if time.monotonic() > deadline:
+                raise OSError(errno.ETIMEDOUT, "state file is locked", str(path))
+            time.sleep(0.01)
+        try:
+            yield
+        finally:
+            if msvcrt is not None:  # flock ends with the close; a Windows lock is released explicitly
+                os.lseek(fd, 0, os.SEEK_SET)
+                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
     finally:
         os.close(fd)
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    """``os.replace``, retried while Windows says another handle has ``path`` open (a reader, a scanner)."""
+    deadline = time.monotonic() + LOCK_SECONDS
+    while True:
+        try:
+            os.replace(tmp, path)
+            return
+        except PermissionError as exc:
+            if getattr(exc, "winerror", None) not in (5, 32, 33) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
 
 
 def _write_new(path: Path, data: bytes) -> None:
@@ -225,13 +273,13 @@ def _write_new(path: Path, data: bytes) -> None:
     if info is not None and not stat.S_ISREG(info.st_mode):
         raise OSError(errno.EINVAL, "not a regular file (a link or special file)", str(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | O_BINARY, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)

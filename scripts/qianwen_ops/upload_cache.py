@@ -13,7 +13,9 @@ Cost per batch stays linear: appends are one line each without fsync; ``finish``
 (once per batch) syncs the file once and compacts it (expired and superseded lines
 dropped, atomic replace) only when it has grown well past twice its live size, from
 the entries already in memory plus the lines other runs appended since they were
-read. Appends and compaction hold one lock; every write goes through ``fsutil``
+read. Appends and compaction hold one lock (``flock``; ``msvcrt.locking`` on Windows); the
+batch's own append descriptor is closed before a compaction renames over the file (Windows
+refuses to rename over an open file); every write goes through ``fsutil``
 (never through a link; a FIFO or device in the cache's place is ignored, never
 opened for a blocking read or write). Unreadable lines or a corrupt file are
 ignored and rebuilt.
@@ -31,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from .fsutil import FileLock, make_dirs, open_append, replace_file, user_dir
+from .fsutil import O_BINARY, FileLock, make_dirs, open_append, read_at, replace_file, user_dir
 from .local_files import LocalFile
 
 CACHE_VERSION = 2
@@ -115,7 +117,7 @@ def _alive(line: bytes, now: float) -> bool:
 def _open_read(path: Path) -> int | None:
     """A read-only descriptor of the cache file, or None when it is missing, a link or not a regular file."""
     try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | O_BINARY)
     except OSError:
         return None
     try:
@@ -244,6 +246,7 @@ class UploadCache:
                         return
                 finally:
                     os.close(fd)
+                self._close_append()  # Windows cannot rename over a file this process holds open
                 replace_file(self.path, b"".join(line + b"\n" for line in live))
                 self._read_mark = None
                 self._lines = None
@@ -251,6 +254,11 @@ class UploadCache:
             return
         finally:
             self._close()
+
+    def _close_append(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
     def _close(self) -> None:
         try:
@@ -297,13 +305,13 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _ends_line(fd: int, size: int) -> bool:
-    return os.pread(fd, 1, size - 1) == b"\n"
+    return read_at(fd, 1, size - 1) == b"\n"
 
 
 def _read_all(fd: int, size: int, offset: int = 0) -> bytes:
     parts, left = [], size
     while left > 0:
-        chunk = os.pread(fd, min(left, 1 << 20), offset)
+        chunk = read_at(fd, min(left, 1 << 20), offset)
         if not chunk:
             break
         parts.append(chunk)

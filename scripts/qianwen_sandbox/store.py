@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+O_BINARY = getattr(os, "O_BINARY", 0)  # as qianwen_ops.fsutil.O_BINARY (no text-mode fd on Windows)
+
 
 class AlreadyExists(Exception):
     pass
@@ -36,7 +38,7 @@ class Writer:
 
     def __init__(self, folder: Path, sha256: bool = True):
         self.path = folder / f"upload-{uuid.uuid4().hex}"
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_BINARY, 0o600)
         self._file = os.fdopen(fd, "wb")
         self._md5 = hashlib.md5(usedforsecurity=False)  # OSS ETags are MD5
         self._sha = hashlib.sha256() if sha256 else None
@@ -53,6 +55,16 @@ class Writer:
         """Append another file's bytes without hashing them (the caller knows their digest)."""
         self._file.flush()
         with open(path, "rb") as src:
+            if not hasattr(os, "sendfile"):  # Windows: copy through memory
+                left = size
+                while left > 0:
+                    chunk = src.read(min(left, 1 << 20))
+                    if not chunk:
+                        break
+                    self._file.write(chunk)
+                    left -= len(chunk)
+                self.size += size
+                return
             copied = 0
             while copied < size:
                 sent = os.sendfile(self._file.fileno(), src.fileno(), copied, size - copied)

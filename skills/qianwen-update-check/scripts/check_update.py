@@ -73,7 +73,8 @@ def tls_context(env=None):
     """The CA order of qianwen-ops-auth's network module (repeated here: this skill is stdlib-only).
 
     SSL_CERT_FILE and/or SSL_CERT_DIR, else REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE (file or
-    folder), else the system store. Proxies: urllib's own HTTPS_PROXY/NO_PROXY handling.
+    folder), else the system store. Proxies: urllib's own HTTPS_PROXY/NO_PROXY handling, which with no
+    proxy variable set reads the Windows registry or macOS System Configuration (``getproxies``).
     """
     import ssl
 
