@@ -86,7 +86,7 @@ if [ -z "${QWEN_SKIP_INSTALLER_TESTS:-}" ]; then
 fi
 
 echo "== lint (ruff)"
-"$BIN/ruff" check scripts skills tests bench
+"$BIN/ruff" check scripts skills tests bench release
 
 echo "== minimum Python for the stdlib scripts (vermin, target 3.9)"
 "$BIN/vermin" -q -t=3.9- --no-tips --violations scripts skills
