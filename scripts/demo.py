@@ -25,8 +25,8 @@ from pathlib import Path
 from qianwen_ops import cli, errors
 from qianwen_ops.credentials import STANDARD, find_api_key
 from qianwen_ops.http_client import HttpSession
-from qianwen_ops.project import python_command
 from qianwen_ops.settings import Settings
+from qianwen_ops.skill_paths import python_command
 from qianwen_ops.uploads import request_headers_for
 from qianwen_sandbox import start
 

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from conftest import assert_clean_error, run_script
-from qianwen_ops.custom_oss import load_config
 from qianwen_ops.errors import QwenOpsError
+from qianwen_ops.oss_settings import load_config
 from qianwen_ops.settings import Settings
 from test_sandbox_protocol import chat
 

@@ -17,12 +17,13 @@ from test_custom_oss import oss_env  # one helper for the custom-OSS environment
 
 from conftest import SCRIPTS, assert_clean_error, run_script
 from qianwen_ops import custom_oss, errors
-from qianwen_ops.custom_oss import CustomOss, load_config
-from qianwen_ops.endpoints import parse_url
+from qianwen_ops.custom_oss import CustomOss
 from qianwen_ops.errors import QwenOpsError
 from qianwen_ops.local_files import check_file
+from qianwen_ops.oss_settings import load_config
 from qianwen_ops.settings import Settings
 from qianwen_ops.uploads import upload_many
+from qianwen_ops.urls import parse_url
 
 MODEL = "qwen-vl-plus"
 

@@ -12,9 +12,10 @@ import urllib.request
 import pytest
 
 from conftest import ROOT, run_script, start_sandbox
-from qianwen_ops.custom_oss import CustomOss, load_config
+from qianwen_ops.custom_oss import CustomOss
 from qianwen_ops.errors import QwenOpsError
 from qianwen_ops.local_files import check_file
+from qianwen_ops.oss_settings import load_config
 from qianwen_ops.settings import Settings
 from qianwen_sandbox.ram import PolicyError, parse_policy, required_action, resource_for
 

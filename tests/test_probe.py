@@ -12,10 +12,6 @@ import pytest
 from conftest import assert_clean_error, run_script, sandbox_env
 
 
-def chats(box) -> int:
-    return box.counts()["chat"]
-
-
 def test_good_key_prints_200_and_writes_evidence(sb, env, project):
     result = run_script("probe.py", env=sandbox_env(env, sb), cwd=project)
     assert (result.code, result.out.strip(), result.err) == (0, "200", "")

@@ -21,9 +21,10 @@ from conftest import (
     run_script,
     sandbox_env,
 )
-from qianwen_ops import evidence, project
+from qianwen_ops import evidence, ownership
 from qianwen_ops.credentials import NOT_SET, find_api_key
-from qianwen_ops.project import find_project, locate, project_findings
+from qianwen_ops.project import find_project, locate
+from qianwen_ops.project_findings import project_findings
 from qianwen_ops.redaction import remember
 from qianwen_ops.settings import Settings
 
@@ -84,22 +85,22 @@ def test_claude_code_only_install_and_nested_sibling(tmp_path):
     (proj / ".git").mkdir(parents=True)
     skill = installed(proj, ".claude")
     for cwd in (skill, skill / "scripts", skill / "skills" / "qianwen-update-check"):
-        assert find_project(cwd, {}, skill) == proj
+        assert find_project(cwd, skill_dir=skill) == proj
 
 
 def test_install_in_a_folder_without_git_is_that_folder(tmp_path):
     proj = tmp_path / "plain"
     skill = installed(proj, ".cursor")
-    assert find_project(skill / "scripts", {}, skill) == proj
-    assert find_project(proj, {}, skill) == proj
+    assert find_project(skill / "scripts", skill_dir=skill) == proj
+    assert find_project(proj, skill_dir=skill) == proj
 
 
 def test_global_install_counts_home_as_the_project_only_from_inside_it(tmp_path):
     home, proj = tmp_path / "home", tmp_path / "proj"
     skill = installed(home)
     (proj / ".git").mkdir(parents=True)
-    assert find_project(skill / "scripts", {"HOME": str(home)}, skill) == home
-    assert find_project(proj, {"HOME": str(home)}, skill) == proj
+    assert find_project(skill / "scripts", skill_dir=skill) == home
+    assert find_project(proj, skill_dir=skill) == proj
 
 
 def test_git_checkout_keeps_the_cwd_then_root_chain(tmp_path):
@@ -109,7 +110,7 @@ def test_git_checkout_keeps_the_cwd_then_root_chain(tmp_path):
     (checkout / "skills" / "qianwen-update-check").mkdir(parents=True)
     (checkout / ".env").write_text("DASHSCOPE_API_KEY=sk-rootlevel01\n")
     sub = checkout / "skills" / "qianwen-update-check"
-    assert locate(sub, {}, checkout).project == checkout  # skills/ is no marker; the checkout is not an install
+    assert locate(sub, checkout).project == checkout  # skills/ is no marker; the checkout is not an install
     assert find_api_key(settings(checkout / "scripts", checkout)).source == str(checkout / ".env")
     (checkout / "scripts" / ".env").write_text("DASHSCOPE_API_KEY=sk-cwdlevel01\n")
     assert find_api_key(settings(checkout / "scripts", checkout)).source == str(checkout / "scripts" / ".env")
@@ -120,7 +121,7 @@ def test_git_checkout_keeps_the_cwd_then_root_chain(tmp_path):
 def test_no_git_anywhere_means_the_working_directory(tmp_path):
     (tmp_path / "skills").mkdir()
     (tmp_path / "a").mkdir()
-    assert find_project(tmp_path / "a", {}, tmp_path / "elsewhere") == tmp_path / "a"
+    assert find_project(tmp_path / "a", skill_dir=tmp_path / "elsewhere") == tmp_path / "a"
 
 
 # ------------------------------------------------------------------ trust (git's safe.directory model)
@@ -147,7 +148,7 @@ def test_dotenv_in_a_folder_others_can_write_is_ignored(tmp_path, capfd):
     err = capfd.readouterr().err
     assert err == f"warning: ignoring {shared / '.env'}: its folder {shared} is writable by other users\n"
     os.chmod(shared, 0o700)
-    project._warned.clear()
+    ownership._warned.clear()
     assert find_api_key(settings(shared, tmp_path / "x")).secret.reveal() == KEY
 
 
@@ -184,10 +185,10 @@ def test_git_marker_owned_by_another_user_is_skipped_and_the_search_goes_on(tmp_
     (outer / ".git").mkdir()
     (outer / "inner" / ".git").mkdir()
     os.chown(outer / "inner" / ".git", OTHER_UID, -1)
-    assert find_project(inner, {}, tmp_path / "x") == outer
+    assert find_project(inner, skill_dir=tmp_path / "x") == outer
     os.chown(outer / "inner", OTHER_UID, -1)  # a folder owned by someone else: its marker is not used either
     os.chown(outer / "inner" / ".git", 0, -1)
-    assert find_project(inner, {}, tmp_path / "x") == outer
+    assert find_project(inner, skill_dir=tmp_path / "x") == outer
 
 
 @needs_posix_modes

@@ -14,12 +14,13 @@ from test_custom_oss import oss_env, without_notice
 
 from conftest import CANARY_KEY, assert_clean_error, leaks, run_script, sandbox_env
 from qianwen_ops.credentials import Secret
-from qianwen_ops.endpoints import is_git_tracked, resolve_endpoint
+from qianwen_ops.endpoints import resolve_endpoint
 from qianwen_ops.errors import HTTP_ERROR, NETWORK, QwenOpsError
 from qianwen_ops.gitrun import git_env
 from qianwen_ops.http_client import DEFAULT_RETRY, Response, call_with_retries, retry_deadline
 from qianwen_ops.limits import MIN_UPLOAD_RATE
 from qianwen_ops.local_files import check_file
+from qianwen_ops.provenance import is_git_tracked
 from qianwen_ops.secret_files import is_credential_name
 from qianwen_ops.settings import Settings
 from qianwen_ops.temp_storage import TempStorage

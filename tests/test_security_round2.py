@@ -580,8 +580,9 @@ def test_oss2_answers_are_bounded_in_time_and_size(env, project, mode):
     import time
     import tracemalloc
 
-    from qianwen_ops.custom_oss import CustomOss, load_config
+    from qianwen_ops.custom_oss import CustomOss
     from qianwen_ops.local_files import check_file
+    from qianwen_ops.oss_settings import load_config
 
     server = _SlowOss(mode)
     try:
@@ -791,7 +792,7 @@ def test_release_notes_reach_the_agent_marked_as_the_repositorys(env, project, t
 # -- cloned repositories: doctor's advice never makes foreign settings trusted; committed keys are flagged --
 
 def _findings(project: Path, dotenv: str, env: dict) -> dict:
-    from qianwen_ops.project import project_findings
+    from qianwen_ops.project_findings import project_findings
 
     (project / ".env").write_text(dotenv)
     _git(project, "init", "-q")

@@ -294,7 +294,21 @@ def test_from_stdin_refuses_a_env_that_git_tracks(env, project):
     subprocess.run(["git", "add", "-f", ".env"], cwd=project, check=True)
     result = run_script("setup_env.py", "--from-stdin", env=env, cwd=project, stdin=NEW_KEY + "\n")
     assert result.code == 12 and "tracked by git" in result.err
+    assert "run: git rm --cached .env, then add it to .gitignore" in result.err   # placeholders only: untrack it
     assert (project / ".env").read_bytes() == b"DASHSCOPE_API_KEY=sk-your-key-here\n"
+
+
+def test_refusing_a_tracked_env_never_advises_untracking_its_redirecting_values(env, project):
+    """The advice doctor gives (project_findings.tracked_dotenv_advice): untracking a cloned repository's
+    .env would make its base URL trusted, so the editor says to delete those lines instead."""
+    git_init(project)
+    data = b"DASHSCOPE_API_KEY=sk-your-key-here\nQWEN_BASE_URL=https://gateway.example.com\n"
+    (project / ".env").write_bytes(data)
+    subprocess.run(["git", "add", "-f", ".env"], cwd=project, check=True)
+    result = run_script("setup_env.py", "--from-stdin", env=env, cwd=project, stdin=NEW_KEY + "\n")
+    assert result.code == 12 and "sets QWEN_BASE_URL" in result.err and "do not just run git rm --cached" in result.err
+    assert "run: git rm --cached" not in result.err and (project / ".env").read_bytes() == data
+    assert len(result.err.splitlines()) == 1 and not leaks(result.out + result.err)
 
 
 def test_environment_key_overrides_note(env, project):

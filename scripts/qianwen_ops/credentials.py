@@ -43,9 +43,9 @@ STANDARD = "standard"
 TOKEN_PLAN = "token-plan"  # noqa: S105 - a status word, not a secret
 MALFORMED = "malformed"
 
-# Real keys are "sk-" plus random letters and digits (hex for standard keys), so
+# Real keys and AccessKeys are random letters and digits (hex for standard keys), so
 # these fragments only ever appear in templates and documentation.
-_PLACEHOLDER_WORDS = ("your", "xxxx", "placeholder", "example", "replace", "changeme",
+PLACEHOLDER_WORDS = ("your", "xxxx", "placeholder", "example", "replace", "changeme",
                       "change-me", "-here", "...", "***", "<", ">", "{", "}")
 
 
@@ -120,7 +120,7 @@ def classify_key(value: str | None) -> tuple[str, str]:
     if value.lower().startswith("bearer"):
         return MALFORMED, "includes a 'Bearer ' prefix"
     lowered = value.lower()
-    if lowered in ("sk-", "sk-sp-") or any(word in lowered for word in _PLACEHOLDER_WORDS):
+    if lowered in ("sk-", "sk-sp-") or any(word in lowered for word in PLACEHOLDER_WORDS):
         return PLACEHOLDER, ""
     if not value.isascii():
         return MALFORMED, "non-ASCII characters"
@@ -135,9 +135,25 @@ def classify_key(value: str | None) -> tuple[str, str]:
     return MALFORMED, "does not start with 'sk-'"
 
 
+def is_template_value(value: str) -> bool:
+    """A value a template leaves for the user to fill in (``your-bucket``, ``<bucket>``, ``...-here``); a real
+    value of any kind (a host, a base64 token) never looks like this."""
+    lowered = value.strip().lower()
+    return lowered.startswith("your") or "-here" in lowered or any(c in lowered for c in "<>{}")
+
+
+def is_placeholder_secret(value: str) -> bool:
+    """An AccessKey ID or secret that cannot be real: a template value, or a placeholder word next to other
+    punctuation. Real AccessKey IDs and secrets are letters and digits (STS IDs add a dot), so
+    ``your-accesskey-id`` is a placeholder while a random secret that happens to contain "your" is not."""
+    lowered = value.lower()
+    return is_template_value(value) or (any(word in lowered for word in PLACEHOLDER_WORDS)
+                                        and not (value.replace(".", "").isalnum() and value.isascii()))
+
+
 def key_advice(key: "ApiKey") -> str:
     """One line saying what is wrong with an unusable key and where to fix it (never the value)."""
-    from .project import SKILL_DIR, script_command
+    from .skill_paths import SKILL_DIR, script_command
 
     if key.status == NOT_SET and not (SKILL_DIR / "scripts" / "setup_env.py").is_file():
         return NO_KEY_LIBRARY  # the library installed with pip: no skill folder, no setup script beside it
@@ -243,7 +259,7 @@ def sdk_key_file(settings: Settings) -> tuple[str, str] | None:
     import os
 
     from .fsutil import read_limited
-    from .project import trusted
+    from .ownership import trusted
 
     path, label = sdk_key_file_path(settings)
     if not os.path.lexists(path) or not (_owned_by_root(path) or trusted(path)):

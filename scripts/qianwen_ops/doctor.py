@@ -7,7 +7,7 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import errors
+from . import __version__, errors
 from .credentials import (
     STANDARD,
     TOKEN_PLAN,
@@ -25,19 +25,16 @@ from .endpoints import (
     app_settings,
     app_settings_lines,
     is_documented_host,
-    is_loopback_host,
     resolve_endpoint,
 )
 from .errors import QwenOpsError
 from .evidence import evidence_dir
 from .probe import probe_regions, run_probe
-from .project import project_findings, skill_path
+from .project_findings import project_findings
 from .redaction import untrusted
 from .settings import Settings
-
-OSS_VARIABLES = ("QWEN_TMP_OSS_BUCKET", "QWEN_TMP_OSS_REGION", "QWEN_TMP_OSS_AK_ID", "QWEN_TMP_OSS_AK_SECRET",
-                 "QWEN_TMP_OSS_PREFIX", "QWEN_TMP_OSS_ENDPOINT", "QWEN_TMP_OSS_URL_EXPIRES",
-                 "OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_SESSION_TOKEN")
+from .skill_paths import skill_path
+from .urls import is_loopback_host, valid_host
 
 
 @dataclass
@@ -64,13 +61,6 @@ class Report:
             why = f"{failed['name']}: {failed['detail']}" if failed else errors.EXIT_CODES.get(self.exit_code, "")
             data.update(errors.error_object(self.exit_code, why))
         return data
-
-
-def bundle_version() -> str:
-    """The bundle's one version number (``qianwen_ops.__version__``; version.json and pyproject follow it)."""
-    from . import __version__
-
-    return __version__
 
 
 def _check_key_and_endpoint(settings: Settings, report: Report, offline: bool, timeout: float) -> None:
@@ -224,7 +214,6 @@ def _check_app_hosts(settings: Settings, report: Report, endpoint: Endpoint) -> 
 
     from .credentials import bailian_profile
     from .endpoints import sdk_endpoint
-    from .network import valid_host
 
     if is_loopback_host(endpoint.host):
         return  # the sandbox: the "proves nothing" warning already says the real host is elsewhere
@@ -285,11 +274,12 @@ def _check_users_code(report: Report, key: ApiKey) -> None:
 
 
 def _check_custom_oss(settings: Settings, report: Report, check_oss: bool, timeout: float = 15.0) -> None:
-    from .custom_oss import load_config, round_trip
+    from .oss_settings import SDK_CREDENTIAL_NAMES, load_config
+    from .provenance import BUCKET_NAMES
     from .upload_cache import cache_path
 
     sources = {}
-    for name in OSS_VARIABLES:
+    for name in BUCKET_NAMES + SDK_CREDENTIAL_NAMES:
         found = settings.get(name)
         sources[name] = f"set ({found.source})" if found else "not set"
     report.facts["custom_oss_variables"] = sources
@@ -307,6 +297,8 @@ def _check_custom_oss(settings: Settings, report: Report, check_oss: bool, timeo
     report.add("custom OSS", "ok", f"on: bucket {config.bucket}, region {config.region}, prefix {config.prefix}/, "
                f"URLs valid {config.url_expires} s, credentials from {config.credential_source}")
     if check_oss:
+        from .oss_check import round_trip
+
         for step, ok, detail, exit_code in round_trip(config, cache_path(settings.env).parent, timeout=timeout,
                                                         env=settings.env):
             report.add(f"oss {step}", "ok" if ok else "fail", detail)
@@ -318,7 +310,7 @@ def diagnose(settings: Settings, offline: bool = False, check_oss: bool = False,
     from .update_prompt import status as update_status
 
     report = Report()
-    report.facts.update(version=bundle_version(), python=platform.python_version())
+    report.facts.update(version=__version__, python=platform.python_version())
     _check_key_and_endpoint(settings, report, offline, timeout)
     _check_custom_oss(settings, report, check_oss, timeout)
     for finding in project_findings(settings):  # the project, its .env files: git-ignored? private?

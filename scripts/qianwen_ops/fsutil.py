@@ -53,6 +53,11 @@ def user_dir(kind: str, env: Mapping[str, str] | None = None) -> Path:
     return Path(base) / APP_DIR
 
 
+def is_within(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or lies below it, compared as written (resolve both first where links matter)."""
+    return path == folder or folder in path.parents
+
+
 def make_dirs(base: Path, *parts: str, mode: int = 0o700) -> Path:
     """``base/parts...``, creating each missing folder; refuses when any of ``parts`` is a link or a file.
 

@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Callable, Mapping, NamedTuple
 
-from . import network
+from . import network, urls
 from .errors import CONFIG, NETWORK, QwenOpsError
 from .limits import MIN_UPLOAD_RATE, RETRY_DEADLINE_FACTOR
 from .redaction import server_said, server_token
@@ -145,7 +145,7 @@ class _Connection(http.client.HTTPConnection):
                  read_timeout: float, first_hop=None):
         super().__init__(host, port, timeout=connect_timeout)
         self.first_hop = first_hop  # a first_hop.FirstHop that may already hold the TCP connection
-        self.default_port = network.DEFAULT_PORTS[scheme]
+        self.default_port = urls.DEFAULT_PORTS[scheme]
         self.scheme = scheme
         self.proxy = proxy
         self.context = context
@@ -306,7 +306,7 @@ class HttpSession:
     def request(self, method: str, url: str, headers: dict | None = None, body=None) -> Response:
         """Send one request; ``body`` is bytes or an object with ``length`` and ``chunks()``
         (an iterator of bytes that can be called again for a retry, e.g. temp_storage.MultipartFile)."""
-        scheme, host, port, path = network.split_url(url)
+        scheme, host, port, path = urls.split_url(url)
         key = (scheme, host, port)
         proxy = self.route(scheme, host, port)
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
@@ -488,7 +488,7 @@ def tls_handshake(url: str, context, env: Mapping[str, str] | None = None, timeo
     """
     import ssl
 
-    scheme, host, port, _ = network.split_url(url)
+    scheme, host, port, _ = urls.split_url(url)
     conn = _Connection(scheme, host, port, network.proxy_for(scheme, host, port, env), context, timeout, timeout)
     try:
         conn.connect()

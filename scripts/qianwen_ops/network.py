@@ -62,16 +62,20 @@ import threading
 from typing import Callable, Mapping, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
-from .errors import CONFIG, NETWORK, QwenOpsError
+from .errors import CONFIG, QwenOpsError
 from .redaction import remember, untrusted
+from .urls import DEFAULT_PORTS, NAME_CHARS, ip_or_none, valid_host
 
 PROXY_VARIABLES = {
     "https": ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"),
     "http": ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"),
 }
-CA_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-DEFAULT_PORTS = {"http": 80, "https": 443}
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+NO_PROXY_VARIABLES = ("no_proxy", "NO_PROXY")
+# Every variable that decides a proxy, for ``provenance``: the per-scheme ones (each once), then NO_PROXY.
+ALL_PROXY_VARIABLES = tuple(dict.fromkeys(PROXY_VARIABLES["https"] + PROXY_VARIABLES["http"])) + NO_PROXY_VARIABLES
+OPENSSL_CA_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR")          # both are loaded when both are set
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")    # else the first set: a file or a folder
+CA_VARIABLES = OPENSSL_CA_VARIABLES + CA_BUNDLE_VARIABLES
 
 
 class Proxy(NamedTuple):
@@ -92,39 +96,6 @@ class Proxy(NamedTuple):
     def label(self) -> str:
         shown = f"[{self.host}]" if ":" in self.host else self.host
         return f"proxy {shown}:{self.port} (from {self.variable})"
-
-
-def valid_host(host: str) -> bool:
-    """A DNS name (253 characters at most; labels of 1-63 letters, digits, '-' or '_', no '-' at either
-    end; one trailing dot allowed) or an IP literal (IPv6 with or without brackets)."""
-    if ":" in host:  # an IPv6 literal; a zone ("%eth0") names an interface, not a host
-        return "%" not in host and _ip(host.strip("[]")) is not None
-    name = host[:-1] if host.endswith(".") else host
-    if not name or len(name) > 253 or not set(name.lower()) <= _NAME_CHARS:
-        return False
-    return all(0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-" for label in name.split("."))
-
-
-def split_url(url: str) -> tuple[str, str, int, str]:
-    """(scheme, host, port, origin-form path) of an http(s) URL; IPv6 literals without brackets.
-
-    The one parser for where a request goes (``http_client`` and ``first_hop``); a bad URL or host
-    is a one-line ``QwenOpsError``.
-    """
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
-        raise QwenOpsError("refusing to send a request to a non-http(s) URL", NETWORK)
-    host = parts.hostname
-    if not valid_host(host):
-        shown = host if host.isascii() and host.isprintable() and len(host) <= 80 else "(not shown)"
-        raise QwenOpsError(f"the host name {shown} is not valid (empty or over-long label, or unusual characters)",
-                           CONFIG)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return parts.scheme, host, port or DEFAULT_PORTS[parts.scheme], path
 
 
 def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -187,15 +158,6 @@ class _Rule(NamedTuple):
     port: int | None
 
 
-def _ip(text: str):
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
 def _parse_rule(entry: str, variable: str) -> _Rule:
     bad = QwenOpsError(f"{variable} entry {untrusted(entry, 60)!r} is not a host name, domain, "
                        "IP address or CIDR range", CONFIG)
@@ -226,21 +188,21 @@ def _parse_rule(entry: str, variable: str) -> _Rule:
         except ValueError:
             raise bad from None
     if ":" in text or text.replace(".", "").isdigit():
-        address = _ip(text)
+        address = ip_or_none(text)
         if address is None:
             raise bad
         return _Rule("ip", address, port)
     if text.startswith("*."):
         text = text[1:]
     name = text.strip(".")
-    if not name or not set(name) <= _NAME_CHARS or ".." in name:
+    if not name or not set(name) <= NAME_CHARS or ".." in name:
         raise bad
     return _Rule("name", name, port)
 
 
 def no_proxy_rules(env: Mapping[str, str] | None = None) -> list:
     env = _env(env)
-    for variable in ("no_proxy", "NO_PROXY"):
+    for variable in NO_PROXY_VARIABLES:
         value = env.get(variable)
         if value and value.strip():
             entries = [e for e in value.replace(",", " ").split() if e]
@@ -262,7 +224,7 @@ def bypasses_proxy(host: str, port: int, rules: list) -> bool:
                 return True
             continue
         if address is None:
-            address = _ip(host) if (":" in host or host.replace(".", "").isdigit()) else False
+            address = ip_or_none(host) if (":" in host or host.replace(".", "").isdigit()) else False
         if not address:
             continue
         if rule.kind == "ip" and address == rule.value:
@@ -440,10 +402,10 @@ class Trust(NamedTuple):
 def trust_setting(env: Mapping[str, str] | None = None) -> Trust:
     """Which CA certificates to trust, by the documented order (no file is opened here)."""
     env = _env(env)
-    cafile, capath = env.get("SSL_CERT_FILE") or None, env.get("SSL_CERT_DIR") or None
+    cafile, capath = (env.get(name) or None for name in OPENSSL_CA_VARIABLES)
     if cafile or capath:
-        return Trust(cafile, capath, "+".join(n for n, v in (("SSL_CERT_FILE", cafile), ("SSL_CERT_DIR", capath)) if v))
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        return Trust(cafile, capath, "+".join(n for n, v in zip(OPENSSL_CA_VARIABLES, (cafile, capath)) if v))
+    for name in CA_BUNDLE_VARIABLES:
         value = env.get(name)
         if value:
             return Trust(None, value, name) if os.path.isdir(value) else Trust(value, None, name)

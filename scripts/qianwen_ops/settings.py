@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Mapping, NamedTuple
 
 from .fsutil import home_dir
-from .project import SKILL_DIR, Layout, locate, trusted
+from .ownership import trusted
+from .project import Layout, locate
+from .skill_paths import SKILL_DIR
 
 
-class Found(NamedTuple):
+class SourcedValue(NamedTuple):
     """A value and where it came from (``env:NAME`` or a ``.env`` path)."""
 
     value: str
@@ -64,7 +66,7 @@ class Settings:
     @property
     def layout(self) -> Layout:
         if self._layout is None:
-            self._layout = locate(Path(self.cwd), self.env, self.skill_dir)
+            self._layout = locate(Path(self.cwd), self.skill_dir)
         return self._layout
 
     @property
@@ -84,18 +86,18 @@ class Settings:
             self._dotenv_cache[path] = read_dotenv_file(path) if usable else {}
         return self._dotenv_cache[path]
 
-    def get(self, *names: str) -> Found | None:
+    def get(self, *names: str) -> SourcedValue | None:
         """First non-empty value for any of ``names`` (earlier names win at each level)."""
         for name in names:
             value = self.env.get(name)
             if value:
-                return Found(value, f"env:{name}")
+                return SourcedValue(value, f"env:{name}")
         for path in self.dotenv_paths():
             values = self._dotenv(path)
             for name in names:
                 value = values.get(name)
                 if value:
-                    return Found(value, str(path))
+                    return SourcedValue(value, str(path))
         return None
 
     def value(self, name: str, default: str = "") -> str:

@@ -50,17 +50,6 @@ def cache_path(env: Mapping[str, str] | None = None) -> Path:
     return user_dir("cache", env) / "uploads.jsonl"
 
 
-def temp_storage_scope(endpoint_root: str, api_key) -> str:
-    """The cache scope of DashScope temporary storage: endpoint and a salted account fingerprint."""
-    return f"temp:{endpoint_root}:{api_key.fingerprint()}"
-
-
-def custom_oss_scope(config) -> str:
-    """The cache scope of the user's bucket: endpoint, bucket, prefix and a fingerprint of the AccessKey ID."""
-    fingerprint = hashlib.sha256(("oss\0" + config.access_key_id.reveal()).encode()).hexdigest()[:16]
-    return f"oss:{config.endpoint}/{config.bucket}/{config.prefix}:{fingerprint}"
-
-
 def entry_key(local: LocalFile, model: str, scope: str) -> str:
     parts = [str(local.path.resolve()), *local.identity, model, scope]
     return hashlib.sha256(json.dumps(parts).encode("utf-8")).hexdigest()

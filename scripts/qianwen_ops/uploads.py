@@ -10,6 +10,7 @@ without a request.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
@@ -18,14 +19,14 @@ from typing import Callable, Iterable, NamedTuple, Protocol, Sequence
 
 from . import errors
 from .credentials import TOKEN_PLAN, find_api_key, key_advice, key_exit_code
-from .custom_oss import load_config
 from .endpoints import resolve_endpoint
 from .errors import QwenOpsError, detached, public
 from .local_files import LocalFile, check_file, check_size, display, is_remote, local_path, looks_like_key
+from .oss_settings import load_config
 from .redaction import redact
 from .secret_files import refuse_by_place, refuse_credentials
 from .settings import Settings
-from .upload_cache import UploadCache, cache_path, custom_oss_scope, entry_key, temp_storage_scope
+from .upload_cache import UploadCache, cache_path, entry_key
 
 RESOLVE_HEADER = "X-DashScope-OssResourceResolve"
 # bench/run.py, 100 x 64 KiB over a 50 ms round trip: 1.92 s at 4 in flight, 1.32 s at 8, 1.03 s at 16 (and 16
@@ -45,11 +46,6 @@ class UploadBackend(Protocol):
 
     backend: str                   # "temp-storage" or "custom-oss": reported and cached with each URL
     needs_resolve_header: bool     # True: a model call must send X-DashScope-OssResourceResolve: enable
-
-    @property
-    def cache_scope(self) -> str:
-        """Which account and destination a cached URL belongs to (a salted fingerprint, never a secret)."""
-        ...
 
     def max_bytes(self, model: str) -> int | None:
         """The largest file this destination takes for ``model``; None for no limit."""
@@ -116,13 +112,16 @@ def _custom_config(settings: Settings, temp_storage: bool = False):
 def cache_scope(settings: Settings, temp_storage: bool = False) -> str:
     """Where this call's uploads go, as the reuse cache names it; checked before any request.
 
-    Cheap on purpose (no HTTP stack, no oss2): a batch of cache hits never opens a backend.
+    Temporary storage: the endpoint and a salted fingerprint of the account's key; the user's bucket:
+    endpoint, bucket, prefix and a fingerprint of the AccessKey ID. Never a secret. Cheap on purpose
+    (no HTTP stack, no oss2): a batch of cache hits never opens a backend.
     """
     custom = _custom_config(settings, temp_storage)
     if custom is not None:
         find_api_key(settings)  # not used here, but loaded so that a file holding it is never uploaded
-        return custom_oss_scope(custom)
-    return temp_storage_scope(resolve_endpoint(settings).root, _usable_key(settings).secret)
+        fingerprint = hashlib.sha256(("oss\0" + custom.access_key_id.reveal()).encode()).hexdigest()[:16]
+        return f"oss:{custom.endpoint}/{custom.bucket}/{custom.prefix}:{fingerprint}"
+    return f"temp:{resolve_endpoint(settings).root}:{_usable_key(settings).secret.fingerprint()}"
 
 
 def open_backend(settings: Settings, session, temp_storage: bool = False) -> UploadBackend:
