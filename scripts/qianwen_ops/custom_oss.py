@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from . import errors
 from .errors import QwenOpsError
 from .fsutil import UnsafeTarget, create_file, make_dirs, read_limited
+from .limits import UPLOAD_TIMEOUT
 from .local_files import LocalFile, display, read_chunks, readable_name
 from .oss_settings import CustomOssConfig
 from .skill_paths import skill_path
@@ -37,7 +38,6 @@ from .skill_paths import skill_path
 MULTIPART_THRESHOLD = 32 * 1024 * 1024
 PART_SIZE = 8 * 1024 * 1024
 PART_THREADS = 4
-DEFAULT_TIMEOUT = 30.0
 # RAM actions, from the OSS documentation (cited in qianwen_sandbox/ram.py).
 PUT, GET, LIST_PARTS, DELETE = "oss:PutObject", "oss:GetObject", "oss:ListParts", "oss:DeleteObject"
 
@@ -139,7 +139,7 @@ class CustomOss:
     backend = "custom-oss"
     needs_resolve_header = False
 
-    def __init__(self, config: CustomOssConfig, checkpoint_dir: Path, timeout: float = DEFAULT_TIMEOUT,
+    def __init__(self, config: CustomOssConfig, checkpoint_dir: Path, timeout: float = UPLOAD_TIMEOUT,
                  multipart_threshold: int | None = None, part_size: int | None = None,
                  threads: int = PART_THREADS, announce: bool = True, env: Mapping[str, str] | None = None):
         """``multipart_threshold`` and ``part_size`` exist for tests and benchmarks (small parts);

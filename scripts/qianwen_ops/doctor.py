@@ -29,6 +29,7 @@ from .endpoints import (
 )
 from .errors import QwenOpsError
 from .evidence import evidence_dir
+from .limits import REQUEST_TIMEOUT, TLS_CHECK_TIMEOUT
 from .probe import probe_regions, run_probe
 from .project_findings import project_findings
 from .redaction import untrusted
@@ -273,7 +274,7 @@ def _check_users_code(report: Report, key: ApiKey) -> None:
     report.add("your code", "info", detail)
 
 
-def _check_custom_oss(settings: Settings, report: Report, check_oss: bool, timeout: float = 15.0) -> None:
+def _check_custom_oss(settings: Settings, report: Report, check_oss: bool, timeout: float) -> None:
     from .oss_settings import SDK_CREDENTIAL_NAMES, load_config
     from .provenance import BUCKET_NAMES
     from .upload_cache import cache_path
@@ -306,7 +307,8 @@ def _check_custom_oss(settings: Settings, report: Report, check_oss: bool, timeo
                 report.fail(exit_code)
 
 
-def diagnose(settings: Settings, offline: bool = False, check_oss: bool = False, timeout: float = 15.0) -> Report:
+def diagnose(settings: Settings, offline: bool = False, check_oss: bool = False,
+             timeout: float = REQUEST_TIMEOUT) -> Report:
     from .update_prompt import status as update_status
 
     report = Report()
@@ -340,7 +342,7 @@ def _check_interception(settings: Settings, report: Report, endpoint: Endpoint, 
         return
     from .interception import inspect
 
-    found = inspect(endpoint.root, settings.env, min(timeout, 10.0))
+    found = inspect(endpoint.root, settings.env, min(timeout, TLS_CHECK_TIMEOUT))
     report.facts["tls_intercepted"] = found.intercepted
     host, store = endpoint.host, _trust_source(settings)
     if found.intercepted is None:

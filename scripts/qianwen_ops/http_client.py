@@ -31,7 +31,7 @@ from typing import Callable, Mapping, NamedTuple
 
 from . import network, urls
 from .errors import CONFIG, NETWORK, QwenOpsError
-from .limits import MIN_UPLOAD_RATE, RETRY_DEADLINE_FACTOR
+from .limits import MIN_UPLOAD_RATE, REQUEST_TIMEOUT, RETRY_DEADLINE_FACTOR, TLS_CHECK_TIMEOUT
 from .redaction import server_said, server_token
 
 USER_AGENT = "qianwen-ops-auth"
@@ -224,7 +224,7 @@ class HttpSession:
     first connection to the same address uses it.
     """
 
-    def __init__(self, timeout: float = 15.0, connect_timeout: float | None = None,
+    def __init__(self, timeout: float = REQUEST_TIMEOUT, connect_timeout: float | None = None,
                  env: Mapping[str, str] | None = None, first_hop=None):
         self.first_hop = first_hop
         self.timeout = timeout
@@ -479,7 +479,8 @@ def xml_field(text: str, tag: str) -> str:
     return text[start:end].strip() if end >= 0 else ""
 
 
-def tls_handshake(url: str, context, env: Mapping[str, str] | None = None, timeout: float = 10.0) -> dict:
+def tls_handshake(url: str, context, env: Mapping[str, str] | None = None,
+                  timeout: float = TLS_CHECK_TIMEOUT) -> dict:
     """Open a TLS connection to ``url``'s host as a request would (the same proxy route, CONNECT
     tunnel included) but verified with ``context``, then close it: nothing is sent inside.
 

@@ -18,6 +18,7 @@ from typing import Mapping, NamedTuple
 
 from . import network
 from .errors import QwenOpsError
+from .limits import TLS_CHECK_TIMEOUT
 from .redaction import untrusted
 
 
@@ -59,7 +60,7 @@ def issuer_name(cert: dict) -> str:
     return untrusted(name, 80) if name else "an unnamed CA"
 
 
-def inspect(url: str, env: Mapping[str, str] | None = None, timeout: float = 10.0) -> Inspection:
+def inspect(url: str, env: Mapping[str, str] | None = None, timeout: float = TLS_CHECK_TIMEOUT) -> Inspection:
     """Verify ``url``'s host against public roots only (see the module's text); never raises."""
     import ssl
 

@@ -10,6 +10,7 @@ from . import errors
 from .credentials import ApiKey, find_api_key, key_advice, key_exit_code
 from .endpoints import Endpoint, region_endpoints, resolve_endpoint
 from .errors import public
+from .limits import REQUEST_TIMEOUT
 from .redaction import Concealed, server_token
 from .settings import Settings
 
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
 # the TCP connection first, so that its round trip overlaps loading the HTTP stack.
 
 DEFAULT_MODEL = "qwen-turbo"
-DEFAULT_TIMEOUT = 15.0
 
 
 class ProbeResult(NamedTuple):
@@ -77,7 +77,7 @@ def probe_endpoint(key: ApiKey, endpoint: Endpoint, model: str, session: HttpSes
 
 
 @public
-def run_probe(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = DEFAULT_TIMEOUT,
+def run_probe(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = REQUEST_TIMEOUT,
               session: HttpSession | None = None, key: ApiKey | None = None,
               endpoint: Endpoint | None = None) -> ProbeResult:
     """Probe the configured endpoint (``key``/``endpoint`` when the caller has resolved them)."""
@@ -99,7 +99,7 @@ def run_probe(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = D
 
 
 @public
-def probe_regions(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = DEFAULT_TIMEOUT,
+def probe_regions(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = REQUEST_TIMEOUT,
                   key: ApiKey | None = None) -> list:
     """[(region, ProbeResult)] for the documented region hosts, in parallel; never a custom host.
 

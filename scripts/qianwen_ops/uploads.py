@@ -21,6 +21,7 @@ from . import errors
 from .credentials import TOKEN_PLAN, find_api_key, key_advice, key_exit_code
 from .endpoints import resolve_endpoint
 from .errors import QwenOpsError, detached, public
+from .limits import UPLOAD_TIMEOUT
 from .local_files import LocalFile, check_file, check_size, display, is_remote, local_path, looks_like_key
 from .oss_settings import load_config
 from .redaction import redact
@@ -35,7 +36,6 @@ RESOLVE_HEADER = "X-DashScope-OssResourceResolve"
 DEFAULT_CONCURRENCY = 16
 LARGE_FILE_BYTES = 8 * 1024 * 1024
 LARGE_IN_FLIGHT = 4
-DEFAULT_TIMEOUT = 60.0       # seconds without progress on one request
 MAX_CONCURRENCY = 16
 MAX_TIMEOUT = 3600.0
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
@@ -137,7 +137,7 @@ def open_backend(settings: Settings, session, temp_storage: bool = False) -> Upl
     return TempStorage(resolve_endpoint(settings), _usable_key(settings).secret, session)
 
 
-def check_options(model: str, concurrency: int = DEFAULT_CONCURRENCY, timeout: float = DEFAULT_TIMEOUT,
+def check_options(model: str, concurrency: int = DEFAULT_CONCURRENCY, timeout: float = UPLOAD_TIMEOUT,
                   inline: bool = False) -> None:
     """The one place that checks a batch's options (library calls and upload_file.py alike).
 
@@ -326,7 +326,7 @@ def _in_parallel(run: Callable[[int], Outcome], count: int, workers: int) -> lis
 @public
 def upload_many(sources: Sequence[str], model: str, settings: Settings | None = None,
                 use_cache: bool = True, concurrency: int = DEFAULT_CONCURRENCY,
-                progress: Callable | None = None, timeout: float = DEFAULT_TIMEOUT, inline: bool = False, *,
+                progress: Callable | None = None, timeout: float = UPLOAD_TIMEOUT, inline: bool = False, *,
                 allow_credential_files: bool = False, temp_storage: bool = False) -> list:
     """Resolve every input; one ``Outcome`` per input, in input order (errors do not stop the rest).
 
