@@ -21,7 +21,7 @@ from pathlib import Path
 
 from qianwen_ops import cli, errors
 from qianwen_ops.credentials import PLACEHOLDER, Secret
-from qianwen_ops.envfile import API_KEYS_URL, PLACEHOLDER_VALUE, setup_env
+from qianwen_ops.dotenv_editor import API_KEYS_URL, PLACEHOLDER_VALUE, setup_env
 from qianwen_ops.redaction import one_line
 from qianwen_ops.skill_paths import script_command
 

@@ -35,10 +35,10 @@ def test_unrelated_text_is_left_alone():
 
 def test_untrusted_is_one_printable_capped_line():
     forged = "denied\nSUCCESS: key verified\r\x1b[32mOK\x1b[0m \u202eevil\u0000"
-    out = redaction.untrusted(forged, 40)
+    out = redaction.safe_line(forged, 40)
     assert "\n" not in out and "\r" not in out and out.isprintable() and len(out) <= 40
     assert out.startswith("denied\\nSUCCESS")
-    assert redaction.untrusted(None) == "" and redaction.untrusted(12345) == "12345"
+    assert redaction.safe_line(None) == "" and redaction.safe_line(12345) == "12345"
 
 
 def test_sk_rule_needs_eight_key_characters():

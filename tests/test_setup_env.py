@@ -13,7 +13,7 @@ import pytest
 
 from conftest import CANARY_KEY, SCRIPTS, assert_clean_error, leaks, mode_is, needs_rlimit, needs_symlinks, run_script
 from qianwen_ops.credentials import PLACEHOLDER, STANDARD, Secret, find_api_key
-from qianwen_ops.envfile import PLACEHOLDER_LINE, setup_env
+from qianwen_ops.dotenv_editor import PLACEHOLDER_LINE, setup_env
 from qianwen_ops.errors import QwenOpsError
 from qianwen_ops.settings import Settings
 

@@ -17,7 +17,7 @@ _PUBLIC = {
     "resolve_file": "uploads", "upload_file": "uploads", "upload_many": "uploads",
     "request_headers_for": "uploads", "Upload": "uploads", "RESOLVE_HEADER": "uploads",
     "QwenOpsError": "errors", "Settings": "settings", "find_api_key": "credentials",
-    "resolve_endpoint": "endpoints", "api_settings": "user_code", "ApiSettings": "user_code",
+    "resolve_endpoint": "endpoints", "api_settings": "client_settings", "ApiSettings": "client_settings",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -32,7 +32,7 @@ from .evidence import evidence_dir
 from .limits import REQUEST_TIMEOUT, TLS_CHECK_TIMEOUT
 from .probe import probe_regions, run_probe
 from .project_findings import project_findings
-from .redaction import untrusted
+from .redaction import safe_line
 from .settings import Settings
 from .skill_paths import skill_path
 from .urls import is_loopback_host, valid_host
@@ -157,7 +157,7 @@ def _check_region_override(settings: Settings, report: Report) -> None:
     base, region = settings.get("QWEN_BASE_URL"), settings.get("QWEN_REGION")
     if base is not None and region is not None:
         report.add("region setting", "warn",
-                   f"QWEN_BASE_URL overrides QWEN_REGION={untrusted(region.value, 40)} ({region.source}): the region "
+                   f"QWEN_BASE_URL overrides QWEN_REGION={safe_line(region.value, 40)} ({region.source}): the region "
                    f"is ignored; unset QWEN_BASE_URL ({base.source}) to use it")
 
 
@@ -240,7 +240,7 @@ def _check_app_hosts(settings: Settings, report: Report, endpoint: Endpoint) -> 
             host = ""
         if host != endpoint.host:
             report.add("app host", "warn", f"{name} ({found.source}) sends {calls} to "
-                       f"{untrusted(host, 100) or 'an invalid URL'}, not {endpoint.host}")
+                       f"{safe_line(host, 100) or 'an invalid URL'}, not {endpoint.host}")
     profile = bailian_profile(settings)
     base = profile[0].get("base_url") if profile is not None else None
     if isinstance(base, str):
@@ -250,7 +250,7 @@ def _check_app_hosts(settings: Settings, report: Report, endpoint: Endpoint) -> 
             host = ""
         if valid_host(host) and host != endpoint.host:
             report.add("app host", "info", f"the Model Studio CLI's {profile[1]} has base_url host "
-                       f"{untrusted(host, 100)}; these scripts call {endpoint.host} (the CLI's base_url is "
+                       f"{safe_line(host, 100)}; these scripts call {endpoint.host} (the CLI's base_url is "
                        "reported, not used: set QWEN_BASE_URL or QWEN_REGION to follow it)")
 
 

@@ -60,7 +60,7 @@ class Response(NamedTuple):
         return data if isinstance(data, dict) else None
 
     def header(self, name: str, default: str = "") -> str:
-        """A header as the server sent it: untrusted text (pass it through ``redaction.untrusted``)."""
+        """A header as the server sent it: untrusted text (pass it through ``redaction.safe_line``)."""
         return self.headers.get(name.lower(), default)
 
 

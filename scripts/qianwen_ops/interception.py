@@ -19,7 +19,7 @@ from typing import Mapping, NamedTuple
 from . import network
 from .errors import QwenOpsError
 from .limits import TLS_CHECK_TIMEOUT
-from .redaction import untrusted
+from .redaction import safe_line
 
 
 class Inspection(NamedTuple):
@@ -57,7 +57,7 @@ def issuer_name(cert: dict) -> str:
             if len(pair) == 2:
                 fields.setdefault(pair[0], pair[1])
     name = fields.get("commonName") or fields.get("organizationName") or fields.get("organizationalUnitName")
-    return untrusted(name, 80) if name else "an unnamed CA"
+    return safe_line(name, 80) if name else "an unnamed CA"
 
 
 def inspect(url: str, env: Mapping[str, str] | None = None, timeout: float = TLS_CHECK_TIMEOUT) -> Inspection:

@@ -63,7 +63,7 @@ from typing import Callable, Mapping, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 
 from .errors import CONFIG, QwenOpsError
-from .redaction import remember, untrusted
+from .redaction import remember, safe_line
 from .urls import DEFAULT_PORTS, NAME_CHARS, ip_or_none, valid_host
 
 PROXY_VARIABLES = {
@@ -159,7 +159,7 @@ class _Rule(NamedTuple):
 
 
 def _parse_rule(entry: str, variable: str) -> _Rule:
-    bad = QwenOpsError(f"{variable} entry {untrusted(entry, 60)!r} is not a host name, domain, "
+    bad = QwenOpsError(f"{variable} entry {safe_line(entry, 60)!r} is not a host name, domain, "
                        "IP address or CIDR range", CONFIG)
     text = entry.lower()
     if text == "*":
@@ -504,7 +504,7 @@ def certificate_advice(host: str, source: str, reason: str, proxy: Proxy | None 
     of the system CAs plus the company root, and the variable each common client reads
     (references/company-networks.md has the steps).
     """
-    why = f" ({untrusted(reason, 120)})" if reason else ""
+    why = f" ({safe_line(reason, 120)})" if reason else ""
     store = trust_store_label(source, env)
     if source in ("system", "system (empty)", "truststore", "certifi"):
         head = f"the TLS certificate of {host} is not trusted{why} by {store}"
@@ -534,7 +534,7 @@ def trust_store_label(source: str, env: Mapping[str, str] | None = None) -> str:
         import ssl
 
         cafile = ssl.get_default_verify_paths().openssl_cafile
-        shown = f" ({untrusted(cafile, 120)})" if cafile and os.path.isfile(cafile) else ""
+        shown = f" ({safe_line(cafile, 120)})" if cafile and os.path.isfile(cafile) else ""
         return ("this Python's empty store" if source == "system (empty)" else "the system store") + shown
     if source == "truststore":
         return "the operating system's store (truststore)"
@@ -542,7 +542,7 @@ def trust_store_label(source: str, env: Mapping[str, str] | None = None) -> str:
         return "certifi's public roots"
     trust = trust_setting(env)
     paths = [p for p in (trust.cafile, trust.capath) if p]
-    return f"{source} ({untrusted(', '.join(paths), 160)})" if paths and trust.source == source else source
+    return f"{source} ({safe_line(', '.join(paths), 160)})" if paths and trust.source == source else source
 
 
 # -- the same decisions for requests (and so oss2)
