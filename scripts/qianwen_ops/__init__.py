@@ -25,7 +25,7 @@ __all__ = sorted(_PUBLIC)
 
 def __getattr__(name: str):
     if name in _PUBLIC:
-        import importlib
+        import importlib  # the public names load their modules on first use (the probe imports none)
 
         return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
     raise AttributeError(f"module 'qianwen_ops' has no attribute {name!r}")

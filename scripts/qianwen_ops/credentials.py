@@ -22,13 +22,18 @@ so doctor can say which one overrides which.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
 from . import errors
+from .fsutil import read_limited
+from .ownership import trusted
 from .redaction import remember
 from .settings import Settings
+from .skill_paths import SKILL_DIR, script_command
 
 KEY_NAMES = ("QIANWEN_API_KEY", "DASHSCOPE_API_KEY")
 SDK_KEY_FILE = Path(".dashscope") / "api_key"
@@ -76,7 +81,7 @@ class Secret:
 
     def fingerprint(self, salt: str = "qianwen-ops-auth/v1") -> str:
         """A salted hash that identifies the account without holding the key."""
-        import hashlib
+        import hashlib  # deferred: only doctor and uploads fingerprint a key; the probe never does
 
         return hashlib.sha256((salt + "\0" + self._value).encode("utf-8")).hexdigest()[:16]
 
@@ -153,8 +158,6 @@ def is_placeholder_secret(value: str) -> bool:
 
 def key_advice(key: "ApiKey") -> str:
     """One line saying what is wrong with an unusable key and where to fix it (never the value)."""
-    from .skill_paths import SKILL_DIR, script_command
-
     if key.status == NOT_SET and not (SKILL_DIR / "scripts" / "setup_env.py").is_file():
         return NO_KEY_LIBRARY  # the library installed with pip: no skill folder, no setup script beside it
     return KEY_ADVICE[key.status].format(source=key.source or ".env", problem=key.problem,
@@ -189,8 +192,6 @@ def bailian_config_path(settings: Settings) -> tuple[Path, str]:
 
 def bailian_profile(settings: Settings) -> tuple[dict, str] | None:
     """(active profile's fields, source) of the CLI's config file, or None. Never raises."""
-    from .fsutil import read_limited
-
     path, label = bailian_config_path(settings)
     raw = read_limited(path, BAILIAN_CONFIG_LIMIT)
     if raw is None:
@@ -244,9 +245,6 @@ def sdk_key_file_path(settings: Settings) -> tuple[Path, str]:
 
 def _owned_by_root(path: Path) -> bool:
     """A root-owned file in a root-owned folder others cannot write (a mounted secret): root is trusted."""
-    import os
-    import stat
-
     try:
         info, folder = os.stat(path), os.stat(path.parent)
     except OSError:
@@ -256,11 +254,6 @@ def _owned_by_root(path: Path) -> bool:
 
 def sdk_key_file(settings: Settings) -> tuple[str, str] | None:
     """(value, source) from the SDK's key file, or None (missing, empty, special, too large, untrusted)."""
-    import os
-
-    from .fsutil import read_limited
-    from .ownership import trusted
-
     path, label = sdk_key_file_path(settings)
     if not os.path.lexists(path) or not (_owned_by_root(path) or trusted(path)):
         return None

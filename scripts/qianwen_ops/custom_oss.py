@@ -27,13 +27,14 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from . import errors
+from . import errors, network
 from .errors import QwenOpsError
 from .fsutil import UnsafeTarget, create_file, make_dirs, read_limited
 from .limits import UPLOAD_TIMEOUT
 from .local_files import LocalFile, display, read_chunks, readable_name
 from .oss_settings import CustomOssConfig
-from .skill_paths import skill_path
+from .redaction import one_line
+from .skill_paths import python_command, skill_path
 
 MULTIPART_THRESHOLD = 32 * 1024 * 1024
 PART_SIZE = 8 * 1024 * 1024
@@ -44,10 +45,8 @@ PUT, GET, LIST_PARTS, DELETE = "oss:PutObject", "oss:GetObject", "oss:ListParts"
 
 def import_oss2():
     try:
-        import oss2
+        import oss2  # the optional dependency: a missing one is one line, exit 11
     except ImportError:
-        from .skill_paths import python_command  # the interpreter that ran, not always python3 (Windows)
-
         raise QwenOpsError(f"custom OSS mode needs the oss2 package: {python_command()} -m pip install oss2",
                            errors.MISSING_DEPENDENCY) from None
     import logging  # here, with oss2: a batch that never uploads to a bucket never pays for it
@@ -67,8 +66,6 @@ def oss2_http_options(endpoint: str, env: Mapping[str, str] | None = None) -> di
     ``trust_env`` is off so requests reads no proxy or CA variable on its own: the bundle's one
     reading of the process environment decides for oss2 exactly as for every other request.
     """
-    from . import network
-
     proxies = network.requests_proxies(endpoint, env)
     if urlsplit(endpoint).scheme == "http" and proxies["http"]:  # the Authorization header and STS token in clear
         raise network.plain_http_refusal(urlsplit(endpoint).hostname or "", network.proxy_for_url(endpoint, env))
@@ -78,7 +75,7 @@ def oss2_http_options(endpoint: str, env: Mapping[str, str] | None = None) -> di
 def build_bucket(oss2, config: CustomOssConfig, timeout: float, options: dict | None = None):
     """The oss2 Bucket for ``config``: V4 signing, no redirects, ``timeout`` for connect and read."""
     options = oss2_http_options(config.endpoint) if options is None else options
-    from . import oss_http
+    from . import oss_http  # imports requests: only after import_oss2 has found oss2 (and so requests)
 
     session = oss_http.session(oss2, PART_THREADS * 2)  # http_client's bounds: answers within a deadline, capped
     inner = session.session
@@ -151,8 +148,6 @@ class CustomOss:
         self.part_size, self.threads = part_size or PART_SIZE, threads
         self.bucket = build_bucket(self._oss2, config, timeout, oss2_http_options(config.endpoint, env))
         if announce:
-            from .redaction import one_line
-
             print(one_line(config.notice), file=sys.stderr, flush=True)
 
     def max_bytes(self, model: str) -> int | None:

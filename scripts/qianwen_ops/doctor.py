@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import importlib.util
 import platform
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from . import __version__, errors
+from . import __version__, errors, network
 from .credentials import (
     STANDARD,
     TOKEN_PLAN,
     ApiKey,
+    bailian_profile,
     find_api_key,
     is_sdk_key_source,
     key_advice,
@@ -26,15 +29,20 @@ from .endpoints import (
     app_settings_lines,
     is_documented_host,
     resolve_endpoint,
+    sdk_endpoint,
 )
 from .errors import QwenOpsError
 from .evidence import evidence_dir
 from .limits import REQUEST_TIMEOUT, TLS_CHECK_TIMEOUT
+from .oss_settings import SDK_CREDENTIAL_NAMES, load_config
 from .probe import probe_regions, run_probe
 from .project_findings import project_findings
+from .provenance import BUCKET_NAMES
 from .redaction import safe_line
 from .settings import Settings
 from .skill_paths import skill_path
+from .update_prompt import status as update_status
+from .upload_cache import cache_path
 from .urls import is_loopback_host, valid_host
 
 
@@ -118,8 +126,6 @@ def _check_key_and_endpoint(settings: Settings, report: Report, offline: bool, t
 
 def _check_key_sources(settings: Settings, report: Report) -> None:
     """Say when the key in effect hides a different one (salted fingerprints, never values)."""
-    import secrets
-
     candidates = key_candidates(settings, secrets.token_hex(8))
     if not candidates:
         return
@@ -164,8 +170,6 @@ def _check_region_override(settings: Settings, report: Report) -> None:
 def _check_network(settings: Settings, report: Report, endpoint: Endpoint) -> None:
     """The proxy and CA certificates the requests will use (process environment, or the Windows/macOS proxy
     settings; no password)."""
-    from . import network
-
     try:
         proxy = network.proxy_for_url(endpoint.root, settings.env)
     except QwenOpsError as exc:
@@ -211,11 +215,6 @@ def _report_app_endpoint(report: Report, endpoint: Endpoint, state: str, lead: s
 
 def _check_app_hosts(settings: Settings, report: Report, endpoint: Endpoint) -> None:
     """Would the user's SDK code (or the Model Studio CLI) call another host than these scripts?"""
-    from urllib.parse import urlsplit
-
-    from .credentials import bailian_profile
-    from .endpoints import sdk_endpoint
-
     if is_loopback_host(endpoint.host):
         return  # the sandbox: the "proves nothing" warning already says the real host is elsewhere
     try:
@@ -275,10 +274,6 @@ def _check_users_code(report: Report, key: ApiKey) -> None:
 
 
 def _check_custom_oss(settings: Settings, report: Report, check_oss: bool, timeout: float) -> None:
-    from .oss_settings import SDK_CREDENTIAL_NAMES, load_config
-    from .provenance import BUCKET_NAMES
-    from .upload_cache import cache_path
-
     sources = {}
     for name in BUCKET_NAMES + SDK_CREDENTIAL_NAMES:
         found = settings.get(name)
@@ -298,7 +293,7 @@ def _check_custom_oss(settings: Settings, report: Report, check_oss: bool, timeo
     report.add("custom OSS", "ok", f"on: bucket {config.bucket}, region {config.region}, prefix {config.prefix}/, "
                f"URLs valid {config.url_expires} s, credentials from {config.credential_source}")
     if check_oss:
-        from .oss_check import round_trip
+        from .oss_check import round_trip  # oss2 and the HTTP stack: only for --check-oss
 
         for step, ok, detail, exit_code in round_trip(config, cache_path(settings.env).parent, timeout=timeout,
                                                         env=settings.env):
@@ -309,8 +304,6 @@ def _check_custom_oss(settings: Settings, report: Report, check_oss: bool, timeo
 
 def diagnose(settings: Settings, offline: bool = False, check_oss: bool = False,
              timeout: float = REQUEST_TIMEOUT) -> Report:
-    from .update_prompt import status as update_status
-
     report = Report()
     report.facts.update(version=__version__, python=platform.python_version())
     _check_key_and_endpoint(settings, report, offline, timeout)
@@ -340,7 +333,7 @@ def _check_interception(settings: Settings, report: Report, endpoint: Endpoint, 
     """After an answer over TLS: does the certificate chain to a public root, or can a proxy read the key?"""
     if status is None or not endpoint.root.startswith("https://"):
         return
-    from .interception import inspect
+    from .interception import inspect  # the TLS stack: only after an answer over TLS
 
     found = inspect(endpoint.root, settings.env, min(timeout, TLS_CHECK_TIMEOUT))
     report.facts["tls_intercepted"] = found.intercepted
@@ -366,8 +359,6 @@ def _check_interception(settings: Settings, report: Report, endpoint: Endpoint, 
 
 
 def _trust_source(settings: Settings) -> str:
-    from . import network
-
     try:
         return network.ssl_context(settings.env)[1]
     except QwenOpsError:

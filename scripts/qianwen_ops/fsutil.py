@@ -230,13 +230,13 @@ def read_limited(path: Path, limit: int) -> bytes | None:
 def _lock_api():
     """``("fcntl", module)``, ``("msvcrt", module)`` (Windows) or ``(None, None)``: how files are locked here."""
     try:
-        import fcntl
+        import fcntl  # POSIX only
 
         return "fcntl", fcntl
     except ImportError:
         pass
     try:
-        import msvcrt
+        import msvcrt  # Windows only
 
         return "msvcrt", msvcrt
     except ImportError:

@@ -25,14 +25,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .redaction import child_env
+
 GIT_TIMEOUT_SECONDS = 10
 SAFE_OPTIONS = ("--no-pager", "-c", "core.fsmonitor=false")
 
 
 def git_env(env=None) -> dict:
     """``env`` (default: the process environment) without credentials and without ``GIT_*``."""
-    from .redaction import child_env  # the credential rule, written once
-
     kept = {k: v for k, v in child_env(os.environ if env is None else env).items()
             if not k.upper().startswith("GIT_")}
     kept.update(GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0")

@@ -14,10 +14,12 @@ the configured trust (the certificate is shown only once a store accepts it).
 from __future__ import annotations
 
 import os
+import ssl
 from typing import Mapping, NamedTuple
 
 from . import network
 from .errors import QwenOpsError
+from .http_client import tls_handshake
 from .limits import TLS_CHECK_TIMEOUT
 from .redaction import safe_line
 
@@ -31,10 +33,8 @@ class Inspection(NamedTuple):
 
 def public_roots():
     """(SSLContext, label) that trusts public roots only, or (None, "")."""
-    import ssl
-
     try:
-        import certifi
+        import certifi  # optional package
 
         return ssl.create_default_context(cafile=certifi.where()), "certifi's public roots"
     except ImportError:
@@ -62,10 +62,6 @@ def issuer_name(cert: dict) -> str:
 
 def inspect(url: str, env: Mapping[str, str] | None = None, timeout: float = TLS_CHECK_TIMEOUT) -> Inspection:
     """Verify ``url``'s host against public roots only (see the module's text); never raises."""
-    import ssl
-
-    from .http_client import tls_handshake
-
     context, label = public_roots()
     if context is None:
         return Inspection(None, "", why="no public root store to compare with (pip install certifi)")

@@ -48,6 +48,10 @@ TLS trust, first that is set wins (and why):
     A variable that names a file or folder replaces the system store (as in curl and requests).
     One ``SSLContext`` per trust setting per process (creating one costs ~35 ms).
 
+Start-up: the probe loads this module before its one request, and ``first_hop`` opens the TCP
+connection meanwhile; so ``ssl`` (and ``ipaddress``, ``urllib.request``) are imported inside the
+functions that need them, overlapping that round trip instead of preceding it.
+
 Other HTTP stacks get the same decisions from ``requests_proxies(url)`` and
 ``requests_verify()`` (requests, and so oss2); ``check_update.py`` (stdlib only, a separate
 skill) repeats the CA order in a few lines.
@@ -181,7 +185,7 @@ def _parse_rule(entry: str, variable: str) -> _Rule:
     if port is not None and not 0 < port < 65536:
         raise bad
     if "/" in text:
-        import ipaddress
+        import ipaddress  # deferred: start-up, only for a NO_PROXY address rule
 
         try:
             return _Rule("net", ipaddress.ip_network(text, strict=False), port)
@@ -285,13 +289,13 @@ def registry_proxies(winreg) -> dict:
 
 
 def _bypass_registry(host: str) -> bool:
-    import urllib.request  # only once a system proxy is in play: the probe's start-up never pays for it
+    import urllib.request  # deferred: only once a system proxy is in play
 
     return bool(urllib.request.proxy_bypass_registry(host))
 
 
 def _bypass_macos(host: str) -> bool:
-    import urllib.request
+    import urllib.request  # deferred: only once a system proxy is in play
 
     return bool(urllib.request.proxy_bypass_macosx_sysconf(host))
 
@@ -307,11 +311,11 @@ def system_proxies() -> SystemProxies | None:
         found = None
         try:
             if os.name == "nt":
-                import winreg
+                import winreg  # Windows only
 
                 found = SystemProxies(registry_proxies(winreg), _bypass_registry)
             elif sys.platform == "darwin":
-                from _scproxy import _get_proxies
+                from _scproxy import _get_proxies  # macOS only (what urllib uses)
 
                 found = SystemProxies(dict(_get_proxies() or {}), _bypass_macos)
         except Exception:  # noqa: BLE001 - a broken store means "no system proxy", as urllib treats it
@@ -431,7 +435,7 @@ def check_readable(trust: Trust) -> None:
 
 
 def _has_roots(context) -> bool:
-    import ssl
+    import ssl  # deferred: start-up (module docstring)
 
     if context.cert_store_stats().get("x509_ca", 0):
         return True
@@ -445,17 +449,17 @@ def _has_roots(context) -> bool:
 def _fallback_context():
     """(context, source) for a Python without usable roots, or (None, "")."""
     try:
-        import ssl
+        import ssl  # deferred: start-up (module docstring)
 
-        import truststore  # the OS verifier: Keychain / Windows store / system bundle
+        import truststore  # optional package: the OS verifier: Keychain / Windows store / system bundle
 
         return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT), "truststore"
     except ImportError:
         pass
     try:
-        import ssl
+        import ssl  # deferred: start-up (module docstring)
 
-        import certifi
+        import certifi  # optional package
 
         return ssl.create_default_context(cafile=certifi.where()), "certifi"
     except ImportError:
@@ -473,7 +477,7 @@ def ssl_context(env: Mapping[str, str] | None = None):
         cached = _contexts.get(trust)
         if cached is not None:
             return cached
-        import ssl
+        import ssl  # deferred: start-up (module docstring)
 
         if trust.source == "system":
             context, source = ssl.create_default_context(), "system"
@@ -531,7 +535,7 @@ def certificate_advice(host: str, source: str, reason: str, proxy: Proxy | None 
 def trust_store_label(source: str, env: Mapping[str, str] | None = None) -> str:
     """The CA certificates in use, as one short phrase: a variable and its path, or the built-in store."""
     if source in ("system", "system (empty)"):
-        import ssl
+        import ssl  # deferred: start-up (module docstring)
 
         cafile = ssl.get_default_verify_paths().openssl_cafile
         shown = f" ({safe_line(cafile, 120)})" if cafile and os.path.isfile(cafile) else ""
@@ -574,7 +578,7 @@ def requests_verify(env: Mapping[str, str] | None = None):
     certifi's bundle when the system store is empty, or ``True`` as a last resort. With both
     SSL_CERT_FILE and SSL_CERT_DIR set, requests can take only one: the file.
     """
-    import ssl
+    import ssl  # deferred: start-up (module docstring)
 
     trust = trust_setting(env)
     if trust.source != "system":
@@ -586,7 +590,7 @@ def requests_verify(env: Mapping[str, str] | None = None):
     if paths.capath and os.path.isdir(paths.capath) and any(True for _ in os.scandir(paths.capath)):
         return paths.capath
     try:
-        import certifi
+        import certifi  # optional package
 
         return certifi.where()
     except ImportError:

@@ -52,7 +52,7 @@ class ProbeResult(NamedTuple):
 
 def probe_endpoint(key: ApiKey, endpoint: Endpoint, model: str, session: HttpSession) -> ProbeResult:
     """The tiny request with a usable key; every field taken from the answer is untrusted text."""
-    from .http_client import error_fields
+    from .http_client import error_fields  # deferred: see the note above DEFAULT_MODEL
 
     body = json.dumps({"model": model, "max_tokens": 1,
                        "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -86,10 +86,10 @@ def run_probe(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = R
     if key_exit_code(key) != errors.OK:
         return ProbeResult(key_exit_code(key), key, endpoint, error_message=key_advice(key))
     if session is None:
-        from .first_hop import open_first_hop
+        from .first_hop import open_first_hop  # deferred: see the note above DEFAULT_MODEL
 
         early = open_first_hop(endpoint.compatible_base, timeout, settings.env)  # before the imports below
-        from .http_client import HttpSession
+        from .http_client import HttpSession  # after open_first_hop: the imports overlap its round trip
 
         session = HttpSession(timeout=timeout, env=settings.env, first_hop=early)
     try:
@@ -106,14 +106,14 @@ def probe_regions(settings: Settings, model: str = DEFAULT_MODEL, timeout: float
     The key goes only to ``endpoints.region_endpoints``: cn, intl and us, and the SDK's MaaS regions
     when a workspace id is known, whatever QWEN_BASE_URL says.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor  # deferred: only --all-regions runs threads
 
     key = key or find_api_key(settings)
     endpoints = region_endpoints(settings)
     if key_exit_code(key) != errors.OK:
         return [(e.region, ProbeResult(key_exit_code(key), key, e, error_message=key_advice(key)))
                 for e in endpoints]
-    from .http_client import HttpSession
+    from .http_client import HttpSession  # deferred: see the note above DEFAULT_MODEL
 
     session = HttpSession(timeout=timeout, env=settings.env)
     pool = ThreadPoolExecutor(max_workers=len(endpoints))

@@ -38,6 +38,8 @@ from urllib.parse import urlsplit
 from .errors import CONFIG, QwenOpsError
 from .gitrun import tracks
 from .network import ALL_PROXY_VARIABLES, CA_VARIABLES
+from .project import locate
+from .redaction import one_line
 from .urls import is_loopback_host
 
 # Values that choose where the key, the files or the traffic go (a key itself may come from a tracked file).
@@ -73,8 +75,6 @@ def candidate_files(settings) -> list:
     folders = _between(settings.layout.start, settings.layout.project)
     script = _main_folder()
     if script is not None:
-        from .project import locate
-
         folders += _between(script, locate(script, skill_dir=settings.skill_dir).project)
     for folder in folders:
         path = folder / ".env"
@@ -137,8 +137,6 @@ def check_not_tracked(name: str, source: str) -> None:
 
 
 def _warn(name: str, path: Path) -> None:
-    from .redaction import one_line
-
     if (name, str(path)) not in _warned:
         _warned.add((name, str(path)))
         print(one_line(f"warning: {name} in the environment is the value {path} sets, and git tracks that file "

@@ -33,6 +33,7 @@ from typing import Mapping
 from . import errors, redaction
 from .errors import QwenOpsError
 from .fsutil import read_limited
+from .local_files import display
 
 SCAN_LIMIT = 1024 * 1024
 CREDENTIAL_NAMES = frozenset({
@@ -105,8 +106,6 @@ def credential_stores(home: Path, env: Mapping[str, str]) -> tuple:
 
 
 def _store_label(real: str, home: Path) -> str:
-    from .local_files import display
-
     home_real = os.path.realpath(str(home))
     return display("~" + real[len(home_real):] if real.startswith(home_real + os.sep) else real)
 

@@ -21,6 +21,7 @@ from typing import Mapping, NamedTuple
 from .fsutil import home_dir
 from .ownership import trusted
 from .project import Layout, locate
+from .provenance import copied_from_tracked_files
 from .skill_paths import SKILL_DIR
 
 
@@ -55,8 +56,6 @@ class Settings:
     def env(self) -> Mapping[str, str]:
         """The process environment without the values a git-tracked ``.env`` put there (see ``provenance``)."""
         if self._env is None:
-            from .provenance import copied_from_tracked_files
-
             self._env = self._process_env  # what the .env lookups below see while this is worked out
             copied = copied_from_tracked_files(self, self._process_env)
             if copied:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from .redaction import child_env, redact
+from .redaction import child_env, redact, server_said
 from .skill_paths import SKILL_DIR, script_command
 from .skill_state import (
     DAY_SECONDS,
@@ -161,6 +161,4 @@ def failure_line(why: object) -> str:
 
 def release_notes(info: object) -> str:
     """version.json's ``info``, marked as the repository's words (quoted, redacted, one line, 200 characters)."""
-    from .redaction import server_said
-
     return server_said(info, 200, who="release notes say") or "(no release notes)"

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Callable, Iterable, NamedTuple, Protocol, Sequence
 
 from . import errors
-from .credentials import TOKEN_PLAN, find_api_key, key_advice, key_exit_code
+from .credentials import TOKEN_PLAN, find_api_key, key_advice, key_candidates, key_exit_code
 from .endpoints import resolve_endpoint
 from .errors import QwenOpsError, detached, public
+from .inline import data_url
 from .limits import UPLOAD_TIMEOUT
 from .local_files import LocalFile, check_file, check_size, display, is_remote, local_path, looks_like_key
 from .oss_settings import load_config
@@ -128,7 +129,7 @@ def open_backend(settings: Settings, session, temp_storage: bool = False) -> Upl
     """The backend every local upload in this call goes to (``session``: an ``HttpSession``)."""
     custom = _custom_config(settings, temp_storage)
     if custom is not None:
-        from .custom_oss import CustomOss
+        from .custom_oss import CustomOss  # deferred: a batch of cache hits opens no backend
 
         find_api_key(settings)  # not used here, but loaded so that a file holding it is never uploaded
         return CustomOss(custom, cache_path(settings.env).parent, timeout=session.timeout, env=settings.env)
@@ -178,7 +179,7 @@ class _Batch:
     def session(self):
         with self._lock:
             if self._session is None:
-                from .http_client import HttpSession
+                from .http_client import HttpSession  # deferred: cache hits need no HTTP stack
 
                 self._session = HttpSession(timeout=self.timeout, env=self.settings.env)
             return self._session
@@ -191,8 +192,6 @@ class _Batch:
         """Load the key (and custom-OSS secrets) now, so redaction knows them before any input is shown
         and a file holding one is never sent or inlined."""
         if self.inline:  # nothing is sent, so the key need not be usable: every configured secret still counts
-            from .credentials import key_candidates
-
             for load in (lambda: key_candidates(self.settings, "inline"), lambda: load_config(self.settings)):
                 try:
                     load()
@@ -249,8 +248,6 @@ class _Batch:
 
     def _inline(self, source: str, local: LocalFile) -> Upload:
         """A ``data:`` URL (nothing sent, nothing cached); a file holding a configured secret is refused."""
-        from .inline import data_url
-
         refuse_credentials(local.path, local.size, display(source), self.allow_credential_files)
         url, _, sha = data_url(local)
         return Upload(url, None, "inline", local.size, sha, False, source)

@@ -37,7 +37,7 @@ def valid_host(host: str) -> bool:
 
 def ip_or_none(text: str):
     """``text`` as an ``ipaddress`` address, or None when it is not one."""
-    import ipaddress
+    import ipaddress  # deferred: start-up (is_loopback_host is written out for the same reason)
 
     try:
         return ipaddress.ip_address(text)
