@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CANARY_KEY, CANARY_OSS_ID, CANARY_OSS_SECRET, SCRIPTS, leaks, run_script
-
-MODEL = "qwen-vl-plus"
+from conftest import CANARY_KEY, CANARY_OSS_ID, CANARY_OSS_SECRET, MODEL, SCRIPTS, leaks, run_script
 
 
 @pytest.fixture(scope="module")

@@ -281,15 +281,21 @@ def test_scripts_have_help():
         assert "of the current directory" not in done.stdout and "./output" not in done.stdout, script.name
 
 
-def test_threat_model_names_only_tests_that_exist():
-    """docs/threat-model.md holds each rule by a test: every test it names must be there to fail."""
-    text = (ROOT / "docs" / "threat-model.md").read_text()
-    named, current = [], None
-    for file_part, name in re.findall(r"`(test_\w+\.py)?(?:::(test_\w+))?(?:\[\.\.\.\])?[^`]*`", text):
-        current = file_part or current
-        if name:
-            named.append((current, name))
-    assert len(named) > 40
-    missing = [f"{file}::{name}" for file, name in named
-               if not re.search(rf"^def {name}\b", (ROOT / "tests" / file).read_text(), re.M)]
+def test_docs_name_only_tests_that_exist():
+    """docs/threat-model.md holds each rule by a test, and other documents point at tests too: every test file
+    and ``file::function`` they name must be there (``::function`` is in the file named last before it)."""
+    named, files = [], set()
+    for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "references").glob("*.md")]:
+        current = None
+        for file_part, name in re.findall(r"`(?:tests/)?(test_\w+\.py)?(?:::(test_\w+))?(?:\[\.\.\.\])?[^`]*`",
+                                          doc.read_text()):
+            current = file_part or current
+            if file_part:
+                files.add((doc.name, file_part))
+            if name:
+                named.append((doc.name, current, name))
+    assert len([n for n in named if n[0] == "threat-model.md"]) > 40
+    missing = [f"{doc}: {file}" for doc, file in sorted(files) if not (ROOT / "tests" / file).is_file()]
+    missing += [f"{doc}: {file}::{name}" for doc, file, name in named
+                if not re.search(rf"^def {name}\b", (ROOT / "tests" / file).read_text(), re.M)]
     assert not missing, missing

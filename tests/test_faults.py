@@ -9,10 +9,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from conftest import SCRIPTS, SandboxProc, read_json_line, run_script, sandbox_env, wait_until
-from test_sandbox_protocol import RESOLVE, chat
-
-MODEL = "qwen-vl-plus"
+from conftest import MODEL, RESOLVE, SCRIPTS, SandboxProc, chat, read_json_line, run_script, sandbox_env, wait_until
 
 
 def files(project, n, size=500):

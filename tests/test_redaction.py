@@ -67,3 +67,10 @@ def test_the_token_plan_prefix_alone_stays_readable():
     assert redaction.redact("a Token Plan key (sk-sp-) on a standard host") == \
         "a Token Plan key (sk-sp-) on a standard host"
     assert not leaks(redaction.redact(f"echo {token_plan[:14]}"), (token_plan,))
+
+
+def test_a_key_shape_is_caught_whole_even_when_a_loaded_secret_overlaps_it():
+    from qianwen_ops.redaction import redact, remember
+
+    remember("sk-Qx7Jv2")                                   # a loaded (short) secret that begins like another key
+    assert redact("DASHSCOPE_API_KEY=sk-Qx7Jv2defghijklmnop,") == "DASHSCOPE_API_KEY=sk-<redacted>,"

@@ -8,13 +8,12 @@ import threading
 
 import pytest
 
-from conftest import needs_fifo, needs_symlinks, sandbox_env
+from conftest import MODEL, needs_fifo, needs_symlinks, sandbox_env
 from qianwen_ops import local_files, upload_cache
 from qianwen_ops.settings import Settings
 from qianwen_ops.upload_cache import COMPACT_MIN_BYTES, UploadCache, _line
 from qianwen_ops.uploads import resolve_file, upload_many
 
-MODEL = "qwen-vl-plus"
 FAR = {"url": "oss://x/" + "u" * 120, "expires_at": 4e9, "issued_at": 1e9, "backend": "temp-storage",
        "sha256": "0" * 64, "needs_resolve_header": True}
 

@@ -1,12 +1,10 @@
-"""Where the user's project is (project.py), trust of .git/.env, evidence writes, doctor's project findings."""
+"""Where the user's project is (project.py), from every working directory and install layout, and which .git and
+.env files are trusted (ownership.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import stat
-import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -14,18 +12,14 @@ import pytest
 from conftest import (
     CANARY_KEY,
     leaks,
-    needs_fifo,
     needs_posix_modes,
     needs_root,
     needs_symlinks,
     run_script,
-    sandbox_env,
 )
-from qianwen_ops import evidence, ownership
+from qianwen_ops import ownership
 from qianwen_ops.credentials import NOT_SET, find_api_key
 from qianwen_ops.project import find_project, locate
-from qianwen_ops.project_findings import project_findings
-from qianwen_ops.redaction import remember
 from qianwen_ops.settings import Settings
 
 OTHER_UID = 65534  # "nobody": stands for another user (the tests run as root)
@@ -210,129 +204,5 @@ def test_planted_shared_folder_redirects_neither_key_nor_endpoint(tmp_path, env,
 
 # ------------------------------------------------------------------ evidence
 
-def test_evidence_goes_to_the_project_root_from_a_subfolder(tmp_path):
-    (tmp_path / ".git").mkdir()
-    (tmp_path / "a" / "b").mkdir(parents=True)
-    path = evidence.write_record("probe", {"status": 200}, cwd=tmp_path / "a" / "b")
-    assert path is not None and path.parent == tmp_path / "output" / "qianwen-ops-auth"
-    assert evidence.evidence_dir(tmp_path / "a") == tmp_path / "output" / "qianwen-ops-auth"
-
-
-@needs_symlinks
-def test_evidence_never_writes_through_a_link(tmp_path):
-    folder = tmp_path / "output" / "qianwen-ops-auth"
-    folder.mkdir(parents=True)
-    rc_file = tmp_path / "bashrc"
-    rc_file.write_text("# mine\n")
-    (folder / "uploads.jsonl").symlink_to(rc_file)
-    assert evidence.append_records("uploads", [{"source": "$(touch /tmp/pwned).png"}], cwd=tmp_path) is None
-    assert rc_file.read_text() == "# mine\n"
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    (tmp_path / "p2" / "output").mkdir(parents=True)
-    (tmp_path / "p2" / "output" / "qianwen-ops-auth").symlink_to(elsewhere)
-    assert evidence.write_record("probe", {"status": 200}, cwd=tmp_path / "p2") is None
-    assert evidence.append_records("uploads", [{"source": "a"}], cwd=tmp_path / "p2") is None
-    assert list(elsewhere.iterdir()) == []
-
-
-@needs_fifo
-def test_evidence_into_a_fifo_is_skipped_without_blocking(tmp_path):
-    folder = tmp_path / "output" / "qianwen-ops-auth"
-    folder.mkdir(parents=True)
-    os.mkfifo(folder / "uploads.jsonl")
-    results = []
-    worker = threading.Thread(target=lambda: results.append(
-        evidence.append_records("uploads", [{"source": "a"}], cwd=tmp_path)), daemon=True)
-    worker.start()
-    worker.join(timeout=10)
-    assert not worker.is_alive() and results == [None]
-    assert stat.S_ISFIFO(os.lstat(folder / "uploads.jsonl").st_mode)
-
-
-def test_every_string_in_evidence_is_redacted(tmp_path):
-    remember(CANARY_KEY)
-    record = {"error_message": f"server said {CANARY_KEY}", "request_id": CANARY_KEY[3:],
-              "checks": [{"name": "probe", "detail": f"echo {CANARY_KEY}"}], "not_allowed": CANARY_KEY}
-    path = evidence.write_record("doctor", record, cwd=tmp_path)
-    lines = evidence.append_records("uploads", [record], cwd=tmp_path)
-    text = path.read_text() + lines.read_text()
-    assert leaks(text) == [] and "<redacted>" in text and "not_allowed" not in text
-
-
-def test_uploads_log_is_rotated_so_it_cannot_grow_without_bound(tmp_path, monkeypatch):
-    assert evidence.ROTATE_BYTES == 1024 * 1024
-    monkeypatch.setattr(evidence, "ROTATE_BYTES", 4096)
-    batch = [{"source": f"file-{i:04d}.png", "url": "oss://x/" + "y" * 100} for i in range(10)]
-    for _ in range(30):
-        path = evidence.append_records("uploads", batch, cwd=tmp_path)
-    rotated = path.with_name("uploads.1.jsonl")
-    batch_bytes = 10 * 200
-    assert rotated.stat().st_size >= 4096 and path.stat().st_size < 4096 + batch_bytes
-    assert sorted(p.name for p in path.parent.iterdir() if not p.name.startswith(".")) == ["uploads.1.jsonl",
-                                                                                           "uploads.jsonl"]
-    for line in (path.read_text() + rotated.read_text()).splitlines():
-        assert json.loads(line)["kind"] == "uploads"
-
 
 # ------------------------------------------------------------------ doctor's project findings
-
-def git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args], cwd=cwd, check=True,
-                   capture_output=True)
-
-
-def findings(cwd: Path) -> dict:
-    return {name: (state, detail) for name, state, detail in project_findings(settings(cwd, cwd / "x"))}
-
-
-@needs_posix_modes
-def test_findings_dotenv_not_ignored_tracked_and_readable_by_others(tmp_path):
-    git(tmp_path, "init", "-q")
-    dotenv = tmp_path / ".env"
-    dotenv.write_text(f"DASHSCOPE_API_KEY={CANARY_KEY}\n")
-    os.chmod(dotenv, 0o644)
-    found = findings(tmp_path)
-    assert found["project"][0] == "info" and str(tmp_path) in found["project"][1]
-    assert found[".env in git"][0] == "warn" and "not ignored" in found[".env in git"][1]
-    assert found[".env permissions"] == ("warn", f"{dotenv} is readable by other users (mode 644); "
-                                                 f"run: chmod 600 {dotenv}")
-    assert stat.S_IMODE(dotenv.stat().st_mode) == 0o644  # reported, never fixed unasked
-    (tmp_path / ".gitignore").write_text(".env\n")
-    os.chmod(dotenv, 0o600)
-    found = findings(tmp_path)
-    assert ".env in git" not in found and ".env permissions" not in found
-    git(tmp_path, "add", "-f", ".env")
-    assert "tracked by git" in findings(tmp_path)[".env in git"][1]
-    assert all(leaks(detail) == [] for _, detail in findings(tmp_path).values())
-
-
-@needs_posix_modes
-def test_doctor_reports_findings_without_values(tmp_path, env, project):
-    git(project, "init", "-q")
-    (project / ".env").write_text(f"DASHSCOPE_API_KEY={CANARY_KEY}\n")
-    os.chmod(project / ".env", 0o640)
-    result = run_script("doctor.py", "--offline", "--json", env=env, cwd=project)
-    data = json.loads(result.out)
-    names = {check["name"]: check for check in data["checks"]}
-    assert names[".env permissions"]["status"] == "warn" and "chmod 600" in names[".env permissions"]["detail"]
-    assert names[".env in git"]["status"] == "warn"
-    assert data["evidence_dir"] == str(project / "output" / "qianwen-ops-auth")
-    assert leaks(result.out + result.err) == [] and result.code == 0
-
-
-def test_evidence_of_a_script_run_from_a_subfolder_lands_in_the_project(sb, env, project):
-    (project / ".git").mkdir()
-    (project / "src").mkdir()
-    result = run_script("probe.py", env=sandbox_env(env, sb), cwd=project / "src")
-    assert result.code == 0
-    assert any((project / "output" / "qianwen-ops-auth").iterdir()) and not (project / "src" / "output").exists()
-
-
-def test_evidence_keeps_undecodable_names_escaped(tmp_path):
-    """A file name that is not UTF-8 (a surrogate after os.fsdecode) is saved escaped, never a crash."""
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    one = evidence.write_record("probe", {"error": "bad \udcff name"}, cwd=tmp_path)
-    many = evidence.append_records("uploads", [{"source": "x\udcffy"}], cwd=tmp_path)
-    assert one is not None and many is not None
-    assert "\\udcff" in one.read_text() and "\\udcff" in many.read_text()
