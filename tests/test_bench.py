@@ -10,6 +10,8 @@ import pytest
 
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow   # end to end: seconds per test (selected with -m slow, run by default)
+
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="bench/run.py measures peak RSS with GNU time "
                     "(/usr/bin/time -f %M) and reads the load average: Linux only")

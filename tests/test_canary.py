@@ -102,6 +102,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,args,key,oss,fault,expected", CASES, ids=[c[0] for c in CASES])
 def test_no_canary_anywhere(loud_sandbox, env, project, tmp_path, name, args, key, oss, fault, expected):
     box = loud_sandbox

@@ -40,6 +40,7 @@ from qianwen_ops.uploads import upload_many
 from qianwen_ops.urls import parse_url
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pair", ["own", "oss", "sts"])
 def test_each_credential_source_gives_a_working_url(sb, env, project, pair):
     data = os.urandom(5000)
@@ -108,6 +109,7 @@ def test_large_file_goes_multipart_and_round_trips(sb, env, project):
     assert not (project.parent / "home" / ".py-oss-upload").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_multipart_upload_returns_at_once(sb, env, project):
     from conftest import SCRIPTS, interrupt_when
 
@@ -123,6 +125,7 @@ def test_ctrl_c_during_a_multipart_upload_returns_at_once(sb, env, project):
     assert "Traceback" not in err and "interrupted" in err and out == ""
 
 
+@pytest.mark.slow
 def test_cache_reuses_url_within_its_validity(sb, env, project):
     (project / "c.bin").write_bytes(b"cache me")
     run_env = oss_env(env, sb)
@@ -199,6 +202,7 @@ def test_oss2_missing_is_one_line_and_the_rest_works(sb, env, project, tmp_path)
     assert url.code == 0 and url.out.strip() == "https://example.com/a.png"
 
 
+@pytest.mark.slow
 def test_doctor_check_oss_round_trip(sb, env, project):
     result = run_script("doctor.py", "--json", "--check-oss", env=oss_env(env, sb), cwd=project)
     data = json.loads(result.out)
@@ -269,6 +273,7 @@ def _oss_env(env, box, **extra) -> dict:
     return oss_env(clean, box, **extra)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
 def test_plain_http_custom_oss_through_a_proxy_is_refused(sb, env, project, listener, variable):
     (project / "x.png").write_bytes(b"a picture")

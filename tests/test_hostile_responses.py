@@ -84,6 +84,7 @@ def run_main(module, args, env, cwd):
     return code, out.getvalue(), err.getvalue()
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(status=st.sampled_from([400, 401, 403, 404]),
        fields=st.fixed_dictionaries({"code": text, "message": text, "request_id": text}),

@@ -16,6 +16,8 @@ import pytest
 
 from conftest import ROOT, SCRUB_PREFIXES
 
+pytestmark = pytest.mark.slow   # end to end: seconds per test (selected with -m slow, run by default)
+
 NPM_PINS = ("node@22.23.3", "skills@1.7.4")  # keep in step with tests/run.sh
 NO_NETWORK = Path(__file__).with_name("no_network.cjs")
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t",

@@ -152,6 +152,7 @@ def test_documented_policy_covers_every_call_the_bundle_makes(documented_box, en
 
 # ---------------------------------------------------------------- a missing action is named
 
+@pytest.mark.slow
 def test_missing_actions_are_named_with_exit_5(put_only_box, env, project, tmp_path):
     box = put_only_box
     run_env = oss_env(env, box)

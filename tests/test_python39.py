@@ -13,6 +13,8 @@ import pytest
 
 from conftest import SCRIPTS, UPDATE_SKILL, read_json_line, start_sandbox
 
+pytestmark = pytest.mark.slow   # end to end: seconds per test (selected with -m slow, run by default)
+
 PY39_PLACES = ("$QWEN_PYTHON39, $PYENV_ROOT/versions/3.9*, ~/.pyenv/versions/3.9*, python3.9 on PATH, "
                "/usr/bin/python3.9")
 

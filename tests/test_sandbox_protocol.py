@@ -50,6 +50,7 @@ def test_dashscope_sdk_upload_then_chat_gets_sha(sb, image):
         OssUtils.upload(model=MODEL, file_path=str(other / "img.png"), api_key=sb.api_key, upload_certificate=cert)
 
 
+@pytest.mark.slow
 def test_dashscope_cli_upload(sb, image, env):
     cli = os.path.join(os.path.dirname(sys.executable), "dashscope")
     done = subprocess.run([cli, "oss", "upload", "--file", str(image), "--model", MODEL,

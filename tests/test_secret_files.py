@@ -36,6 +36,7 @@ def test_ordinary_names_are_not_credentials(name):
 
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["temp", "custom-oss"])
 def test_credential_files_are_refused_before_any_byte_is_sent(sb, env, project, backend):
     run_env = sandbox_env(env, sb) if backend == "temp" else oss_env(env, sb)

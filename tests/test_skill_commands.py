@@ -24,6 +24,8 @@ from test_install import documented_install, install, release_mirror, skills_cli
 
 from conftest import ROOT, SCRUB_PREFIXES, leaks
 
+pytestmark = pytest.mark.slow   # end to end: seconds per test (selected with -m slow, run by default)
+
 SKILL_DIR = ".agents/skills/qianwen-ops-auth"
 
 

@@ -529,6 +529,7 @@ class Trickle:
         self.listener.close()
 
 
+@pytest.mark.slow
 def test_the_check_has_an_overall_deadline(uenv, project):
     """A server that sends a byte every 0.1 s never trips a per-read timeout; the whole check still ends."""
     import time
