@@ -131,15 +131,21 @@ def test_both_skills_pass_the_validator(tmp_path):
         assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_exit_code_table_matches_the_code():
-    from qianwen_ops.errors import EXIT_CODES
+def test_exit_codes_and_the_json_error_shape_are_stated_once_and_match_the_code():
+    """references/settings.md holds the one table of exit codes and --json names (errors.py's); README.md and
+    SKILL.md link to it instead of repeating it, and neither restates the JSON error shape."""
+    from qianwen_ops.errors import ERROR_NAMES, EXIT_CODES
 
-    skill = (ROOT / "SKILL.md").read_text()
-    readme = (ROOT / "README.md").read_text()
-    for code in EXIT_CODES:
-        if code:
-            assert f"{code} " in skill.split("Exit codes (all scripts):")[1][:600]
-            assert f"| {code} |" in readme
+    text = (ROOT / "references" / "settings.md").read_text().split("## Exit codes and JSON errors")[1].split("\n## ")[0]
+    table = re.findall(r"^\| (\d+) \|([^|]*)\|[^|]*\|$", text, re.M)
+    rows = {int(code): name.strip().strip("`") for code, name in table}
+    assert rows == {code: ERROR_NAMES.get(code, "") for code in EXIT_CODES}
+    assert '{"error": {"code": "<stable name>", "message": "<one line>", "exit_code": N}}' in text
+    for doc in ("README.md", "SKILL.md"):
+        body = (ROOT / doc).read_text()
+        assert "references/settings.md" in body, doc
+        assert not re.search(r"^\| ?1[0-2] ?\|", body, re.M) and "9 configuration" not in body, doc
+        assert '{"error": {' not in body, doc
 
 
 # ------------------------------------------------------------------ scenario walkthroughs

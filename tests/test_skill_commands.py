@@ -1,6 +1,6 @@
 """Every command SKILL.md shows, run as written from the root of a project that installed the bundle.
 
-One install with the real installer, as README.md documents it (the ``release`` branch that
+One install with the real installer, as agent-compatibility.md documents it (the ``release`` branch that
 release/build.py makes, claude-code + cursor), then each row of the
 situations table: ``<skill-dir>`` becomes the installed folder as an agent would write it, relative to
 the project root, and the command runs from there. Each must print what its row says and exit with
