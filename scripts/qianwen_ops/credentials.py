@@ -288,7 +288,7 @@ def key_candidates(settings: Settings, salt: str) -> list:
         add(settings.env.get(name) or "", f"env:{name}")
     for path in settings.dotenv_paths():
         try:
-            values = settings._dotenv(path)
+            values = settings.dotenv_values(path)
         except errors.QwenOpsError:  # an unreadable .env is reported by the key check itself
             values = {}
         for name in KEY_NAMES:

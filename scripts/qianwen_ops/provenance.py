@@ -91,7 +91,7 @@ def copied_from_tracked_files(settings, process_env: Mapping[str, str]) -> dict:
     copied: dict = {}
     for path in candidate_files(settings):
         try:
-            values = settings._dotenv(path)
+            values = settings.dotenv_values(path)
         except QwenOpsError:  # unreadable: it cannot have been loaded either
             continue
         same = [name for name in names if name not in copied and values.get(name) == process_env[name]]

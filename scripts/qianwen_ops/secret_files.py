@@ -32,7 +32,7 @@ from typing import Mapping
 
 from . import errors, redaction
 from .errors import QwenOpsError
-from .fsutil import read_limited
+from .fsutil import is_within, read_limited
 from .local_files import display
 
 SCAN_LIMIT = 1024 * 1024
@@ -117,7 +117,7 @@ def place_reason(path: Path, home: Path, env: Mapping[str, str]) -> str:
         return "" if real == os.path.abspath(path) else f"it is {_store_label(real, home)}"
     real = os.path.normcase(real)
     for store, subtree in credential_stores(home, env):
-        if real == store or (subtree and real.startswith(store + os.sep)):
+        if is_within(Path(real), Path(store)) if subtree else real == store:
             return f"it is {_store_label(real, home)}, a credential store"
     return ""
 

@@ -77,7 +77,8 @@ class Settings:
         """The ``.env`` files consulted, in order (each is used only when it exists and is trusted)."""
         return self.layout.dotenv_paths()
 
-    def _dotenv(self, path: Path) -> dict:
+    def dotenv_values(self, path: Path) -> dict:
+        """What the ``.env`` file ``path`` sets, read once; {} when it is missing or not trusted (``ownership``)."""
         if path not in self._dotenv_cache:
             from .dotenv_parser import read_dotenv_file  # only when a .env is actually read
 
@@ -92,7 +93,7 @@ class Settings:
             if value:
                 return SourcedValue(value, f"env:{name}")
         for path in self.dotenv_paths():
-            values = self._dotenv(path)
+            values = self.dotenv_values(path)
             for name in names:
                 value = values.get(name)
                 if value:
