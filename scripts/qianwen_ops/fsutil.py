@@ -185,7 +185,8 @@ def read_at(fd: int, size: int, offset: int) -> bytes:
 
 
 def open_for_reading(path: Path, follow_links: bool = True) -> int:
-    """A read-only descriptor of the regular file ``path``: the one way the bundle opens a file it reads.
+    """A read-only descriptor of the regular file ``path``, for a file a user or a cloned repository may have
+    prepared (a ``.env``, a key or config file, the cache, a file to inline).
 
     Opened non-blocking, so a FIFO or device is never waited on, then checked with ``fstat``: anything
     but a regular file raises ``UnsafeTarget``; ``follow_links=False`` refuses a link too (``ELOOP``).
