@@ -148,6 +148,7 @@ class _Batch:
         self._per_file: dict = {}      # cache key -> lock: one upload per file identity in a batch
         self._done: dict = {}          # cache key -> Upload (this batch), cache or no cache
         self._large = threading.BoundedSemaphore(LARGE_IN_FLIGHT)
+        self._checked: dict = {}       # source -> (LocalFile, cache key), checked by a cached_only call
 
     @property
     def session(self):
@@ -186,13 +187,24 @@ class _Batch:
                 raise self._backend_error
             return self._backend
 
-    def one(self, source: str, model: str) -> Upload:
+    def one(self, source: str, model: str, cached_only: bool = False) -> Upload | None:
+        """The upload for ``source``; with ``cached_only``, None when that needs the network (the checks
+        done so far are kept for the call that uploads it)."""
         if is_remote(source):
             return Upload(source, None, "url", None, None, source.startswith("oss://"), source)
-        local = check_file(local_path(source, self.settings.home))
-        if is_credential_name(local.path):  # before the backend is opened: nothing sent, nothing read
-            raise QwenOpsError(f"refusing to upload {display(source)}: it holds credentials", errors.INPUT_FILE)
-        key = entry_key(local, model, self.scope())
+        checked = self._checked.pop(source, None)
+        if checked is None:
+            local = check_file(local_path(source, self.settings.home))
+            if is_credential_name(local.path):  # before the backend is opened: nothing sent, nothing read
+                raise QwenOpsError(f"refusing to upload {display(source)}: it holds credentials",
+                                   errors.INPUT_FILE)
+            checked = local, entry_key(local, model, self.scope())
+        local, key = checked
+        if cached_only:
+            done = self._done.get(key) or self._hit(source, local, key)
+            if done is None:
+                self._checked[source] = checked
+            return done if done is None or done.source == source else done._replace(source=source)
         with self._lock:
             file_lock = self._per_file.setdefault(key, threading.Lock())
         with file_lock:  # the same file named twice (path, ./path, absolute, file://) goes up once
@@ -203,11 +215,20 @@ class _Batch:
             self._done[key] = upload
             return upload
 
-    def _upload(self, source: str, model: str, local: LocalFile, key: str) -> Upload:
+    def _hit(self, source: str, local: LocalFile, key: str) -> Upload | None:
         hit = self.cache.lookup(key)
-        if hit is not None:  # the identity (device, inode, size, mtime, ctime) is unchanged: no re-read
-            return Upload(hit["url"], hit["expires_at"], hit["backend"], local.size, hit.get("sha256"),
-                          hit["needs_resolve_header"], source, cached=True)
+        if hit is None:
+            return None
+        # the identity (device, inode, size, mtime, ctime) is unchanged: no re-read
+        upload = Upload(hit["url"], hit["expires_at"], hit["backend"], local.size, hit.get("sha256"),
+                        hit["needs_resolve_header"], source, cached=True)
+        self._done[key] = upload
+        return upload
+
+    def _upload(self, source: str, model: str, local: LocalFile, key: str) -> Upload:
+        hit = self._hit(source, local, key)
+        if hit is not None:
+            return hit
         backend = self.backend()
         # The backend has loaded this run's secrets by now; a small file holding one is never sent.
         refuse_credentials(local.path, local.size, display(source))
@@ -282,14 +303,15 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
     check_options(model, concurrency, timeout)
     batch = _Batch(settings or Settings.from_process(), use_cache, progress, timeout)
 
-    def run(index: int) -> Outcome:
+    def run(index: int, cached_only: bool = False) -> Outcome | None:
         source = sources[index]
         if looks_like_key(source):
             return Outcome("<redacted>", error=QwenOpsError(
                 f"input {index + 1} looks like an API key, not a file; it was not sent or shown (keys belong "
                 "in .env or the environment)", errors.INPUT_FILE))
         try:
-            return Outcome(source, upload=batch.one(source, model))
+            upload = batch.one(source, model, cached_only)
+            return None if upload is None else Outcome(source, upload=upload)
         except QwenOpsError as exc:
             if exc.exit_code == errors.INPUT_FILE and not exc.message.startswith(
                     (display(source), "refusing to upload ")):
@@ -300,7 +322,15 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
     try:
         if concurrency == 1 or len(sources) <= 1:
             return [run(i) for i in range(len(sources))]
-        return _in_parallel(run, len(sources), min(concurrency, len(sources)))
+        # What needs no request (cache hits, URLs, inputs refused up front) is answered here, in the main
+        # thread; only the rest goes to worker threads, which a batch of hits never starts.
+        outcomes = [run(i, cached_only=True) for i in range(len(sources))] if use_cache else [None] * len(sources)
+        left = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        if left:
+            done = _in_parallel(lambda k: run(left[k]), len(left), min(concurrency, len(left)))
+            for i, outcome in zip(left, done):
+                outcomes[i] = outcome
+        return outcomes
     finally:
         batch.cache.finish()
         batch.close()
