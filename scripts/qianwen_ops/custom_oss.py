@@ -21,8 +21,8 @@ import os
 import re
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, NamedTuple
 from urllib.parse import urlsplit
 
 from . import errors
@@ -31,6 +31,7 @@ from .endpoints import check_file_sourced_host, check_not_tracked, parse_url
 from .errors import QwenOpsError
 from .fsutil import UnsafeTarget, create_file, make_dirs, read_limited
 from .local_files import LocalFile, display, read_chunks, readable_name
+from .named_tuple import NamedTuple
 from .project import skill_path
 from .settings import Found, Settings
 

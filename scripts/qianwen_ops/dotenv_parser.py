@@ -17,10 +17,11 @@ from __future__ import annotations
 import bisect
 import codecs
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple
 
 from .errors import CONFIG, QwenOpsError
+from .named_tuple import NamedTuple
 
 MAX_DOTENV_BYTES = 1024 * 1024
 

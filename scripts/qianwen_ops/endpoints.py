@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from . import network
 from .errors import CONFIG, QwenOpsError
+from .named_tuple import NamedTuple
 from .settings import Settings
 
 REGION_ROOTS = {

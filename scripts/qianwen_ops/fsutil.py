@@ -17,9 +17,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
 
 APP_DIR = "qianwen-ops-auth"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)

@@ -28,11 +28,12 @@ import re
 import socket
 import threading
 import time
-from typing import Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
 
 from . import network
 from .errors import CONFIG, NETWORK, QwenOpsError
 from .limits import MIN_UPLOAD_RATE, RETRY_DEADLINE_FACTOR
+from .named_tuple import NamedTuple
 from .redaction import untrusted
 
 USER_AGENT = "qianwen-ops-auth"

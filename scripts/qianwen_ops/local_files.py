@@ -12,11 +12,12 @@ import os
 import re
 import stat
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from .errors import INPUT_FILE, QwenOpsError
+from .named_tuple import NamedTuple
 from .redaction import one_line
 
 READ_CHUNK = 1024 * 1024    # fewer, larger reads and hand-offs to the hashing thread

@@ -46,10 +46,11 @@ from __future__ import annotations
 import base64
 import os
 import threading
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
 from urllib.parse import quote, unquote, urlsplit
 
 from .errors import CONFIG, NETWORK, QwenOpsError
+from .named_tuple import NamedTuple
 from .redaction import remember, untrusted
 
 PROXY_VARIABLES = {

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Mapping
+from collections.abc import Mapping
 
 MIN_PIECE = 6          # a run this long taken from a secret counts as showing it
 DEFAULT_LIMIT = 300    # characters of one untrusted field

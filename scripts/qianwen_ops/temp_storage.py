@@ -17,9 +17,9 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable, Iterator
 from urllib.parse import quote, urlsplit
 
 from . import errors

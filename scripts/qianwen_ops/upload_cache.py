@@ -28,8 +28,8 @@ import re
 import stat
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .fsutil import FileLock, make_dirs, open_append, replace_file, user_dir
 from .local_files import LocalFile

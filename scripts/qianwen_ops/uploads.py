@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple, Protocol, Sequence
 
 from . import errors
 from .credentials import TOKEN_PLAN, find_api_key, key_advice, key_exit_code
@@ -20,6 +20,7 @@ from .custom_oss import load_config
 from .endpoints import resolve_endpoint
 from .errors import QwenOpsError
 from .local_files import LocalFile, check_file, check_size, display, is_remote, local_path, looks_like_key
+from .named_tuple import NamedTuple
 from .secret_files import is_credential_name, refuse_credentials
 from .settings import Settings
 from .upload_cache import UploadCache, cache_path, custom_oss_scope, entry_key, temp_storage_scope
@@ -37,8 +38,10 @@ MAX_TIMEOUT = 3600.0
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 
 
-class UploadBackend(Protocol):
-    """What every upload destination provides (``TempStorage``, ``CustomOss``); one instance per batch."""
+class UploadBackend:
+    """What every upload destination provides (``TempStorage``, ``CustomOss``); one instance per batch.
+
+    A description for readers and type checkers (the backends do not inherit it)."""
 
     backend: str                   # "temp-storage" or "custom-oss": reported and cached with each URL
     needs_resolve_header: bool     # True: a model call must send X-DashScope-OssResourceResolve: enable
@@ -46,11 +49,9 @@ class UploadBackend(Protocol):
     @property
     def cache_scope(self) -> str:
         """Which account and destination a cached URL belongs to (a salted fingerprint, never a secret)."""
-        ...
 
     def max_bytes(self, model: str) -> int | None:
         """The largest file this destination takes for ``model``; None for no limit."""
-        ...
 
     def upload(self, local: LocalFile, model: str, progress: Callable[[int], None] | None = None,
                stable_id: str | None = None) -> tuple:
@@ -59,7 +60,6 @@ class UploadBackend(Protocol):
         ``stable_id`` (hex, derived from the file identity) may name the object so that an interrupted
         upload can resume; a backend without resumable uploads ignores it.
         """
-        ...
 
 
 class Upload(NamedTuple):
