@@ -98,22 +98,17 @@ def sandbox_demo(keep: bool) -> int:
         reply = ask_model(info["base_url"], info["api_key"], "qwen-vl-plus", record["url"])
         match = "matches" if f"sha256={digest}" in reply else "DOES NOT match"
         say(f"[5/6] model call with the oss:// URL: the model read {record['bytes']} bytes, sha256 {match}")
-        try:
-            import oss2  # noqa: F401  (only to know whether the optional mode can run)
-        except ImportError:
-            say("[6/6] custom OSS mode skipped: python3 -m pip install oss2 to try uploads to your own bucket")
-        else:
-            oss_env = dict(env, QWEN_TMP_OSS_BUCKET=info["oss_bucket"], QWEN_TMP_OSS_REGION=info["oss_region"],
-                           QWEN_TMP_OSS_ENDPOINT=info["oss_endpoint"], QWEN_TMP_OSS_AK_ID=info["oss_access_key_id"],
-                           QWEN_TMP_OSS_AK_SECRET=info["oss_access_key_secret"])
-            code, out, err = run_script("upload_file.py", ["--model", "qwen-vl-plus", "--json", str(image)],
-                                        project, oss_env)
-            if code != 0:
-                raise errors.QwenOpsError(f"custom OSS upload failed: {err}", code)
-            url = json.loads(out.splitlines()[0])["url"]
-            reply = ask_model(info["base_url"], info["api_key"], "qwen-vl-plus", url)
-            match = "matches" if f"sha256={digest}" in reply else "DOES NOT match"
-            say(f"[6/6] custom OSS mode: presigned {url.split('?')[0]}?… (no extra header); sha256 {match}")
+        oss_env = dict(env, QWEN_TMP_OSS_BUCKET=info["oss_bucket"], QWEN_TMP_OSS_REGION=info["oss_region"],
+                       QWEN_TMP_OSS_ENDPOINT=info["oss_endpoint"], QWEN_TMP_OSS_AK_ID=info["oss_access_key_id"],
+                       QWEN_TMP_OSS_AK_SECRET=info["oss_access_key_secret"])
+        code, out, err = run_script("upload_file.py", ["--model", "qwen-vl-plus", "--json", str(image)],
+                                    project, oss_env)
+        if code != 0:
+            raise errors.QwenOpsError(f"custom OSS upload failed: {err}", code)
+        url = json.loads(out.splitlines()[0])["url"]
+        reply = ask_model(info["base_url"], info["api_key"], "qwen-vl-plus", url)
+        match = "matches" if f"sha256={digest}" in reply else "DOES NOT match"
+        say(f"[6/6] custom OSS mode: presigned {url.split('?')[0]}?… (no extra header); sha256 {match}")
         where = project if keep else "removed"
         say(f"Done in {time.monotonic() - began:.1f} s. Temporary project: {where}.")
         return errors.OK if "DOES NOT" not in reply else errors.INTERNAL

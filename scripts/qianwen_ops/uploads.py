@@ -116,7 +116,8 @@ def open_backend(settings: Settings, session) -> UploadBackend:
         from .custom_oss import CustomOss
 
         find_api_key(settings)  # not used here, but loaded so that a file holding it is never uploaded
-        return CustomOss(custom, cache_path(settings.env).parent, timeout=session.timeout, env=settings.env)
+        return CustomOss(custom, cache_path(settings.env).parent, timeout=session.timeout, env=settings.env,
+                         session=session)
     from .temp_storage import TempStorage  # the HTTP stack: only when something is uploaded
 
     return TempStorage(resolve_endpoint(settings), _usable_key(settings).secret, session)
