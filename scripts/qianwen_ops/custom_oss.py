@@ -185,7 +185,8 @@ _ADVICE = {
 
 
 def map_error(exc: Exception, config: CustomOssConfig, what: str, action: str = PUT) -> QwenOpsError:
-    """Turn an oss2 exception into plain advice; never its text (it may echo signatures)."""
+    """Turn a failed request (its ``status``: -1 for no answer, and OSS's error ``code``) into plain
+    advice; never the answer's text (it may echo signatures)."""
     status = getattr(exc, "status", None)
     code = getattr(exc, "code", "") or ""
     host = urlsplit(config.endpoint).hostname

@@ -100,7 +100,7 @@ def _usable_key(settings: Settings):
 def cache_scope(settings: Settings) -> str:
     """Where this call's uploads go, as the reuse cache names it; checked before any request.
 
-    Cheap on purpose (no HTTP stack, no oss2): a batch of cache hits never opens a backend.
+    Cheap on purpose (no HTTP stack): a batch of cache hits never opens a backend.
     """
     custom = load_config(settings)
     if custom is not None:
