@@ -438,9 +438,10 @@ def bench_cache_on_off(work: Path, count: int, cached: int, new: int, rounds: in
     fresh = make_files(work / "new", new, 1024, "n")
     big_on, big_off, new_on, new_off = Runs(), Runs(), Runs(), Runs()
     try:
-        for _ in range(rounds):
+        for _ in range(rounds):  # each run starts from the same state: no cache, an empty sandbox
             shutil.rmtree(work / "cache", ignore_errors=True)
             run(upload_cmd(*big, "--model", MODEL), env, work, big_on)
+            box.purge()
             run(upload_cmd(*big, "--model", MODEL, "--no-cache"), env, work, big_off)
             box.purge()
         shutil.rmtree(work / "cache", ignore_errors=True)

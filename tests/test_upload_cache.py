@@ -178,19 +178,19 @@ def test_cache_hits_are_served_in_the_main_thread(sb, env, project, monkeypatch)
         paths.append(str(project / f"p{i}.png"))
     settings = Settings.from_process(cwd=project, env=sandbox_env(env, sb))
     first = upload_many(paths[:8], MODEL, settings=settings, concurrency=4)
-    handed = []
-    real_parallel = uploads._in_parallel
+    workers = []
+    real_thread = uploads.threading.Thread
 
-    def parallel(run, count, workers):
-        handed.append(count)
-        return real_parallel(run, count, workers)
+    def counted(*args, **kwargs):
+        workers.append(kwargs.get("name"))
+        return real_thread(*args, **kwargs)
 
-    monkeypatch.setattr(uploads, "_in_parallel", parallel)
+    monkeypatch.setattr(uploads.threading, "Thread", counted)
     again = upload_many(paths[:8], MODEL, settings=settings, concurrency=4)
-    assert handed == [] and all(o.upload.cached for o in again)
+    assert workers == [] and all(o.upload.cached for o in again)
     assert [o.upload.url for o in again] == [o.upload.url for o in first]
     mixed = upload_many(paths, MODEL, settings=settings, concurrency=4)
-    assert handed == [4] and [o.upload.cached for o in mixed] == [True] * 8 + [False] * 4
+    assert workers == ["upload"] * 4 and [o.upload.cached for o in mixed] == [True] * 8 + [False] * 4
 
 
 def test_the_cache_key_is_one_hash_of_the_identity_without_resolving_a_path(tmp_path, monkeypatch):

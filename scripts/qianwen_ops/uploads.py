@@ -248,24 +248,29 @@ class _Batch:
         return upload
 
 
-def _in_parallel(run: Callable[[int], Outcome], count: int, workers: int) -> list:
-    """``run(i)`` for every index on ``workers`` daemon threads; results in index order.
+def _in_parallel(run: Callable[[int], Outcome], count: int, workers: int,
+                 first: Callable[[int], Outcome | None] | None = None) -> list:
+    """``run(i)`` for every index on up to ``workers`` daemon threads; results in index order.
 
+    ``first(i)``, when given, is tried in the calling thread for every index in turn: what it answers
+    (cache hits, URLs, inputs refused up front) needs no worker; every other index is handed to the
+    workers as soon as it is found, the first of them starting with the first such index (a batch
+    that ``first`` answers whole starts none, and uploads never wait for the rest of the list).
     Daemon threads and a main thread that only waits in short slices: Ctrl-C returns at once
     (the workers are abandoned mid-retry) instead of waiting out every backoff, as a
     ThreadPoolExecutor's exit would.
     """
     results: list = [None] * count
-    pending = iter(range(count))
     lock = threading.Lock()
     finished = threading.Event()
-    state = {"left": count, "error": None, "stop": False}
+    state = {"left": 0, "fed": False, "error": None, "stop": False}
+    todo = None
+    threads = 0
 
     def worker() -> None:
         while True:
-            with lock:
-                index = None if state["stop"] else next(pending, None)
-            if index is None:
+            index = todo.get()
+            if index is None or state["stop"]:
                 return
             try:
                 results[index] = run(index)
@@ -276,13 +281,34 @@ def _in_parallel(run: Callable[[int], Outcome], count: int, workers: int) -> lis
                 return
             with lock:
                 state["left"] -= 1
-                if state["left"] == 0:
+                if state["left"] == 0 and state["fed"]:
                     finished.set()
 
-    for _ in range(workers):
-        threading.Thread(target=worker, name="upload", daemon=True).start()
     try:
-        while not finished.wait(0.25):
+        for index in range(count):
+            if state["stop"]:
+                break
+            answered = first(index) if first is not None else None
+            if answered is not None:
+                results[index] = answered
+                continue
+            if todo is None:
+                import queue
+
+                todo = queue.SimpleQueue()
+            with lock:
+                state["left"] += 1
+            todo.put(index)
+            if threads < workers:
+                threading.Thread(target=worker, name="upload", daemon=True).start()
+                threads += 1
+            time.sleep(0)   # the GIL to a worker whose answer came: this loop must not hold its uploads back
+        with lock:
+            state["fed"] = True
+            waiting = state["left"] > 0 and state["error"] is None
+        for _ in range(threads):
+            todo.put(None)
+        while waiting and not finished.wait(0.25):
             pass
     except BaseException:
         with lock:
@@ -323,15 +349,10 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
     try:
         if concurrency == 1 or len(sources) <= 1:
             return [run(i) for i in range(len(sources))]
-        # What needs no request (cache hits, URLs, inputs refused up front) is answered here, in the main
-        # thread; only the rest goes to worker threads, which a batch of hits never starts.
-        outcomes = [run(i, cached_only=True) for i in range(len(sources))] if use_cache else [None] * len(sources)
-        left = [i for i, outcome in enumerate(outcomes) if outcome is None]
-        if left:
-            done = _in_parallel(lambda k: run(left[k]), len(left), min(concurrency, len(left)))
-            for i, outcome in zip(left, done):
-                outcomes[i] = outcome
-        return outcomes
+        # What needs no request (cache hits, URLs, inputs refused up front) is answered in this thread;
+        # the rest goes to worker threads as it is found.
+        return _in_parallel(run, len(sources), min(concurrency, len(sources)),
+                            first=(lambda i: run(i, cached_only=True)) if use_cache else None)
     finally:
         batch.cache.finish()
         batch.close()
