@@ -10,7 +10,7 @@ import pytest
 
 from conftest import assert_clean_error, run_script, sandbox_env
 from qianwen_ops.errors import QwenOpsError
-from qianwen_ops.local_files import HashedReader, check_file, read_chunks
+from qianwen_ops.local_files import HashedReader, check_file
 from qianwen_ops.settings import Settings
 from qianwen_ops.uploads import upload_many
 
@@ -162,7 +162,7 @@ def test_file_changing_between_check_and_read(tmp_path):
     checked = check_file(path)
     path.write_bytes(b"b" * 10)
     with pytest.raises(QwenOpsError, match="changed"):
-        list(read_chunks(checked))
+        list(HashedReader(checked))
 
 
 def test_hashed_reader_reads_once_into_a_few_buffers_and_notices_a_change(tmp_path):

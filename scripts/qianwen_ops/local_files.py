@@ -178,33 +178,6 @@ def _open_regular(local: LocalFile) -> int:
     return fd
 
 
-def read_chunks(local: LocalFile, hasher=None, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
-    """Exactly ``local.size`` bytes in ``chunk_size`` pieces (the last may be shorter), each read once;
-    ``hasher`` sees every byte in order. Raises when the file changes size or mtime meanwhile."""
-    fd = _open_regular(local)
-    left = local.size
-    try:
-        while left > 0:
-            want = min(chunk_size, left)
-            chunk = os.read(fd, want)
-            while chunk and len(chunk) < want:  # short reads: rare on regular files, but allowed
-                more = os.read(fd, want - len(chunk))
-                if not more:
-                    break
-                chunk += more
-            if not chunk:
-                break
-            left -= len(chunk)
-            if hasher is not None:
-                hasher.update(chunk)
-            yield chunk
-        after = os.fstat(fd)
-    finally:
-        os.close(fd)
-    if left or after.st_size != local.size or after.st_mtime_ns != local.mtime_ns:
-        raise QwenOpsError(f"{display(str(local.path))}: file changed while it was being read", INPUT_FILE)
-
-
 THREAD_HASH_BYTES = 4 * 1024 * 1024   # below this, hashing inline costs less than a thread
 
 
@@ -216,8 +189,8 @@ class HashedReader:
     No chunk is allocated per read (a fresh 1 MiB object per read cost a page fault per 4 KiB and a
     system call to give it back). Large files are hashed on a worker thread fed the same buffers
     (``hashlib`` releases the GIL), so hashing overlaps sending; a buffer is refilled only once the
-    hash has taken it, so ``buffers`` x ``chunk_size`` bounds the memory. Raises as ``read_chunks``
-    does when the file changes meanwhile; ``hexdigest()`` once the iteration has ended.
+    hash has taken it, so ``buffers`` x ``chunk_size`` bounds the memory. Raises when the file changes
+    size or mtime meanwhile; ``hexdigest()`` once the iteration has ended.
     """
 
     def __init__(self, local: LocalFile, chunk_size: int = READ_CHUNK, buffers: int = 4):
