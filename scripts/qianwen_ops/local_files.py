@@ -279,11 +279,11 @@ class FileSlice:
 
     def __init__(self, local: LocalFile, offset: int, size: int, chunk_size: int = SLICE_CHUNK, fd: int | None = None):
         """``fd``: a descriptor of the file (``open_regular``) that the slices of one upload share, read with
-        ``os.pread`` (no seek, so threads can share it); without one (or without ``os.pread``), each
+        ``os.preadv`` (no seek, so threads can share it); without one (or without ``os.preadv``), each
         iteration opens the file itself."""
         self.local, self.offset, self.size = local, offset, size
         self._chunk_size = max(1, min(chunk_size, size))
-        self._fd = fd if hasattr(os, "pread") else None
+        self._fd = fd if hasattr(os, "preadv") else None
 
     def __len__(self) -> int:
         return self.size
