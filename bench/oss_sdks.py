@@ -8,7 +8,8 @@ Measures, each in a fresh child process so import cost and peak RSS are the chil
     client-side CRC-64 off in both SDKs (median of --repeat runs, the three clients alternating);
   - multipart resume: the child kills itself once half the bytes are stored, then a second
     run finishes the upload; reported: whether it resumed and how many requests it needed.
-"ours" is ``CustomOss.upload`` (the same upload plus the sha256 the cache needs, read once).
+"ours" is ``CustomOss.upload`` (the bundle's own OSS client, ``oss_v4``: the same parts, threads and CRC
+setting, plus the sha256 the cache needs, read beside the parts).
 Needs oss2 and alibabacloud-oss-v2 installed (the test venv has both).
 
     .venv/bin/python bench/oss_sdks.py                 # 100 MiB and 1 GiB, a few minutes

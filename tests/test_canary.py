@@ -95,7 +95,7 @@ CASES = [
     ("upload-oss-good", ["upload_file.py", "f.png", "--model", MODEL, "--json"], "canary", "good", None, 0),
     ("upload-oss-wrong", ["upload_file.py", "f.png", "--model", MODEL], "canary", "wrong", None, 5),
     ("upload-oss-no-pair", ["upload_file.py", "f.png", "--model", MODEL], "canary", "none", None, 9),
-    ("upload-oss2-missing", ["upload_file.py", "f.png", "--model", MODEL], "canary", "good", "no-oss2", 11),
+    ("upload-oss-without-oss2", ["upload_file.py", "f.png", "--model", MODEL], "canary", "good", "no-oss2", 0),
     ("gossamer-status", ["gossamer.py", "--status"], "canary", None, None, 0),
     ("gossamer-run", ["gossamer.py"], "canary", None, None, 0),
     ("check-update", ["check_update.py", "--print-response", "--force"], "canary", None, None, 0),

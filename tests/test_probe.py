@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -184,3 +185,26 @@ def test_bad_base_url_is_config_error(env, project, url):
 def test_bad_arguments(env, project):
     result = run_script("probe.py", "--timeout", "abc", env=env, cwd=project)
     assert result.code == 2 and "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
+
+
+def imported_modules(result) -> set:
+    """The modules a ``python -X importtime`` run loaded, from its stderr."""
+    return {line.split("|")[-1].strip() for line in result.err.splitlines() if line.startswith("import time:")}
+
+
+def test_the_probe_and_a_cache_hit_rerun_load_only_what_they_use(sb, env, project):
+    """Start-up is most of the probe's time and of a rerun of cached files (bench/run.py): neither
+    loads typing (~14 M instructions), shutil (argparse's terminal size) or dataclasses; a rerun whose
+    files are all cached loads no HTTP stack at all."""
+    heavy = {"typing", "shutil", "dataclasses", "inspect"}
+    timed = [sys.executable, "-X", "importtime"]
+    probe = run_script("probe.py", env=sandbox_env(env, sb), cwd=project, python=timed)
+    assert probe.code == 0 and probe.out.strip() == "200"
+    assert "http.client" in imported_modules(probe) and not imported_modules(probe) & heavy
+    (project / "a.png").write_bytes(b"\x89PNG" + bytes(60))
+    first = run_script("upload_file.py", "a.png", "--model", "qwen-vl-plus", env=sandbox_env(env, sb), cwd=project)
+    assert first.code == 0, first.err
+    again = run_script("upload_file.py", "a.png", "--model", "qwen-vl-plus", env=sandbox_env(env, sb), cwd=project,
+                       python=timed)
+    assert again.code == 0 and again.out == first.out.splitlines()[0] + "\n"
+    assert not imported_modules(again) & (heavy | {"http.client", "ssl", "socket", "oss2"})

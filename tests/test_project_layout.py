@@ -259,6 +259,35 @@ def test_every_string_in_evidence_is_redacted(tmp_path):
     assert leaks(text) == [] and "<redacted>" in text and "not_allowed" not in text
 
 
+def test_a_thousand_clean_records_cost_one_scan_and_a_secret_among_them_is_still_redacted(tmp_path, monkeypatch):
+    """Evidence of a large batch: one scan of all its text decides; ``redact`` runs per field only when
+    that scan finds something, and then every field still goes through it."""
+    remember(CANARY_KEY)
+    calls = []
+    real_redact = evidence.redact
+    monkeypatch.setattr(evidence, "redact", lambda text: calls.append(text) or real_redact(text))
+    batch = [{"source": f"pics/f{i:04d}.png", "url": f"oss://b/dir/{i:012x}_f{i:04d}.png", "bytes": 1024,
+              "expires_at": 1.5e9, "backend": "temp-storage", "sha256": "ab" * 32, "model": "qwen-vl-plus"}
+             for i in range(1000)]
+    evidence.append_records("uploads", batch, cwd=tmp_path)
+    assert calls == []
+    batch[500] = dict(batch[500], source=f"pics/{CANARY_KEY[4:16]}.png")
+    path = evidence.append_records("uploads", batch, cwd=tmp_path)
+    text = path.read_text()
+    assert leaks(text) == [] and text.count("<redacted>") == 1 and len(calls) >= 1000
+
+
+def test_a_sha256_the_program_computed_is_never_redacted(tmp_path):
+    """A hex digest can share six characters with a hex key by chance; it holds no secret and must stay whole."""
+    key = "sk-" + "0123456789abcdef" * 2
+    remember(key)
+    digest = "f" * 30 + "456789" + "e" * 28
+    path = evidence.append_records("uploads", [{"source": "a.png", "sha256": digest}], cwd=tmp_path)
+    assert json.loads(path.read_text())["sha256"] == digest
+    path = evidence.write_record("probe", {"sha256": digest}, cwd=tmp_path)
+    assert json.loads(path.read_text())["sha256"] == digest
+
+
 def test_uploads_log_is_rotated_so_it_cannot_grow_without_bound(tmp_path, monkeypatch):
     assert evidence.ROTATE_BYTES == 1024 * 1024
     monkeypatch.setattr(evidence, "ROTATE_BYTES", 4096)

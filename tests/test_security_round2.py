@@ -503,7 +503,7 @@ def test_a_value_identical_to_a_tracked_dotenv_line_is_that_files(env, project, 
     assert name not in Settings.from_process(cwd=sub, env=dict(env, **{name: value})).env
 
 
-# -- finding 6: oss2 obeys the same network rules --------------------------------------------------------
+# -- finding 6: custom OSS obeys the same network rules --------------------------------------------------------
 
 def _oss_env(env, box, **extra) -> dict:
     from test_custom_oss import oss_env
@@ -576,7 +576,7 @@ class _SlowOss:
 
 
 @pytest.mark.parametrize("mode", ["trickle", "flood"])
-def test_oss2_answers_are_bounded_in_time_and_size(env, project, mode):
+def test_custom_oss_answers_are_bounded_in_time_and_size(env, project, mode):
     import time
     import tracemalloc
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import NamedTuple
 
 from . import errors
+from .named_tuple import NamedTuple
 from .redaction import remember
 from .settings import Settings
 

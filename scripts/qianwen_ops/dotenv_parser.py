@@ -26,10 +26,11 @@ import codecs
 import os
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NamedTuple
 
 from .errors import CONFIG, QwenOpsError
+from .named_tuple import NamedTuple
 
 MAX_DOTENV_BYTES = 1024 * 1024
 LINE_BREAK = re.compile(r"\r\n|\r|\n")

@@ -27,11 +27,11 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from . import network
 from .errors import CONFIG, QwenOpsError, public
+from .named_tuple import NamedTuple
 from .settings import Settings
 
 REGION_ROOTS = {

@@ -28,9 +28,9 @@ skill folder.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, NamedTuple
 
 from . import errors
 from .credentials import KEY_NAMES, PLACEHOLDER, STANDARD, TOKEN_PLAN, Secret, classify_key
@@ -38,6 +38,7 @@ from .dotenv_parser import LINE_BREAK, bindings, parse_dotenv_text, read_dotenv
 from .errors import QwenOpsError
 from .fsutil import UnsafeTarget, check_writable_target, replace_file
 from .gitrun import run_git
+from .named_tuple import NamedTuple
 from .settings import Settings
 
 PLACEHOLDER_VALUE = "sk-your-key-here"

@@ -24,9 +24,9 @@ import errno
 import os
 import stat
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
 
 APP_DIR = "qianwen-ops-auth"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)

@@ -1,8 +1,7 @@
 """HTTP for the scripts' own requests: timeouts, proxies, TLS trust, retries, no redirects.
 
-Built on ``http.client`` so that (oss2 speaks HTTP through requests and is handed the same
-decisions by ``network.requests_proxies``/``requests_verify``; ``check_update.py`` speaks
-through urllib and repeats the CA order)
+Built on ``http.client`` (custom OSS mode too, through ``oss_v4``; ``check_update.py`` speaks
+through urllib and repeats the CA order) so that
 
 * redirects are never followed (a key is never replayed to another host),
 * request bodies can be streamed from disk with a known Content-Length,
@@ -27,11 +26,12 @@ import json
 import socket
 import threading
 import time
-from typing import Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
 
 from . import network
 from .errors import CONFIG, NETWORK, QwenOpsError
 from .limits import MIN_UPLOAD_RATE, RETRY_DEADLINE_FACTOR
+from .named_tuple import NamedTuple
 from .redaction import server_said, server_token
 
 USER_AGENT = "qianwen-ops-auth"

@@ -14,10 +14,11 @@ the configured trust (the certificate is shown only once a store accepts it).
 from __future__ import annotations
 
 import os
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
 
 from . import network
 from .errors import QwenOpsError
+from .named_tuple import NamedTuple
 from .redaction import untrusted
 
 

@@ -50,8 +50,10 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, NamedTuple
+
+from .named_tuple import NamedTuple
 
 SKILL_DIR = Path(__file__).resolve().parents[2]
 _warned: set = set()

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 # Values that choose where the key, the files or the traffic go (a key itself may come from a tracked file).
 # (A region only picks among documented hosts, so QWEN_REGION and DASHSCOPE_API_REGION are not here.)

@@ -15,10 +15,11 @@ one the scripts make without ``load_dotenv``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, NamedTuple
 
 from .fsutil import home_dir
+from .named_tuple import NamedTuple
 from .project import SKILL_DIR, Layout, locate, trusted
 
 
@@ -78,10 +79,12 @@ class Settings:
 
     def _dotenv(self, path: Path) -> dict:
         if path not in self._dotenv_cache:
-            from .dotenv_parser import read_dotenv_file  # only when a .env is actually read
+            values: dict = {}
+            if path.is_file() and trusted(path):
+                from .dotenv_parser import read_dotenv_file  # only when a .env is actually read
 
-            usable = path.is_file() and trusted(path)
-            self._dotenv_cache[path] = read_dotenv_file(path) if usable else {}
+                values = read_dotenv_file(path)
+            self._dotenv_cache[path] = values
         return self._dotenv_cache[path]
 
     def get(self, *names: str) -> Found | None:

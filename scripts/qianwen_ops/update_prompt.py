@@ -19,8 +19,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .project import script_command
 from .redaction import child_env, redact
