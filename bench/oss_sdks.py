@@ -8,7 +8,8 @@ Measures, each in a fresh child process so import cost and peak RSS are the chil
     client-side CRC-64 off in both SDKs (median of --repeat runs, the three clients alternating);
   - multipart resume: the child kills itself once half the bytes are stored, then a second
     run finishes the upload; reported: whether it resumed and how many requests it needed.
-"ours" is ``CustomOss.upload`` (the same upload plus the sha256 the cache needs, read once).
+"ours" is ``CustomOss.upload`` (the bundle's own OSS client, ``oss_v4``: the same parts, threads and CRC
+setting, plus the sha256 the cache needs, read beside the parts).
 Needs oss2 and alibabacloud-oss-v2 installed (the test venv has both).
 
     .venv/bin/python bench/oss_sdks.py                 # 100 MiB and 1 GiB, a few minutes
@@ -58,7 +59,7 @@ def _client(name: str, info: dict, checkpoints: str):
 
         def upload(key, path, progress):
             oss2.resumable_upload(bucket, key, path, store=store, multipart_threshold=PART, part_size=PART,
-                                  num_threads=THREADS, progress_callback=lambda done, total: progress(done))
+                                  num_threads=THREADS, progress_callback=lambda done, _total: progress(done))
         return upload
     if name == "v2":
         import alibabacloud_oss_v2 as oss
@@ -72,13 +73,14 @@ def _client(name: str, info: dict, checkpoints: str):
 
         def upload(key, path, progress):
             request = oss.PutObjectRequest(bucket=info["oss_bucket"], key=key,
-                                           progress_fn=lambda n, done, total: progress(done))
+                                           progress_fn=lambda _n, done, _total: progress(done))
             uploader.upload_file(request, filepath=path)
         return upload
     sys.path.insert(0, str(SCRIPTS))
     from qianwen_ops.credentials import Secret
-    from qianwen_ops.custom_oss import CustomOss, CustomOssConfig
+    from qianwen_ops.custom_oss import CustomOss
     from qianwen_ops.local_files import check_file
+    from qianwen_ops.oss_settings import CustomOssConfig
 
     config = CustomOssConfig(info["oss_bucket"], info["oss_region"], info["oss_endpoint"], "bench", 3600,
                              "bench", Secret(ak), Secret(sk), None, "bench")

@@ -26,7 +26,6 @@ from qianwen_ops import cli, errors
 from qianwen_ops.credentials import STANDARD, find_api_key
 from qianwen_ops.http_client import HttpSession
 from qianwen_ops.settings import Settings
-from qianwen_ops.skill_paths import python_command
 from qianwen_ops.uploads import request_headers_for
 from qianwen_sandbox import start
 
@@ -96,35 +95,34 @@ def sandbox_demo(keep: bool) -> int:
         if code != 0:
             raise errors.QwenOpsError(f"upload failed: {err}", code)
         say(f"[4/6] upload_file.py 'sample image.png' -> {record['url']} (temporary storage, valid 48 h)")
-        reply = ask_model(info["base_url"], info["api_key"], "qwen-vl-plus", record["url"])
-        match = "matches" if f"sha256={digest}" in reply else "DOES NOT match"
+        verdicts = []
+
+        def model_sees(url: str) -> str:
+            """Ask the sandbox model about ``url``; it reports the sha256 of the bytes it received."""
+            seen = f"sha256={digest}" in ask_model(info["base_url"], info["api_key"], "qwen-vl-plus", url)
+            verdicts.append(seen)
+            return "matches" if seen else "DOES NOT match"
+
+        match = model_sees(record["url"])
         code, out, err = run_script("upload_file.py", ["--inline", str(image)], project, env)
         if code != 0:
             raise errors.QwenOpsError(f"--inline failed: {err}", code)
-        reply += ask_model(info["base_url"], info["api_key"], "qwen-vl-plus", out.splitlines()[0])
-        inline = "matches" if reply.count(f"sha256={digest}") == 2 else "DOES NOT match"
+        inline = model_sees(out.splitlines()[0])
         say(f"[5/6] model call with the oss:// URL: the model read {record['bytes']} bytes, sha256 {match}; "
             f"with --inline (a data: URL, nothing uploaded): sha256 {inline}")
-        try:
-            import oss2  # noqa: F401  (only to know whether the optional mode can run)
-        except ImportError:
-            say(f"[6/6] custom OSS mode skipped: {python_command()} -m pip install oss2 to try uploads to your "
-                "own bucket")
-        else:
-            oss_env = dict(env, QWEN_TMP_OSS_BUCKET=info["oss_bucket"], QWEN_TMP_OSS_REGION=info["oss_region"],
-                           QWEN_TMP_OSS_ENDPOINT=info["oss_endpoint"], QWEN_TMP_OSS_AK_ID=info["oss_access_key_id"],
-                           QWEN_TMP_OSS_AK_SECRET=info["oss_access_key_secret"])
-            code, out, err = run_script("upload_file.py", ["--model", "qwen-vl-plus", "--json", str(image)],
-                                        project, oss_env)
-            if code != 0:
-                raise errors.QwenOpsError(f"custom OSS upload failed: {err}", code)
-            url = json.loads(out.splitlines()[0])["url"]
-            reply = ask_model(info["base_url"], info["api_key"], "qwen-vl-plus", url)
-            match = "matches" if f"sha256={digest}" in reply else "DOES NOT match"
-            say(f"[6/6] custom OSS mode: presigned {url.split('?')[0]}?… (no extra header); sha256 {match}")
+        oss_env = dict(env, QWEN_TMP_OSS_BUCKET=info["oss_bucket"], QWEN_TMP_OSS_REGION=info["oss_region"],
+                       QWEN_TMP_OSS_ENDPOINT=info["oss_endpoint"], QWEN_TMP_OSS_AK_ID=info["oss_access_key_id"],
+                       QWEN_TMP_OSS_AK_SECRET=info["oss_access_key_secret"])
+        code, out, err = run_script("upload_file.py", ["--model", "qwen-vl-plus", "--json", str(image)],
+                                    project, oss_env)
+        if code != 0:
+            raise errors.QwenOpsError(f"custom OSS upload failed: {err}", code)
+        url = json.loads(out.splitlines()[0])["url"]
+        match = model_sees(url)
+        say(f"[6/6] custom OSS mode: presigned {url.split('?')[0]}?… (no extra header); sha256 {match}")
         where = project if keep else "removed"
         say(f"Done in {time.monotonic() - began:.1f} s. Temporary project: {where}.")
-        return errors.OK if "DOES NOT" not in reply else errors.INTERNAL
+        return errors.OK if all(verdicts) else errors.INTERNAL
     finally:
         sandbox.stop()
         if not keep:

@@ -24,9 +24,18 @@ def test_bench_quick_writes_a_report(tmp_path):
     assert "## Ratios (lower is better)" in text and "## Absolute figures" in text and "cores" in text
     assert "null sink" in text and "cache on / --no-cache" in text and "ms round trip" in text
     assert "resumable_upload" in text and "min-max" in text
+    assert "raw sendfile POST" in text and "stat-and-print floor" in text and "range over pairs" in text
+    assert figures_are_limits(text)
     figures = json.loads(raw.read_text())
     assert figures["batch"]["cache_hit_requests"] == 0
     assert figures["cache"]["entries_after"] == figures["cache"]["cached"] + figures["cache"]["new"]
     # peak RSS is the child's own (GNU time), far below the SDK that holds the whole file in memory
     assert 0 < figures["big"]["ours"]["peak_rss_mib"] < figures["big"]["sdk"]["peak_rss_mib"]
     assert figures["probe"]["probe"]["median"] > 0 and figures["oss_resumable"]["ours"]["median"] > 0
+    assert figures["hits"]["requests"] == 0 and figures["sink"]["sendfile"]["median"] > 0
+
+
+def figures_are_limits(text: str) -> bool:
+    """The rows measured against a limit say so (the README quotes them)."""
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "| limit |" in line]
+    return len(rows) == 6

@@ -93,7 +93,7 @@ CASES = [
     ("upload-oss-good", ["upload_file.py", "f.png", "--model", MODEL, "--json"], "canary", "good", None, 0),
     ("upload-oss-wrong", ["upload_file.py", "f.png", "--model", MODEL], "canary", "wrong", None, 5),
     ("upload-oss-no-pair", ["upload_file.py", "f.png", "--model", MODEL], "canary", "none", None, 9),
-    ("upload-oss2-missing", ["upload_file.py", "f.png", "--model", MODEL], "canary", "good", "no-oss2", 11),
+    ("upload-oss-without-oss2", ["upload_file.py", "f.png", "--model", MODEL], "canary", "good", "no-oss2", 0),
     ("gossamer-status", ["gossamer.py", "--status"], "canary", None, None, 0),
     ("gossamer-run", ["gossamer.py"], "canary", None, None, 0),
     ("check-update", ["check_update.py", "--print-response", "--force"], "canary", None, None, 0),
@@ -138,7 +138,15 @@ def test_no_canary_anywhere(loud_sandbox, env, project, tmp_path, name, args, ke
     assert found == [], (name, found)
 
 
-def test_sandbox_log_has_no_credentials(loud_sandbox):
+def test_sandbox_log_has_no_credentials(loud_sandbox, env, project, tmp_path):
+    """Whatever else ran on this sandbox (the canary cases above, when selected), it logs a chat call, a
+    temporary-storage upload and a custom-OSS upload made here, and none of their credentials."""
+    (project / "f.png").write_bytes(b"\x89PNG log test")
+    for oss in (None, "good"):
+        run_env = dict(canary_env(env, loud_sandbox, key=loud_sandbox.api_key, oss=oss),
+                       QWEN_SKILLS_STATE=str(tmp_path / "state.json"))
+        assert run_script("probe.py", env=run_env, cwd=project).code == 0
+        assert run_script("upload_file.py", "f.png", "--model", MODEL, "--no-cache", env=run_env, cwd=project).code == 0
     text = loud_sandbox.log.read_text()
     assert "sandbox: POST /compatible-mode/v1/chat/completions" in text  # the log is being written
     for needle in ("Authorization", "Bearer", "Signature=", "x-oss-signature", "OSSAccessKeyId=", "policy=",

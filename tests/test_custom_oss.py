@@ -188,14 +188,21 @@ def test_access_denied_names_least_privilege_policy(sb, env, project):
     assert result.code == 5 and "the RAM user needs oss:PutObject on acs:oss:*:*:" in result.err
 
 
-def test_oss2_missing_is_one_line_and_the_rest_works(sb, env, project, tmp_path):
+def test_custom_oss_needs_no_oss2(sb, env, project, tmp_path):
+    """The bucket API is spoken by qianwen_ops.oss_v4: with oss2 unimportable, uploads (small and
+    multipart) still give working URLs, and so does everything else."""
     blocker = tmp_path / "block"
     blocker.mkdir()
     (blocker / "oss2.py").write_text("raise ImportError('blocked for the test')\n")
     run_env = dict(oss_env(env, sb), PYTHONPATH=str(blocker))
-    (project / "x.bin").write_bytes(b"x")
-    result = run_script("upload_file.py", "x.bin", "--model", MODEL, env=run_env, cwd=project)
-    assert result.code == 11 and "pip install oss2" in result.err and len(result.err.strip().splitlines()) == 1
+    small, big = os.urandom(1000), os.urandom(33 * 1024 * 1024)
+    (project / "x.bin").write_bytes(small)
+    (project / "big.bin").write_bytes(big)
+    result = run_script("upload_file.py", "x.bin", "big.bin", "--model", MODEL, "--json", env=run_env, cwd=project)
+    assert result.code == 0, result.err
+    records = [json.loads(line) for line in result.out.splitlines()]
+    assert [fetch(r["url"]) == data for r, data in zip(records, (small, big))] == [True, True]
+    assert [r["sha256"] for r in records] == [hashlib.sha256(small).hexdigest(), hashlib.sha256(big).hexdigest()]
     probe = run_script("probe.py", env=run_env, cwd=project)
     assert probe.code == 0 and probe.out.strip() == "200"
     url = run_script("upload_file.py", "https://example.com/a.png", "--model", MODEL, env=run_env, cwd=project)
@@ -338,7 +345,7 @@ class _SlowOss:
 
 
 @pytest.mark.parametrize("mode", ["trickle", "flood"])
-def test_oss2_answers_are_bounded_in_time_and_size(env, project, mode):
+def test_custom_oss_answers_are_bounded_in_time_and_size(env, project, mode):
     import time
     import tracemalloc
 
@@ -575,3 +582,47 @@ def test_doctor_reports_an_oss_network_failure_as_exit_8(env, sb, project):
     finally:
         silent.close()
     assert result.code == errors.NETWORK and "[FAIL] oss put" in result.out, result.out + result.err
+
+
+def test_a_multipart_upload_holds_small_buffers_not_parts(sb, env, project):
+    """Each part reads its own slice as it is sent and the sha256 is read beside them: a 64 MiB upload
+    (8 parts of 8 MiB, 4 at a time) allocates a few MiB at most (tracemalloc's peak), not the parts in flight."""
+    data = os.urandom(1024 * 1024) * 64
+    (project / "big.bin").write_bytes(data)
+    (project / "small.bin").write_bytes(b"warm up")
+    code = ("import tracemalloc, sys, json; sys.path.insert(0, sys.argv[1]);"
+            "from qianwen_ops.uploads import upload_many;"
+            "upload_many(['small.bin'], 'qwen-vl-plus', use_cache=False);"
+            "tracemalloc.start();"
+            "out = upload_many(['big.bin'], 'qwen-vl-plus', use_cache=False)[0];"
+            "print(json.dumps([out.error is None and out.upload.sha256, tracemalloc.get_traced_memory()[1] / 2**20]))")
+    done = subprocess.run([sys.executable, "-c", code, str(SCRIPTS)], env=oss_env(env, sb), cwd=project,
+                          capture_output=True, text=True, timeout=120)
+    sha, grown_mib = json.loads(done.stdout)
+    assert sha == hashlib.sha256(data).hexdigest(), done.stderr
+    assert grown_mib < 8, grown_mib   # holding the parts in flight cost 24 MiB and more
+
+
+def test_a_file_rewritten_in_place_during_a_multipart_upload_is_caught_even_with_mtime_put_back(sb, env, project,
+                                                                                                monkeypatch):
+    """The parts and the sha256 read the file separately: a write between them, even one that restores the
+    modification time, moves ctime, so the upload fails (exit 10) instead of returning a sha256 of other bytes."""
+    monkeypatch.setattr(custom_oss, "MULTIPART_THRESHOLD", 256 * 1024)
+    monkeypatch.setattr(custom_oss, "PART_SIZE", 100 * 1024)
+    path = project / "edited.bin"
+    path.write_bytes(os.urandom(1024 * 1024))
+    info = os.stat(path)
+    edited = []
+
+    def progress(source, sent, total):
+        if not edited:
+            edited.append(1)
+            with open(path, "r+b") as handle:
+                handle.write(b"\0" * 4096)
+            os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+    settings = Settings.from_process(cwd=project, env=oss_env(env, sb))
+    outcome = upload_many([str(path)], MODEL, settings, use_cache=False, concurrency=1, progress=progress)[0]
+    assert os.stat(path).st_mtime_ns == info.st_mtime_ns and edited
+    assert outcome.error is not None and outcome.error.exit_code == errors.INPUT_FILE, outcome
+    assert "changed while it was being uploaded" in outcome.error.message

@@ -101,3 +101,32 @@ def test_evidence_keeps_undecodable_names_escaped(tmp_path):
     many = evidence.append_records("uploads", [{"source": "x\udcffy"}], cwd=tmp_path)
     assert one is not None and many is not None
     assert "\\udcff" in one.read_text() and "\\udcff" in many.read_text()
+
+
+def test_a_thousand_clean_records_cost_one_scan_and_a_secret_among_them_is_still_redacted(tmp_path, monkeypatch):
+    """Evidence of a large batch: one scan of all its text decides; ``redact`` runs per field only when
+    that scan finds something, and then every field still goes through it."""
+    remember(CANARY_KEY)
+    calls = []
+    real_redact = evidence.redact
+    monkeypatch.setattr(evidence, "redact", lambda text: calls.append(text) or real_redact(text))
+    batch = [{"source": f"pics/f{i:04d}.png", "url": f"oss://b/dir/{i:012x}_f{i:04d}.png", "bytes": 1024,
+              "expires_at": 1.5e9, "backend": "temp-storage", "sha256": "ab" * 32, "model": "qwen-vl-plus"}
+             for i in range(1000)]
+    evidence.append_records("uploads", batch, cwd=tmp_path)
+    assert calls == []
+    batch[500] = dict(batch[500], source=f"pics/{CANARY_KEY[4:16]}.png")
+    path = evidence.append_records("uploads", batch, cwd=tmp_path)
+    text = path.read_text()
+    assert leaks(text) == [] and text.count("<redacted>") == 1 and len(calls) >= 1000
+
+
+def test_a_sha256_the_program_computed_is_never_redacted(tmp_path):
+    """A hex digest can share six characters with a hex key by chance; it holds no secret and must stay whole."""
+    key = "sk-" + "0123456789abcdef" * 2
+    remember(key)
+    digest = "f" * 30 + "456789" + "e" * 28
+    path = evidence.append_records("uploads", [{"source": "a.png", "sha256": digest}], cwd=tmp_path)
+    assert json.loads(path.read_text())["sha256"] == digest
+    path = evidence.write_record("probe", {"sha256": digest}, cwd=tmp_path)
+    assert json.loads(path.read_text())["sha256"] == digest

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import MODEL, WINDOWS, assert_clean_error, needs_fifo, needs_symlinks, run_script, sandbox_env
 from qianwen_ops.errors import QwenOpsError
-from qianwen_ops.local_files import check_file, read_chunks
+from qianwen_ops.local_files import HashedReader, check_file
 from qianwen_ops.settings import Settings
 from qianwen_ops.uploads import upload_many
 
@@ -162,7 +162,44 @@ def test_file_changing_between_check_and_read(tmp_path):
     checked = check_file(path)
     path.write_bytes(b"b" * 10)
     with pytest.raises(QwenOpsError, match="changed"):
-        list(read_chunks(checked))
+        list(HashedReader(checked))
+
+
+def test_hashed_reader_reads_once_into_a_few_buffers_and_notices_a_change(tmp_path):
+    """The temporary-storage body: every byte once, in order, hashed on the way, through four reusable
+    buffers (no allocation per chunk); a file that changes meanwhile is an error, never a digest."""
+    import hashlib
+    import threading
+
+    data = os.urandom(9 * 1024 * 1024 + 17)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    reader = HashedReader(check_file(path))
+    seen, buffers = [], set()
+    for view in reader:
+        seen.append(bytes(view))
+        buffers.add(id(view.obj))
+    assert b"".join(seen) == data and reader.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert len(seen) == 10 and len(buffers) <= 4
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"xyz")
+    tiny = HashedReader(check_file(small))
+    assert [bytes(v) for v in tiny] == [b"xyz"] and tiny.hexdigest() == hashlib.sha256(b"xyz").hexdigest()
+
+    checked = check_file(path)
+    threads = threading.active_count()
+    growing = HashedReader(checked)
+    with pytest.raises(QwenOpsError, match="changed"):
+        for i, _view in enumerate(growing):
+            if i == 3:
+                with open(path, "ab") as handle:
+                    handle.write(b"more")
+    with pytest.raises(RuntimeError):
+        growing.hexdigest()
+    abandoned = iter(HashedReader(check_file(path)))
+    next(abandoned)
+    abandoned.close()  # a send that failed half-way: the hashing thread ends with it
+    assert threading.active_count() == threads
 
 
 def test_nul_byte_in_path_library(tmp_path):

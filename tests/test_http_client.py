@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import ThreadingHTTPServer
 
 import pytest
@@ -451,3 +452,13 @@ def test_a_success_body_over_the_protocols_need_is_refused():
         session.close()
         server.close()
     assert "larger than expected" in caught.value.message and MAX_RESPONSE_BYTES <= 1 << 20
+
+
+def test_xml_values_in_order_and_in_linear_time():
+    text = "<R><Part><PartNumber>1</PartNumber><ETag>\"A\"</ETag></Part><Part><PartNumber>2</PartNumber></Part></R>"
+    assert [http_client.xml_values(p, "PartNumber") for p in http_client.xml_values(text, "Part")] == [["1"], ["2"]]
+    assert http_client.xml_values("<Code>x", "Code") == [] and http_client.xml_values("", "Code") == []
+    hostile = "<Part><PartNumber>" * 200_000      # 3.6 MB of openings that never close
+    started = time.monotonic()
+    assert http_client.xml_values(hostile, "Part") == []
+    assert time.monotonic() - started < 1.0

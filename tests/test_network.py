@@ -219,22 +219,6 @@ def test_update_check_follows_the_same_ca_order(proxies, net_env, pki, project):
     assert [c.rsplit(" ", 1)[0] for c in proxy.connects()] == ["CONNECT updates.example.test:443"]
 
 
-def test_requests_gets_the_same_proxy_and_ca(proxies, pki, tls_box):
-    requests = pytest.importorskip("requests")
-    proxy = proxies(routes={"dashscope.aliyuncs.com:443": api_address(tls_box)})
-    env = {"HTTPS_PROXY": proxy.url(), "SSL_CERT_FILE": pki["server-ca"], "SSL_CERT_DIR": "/etc/ssl/certs"}
-    url = "https://dashscope.aliyuncs.com/_sandbox/stats"
-    assert network.requests_verify(env) == pki["server-ca"]
-    with requests.Session() as session:
-        session.trust_env = False
-        answer = session.get(url, proxies=network.requests_proxies(url, env), verify=network.requests_verify(env),
-                             timeout=10)
-    assert answer.status_code == 200
-    assert [c.rsplit(" ", 1)[0] for c in proxy.connects()] == ["CONNECT dashscope.aliyuncs.com:443"]
-    assert network.requests_proxies(url, dict(env, NO_PROXY=".aliyuncs.com")) == {"all": None, "http": None,
-                                                                                   "https": None}
-
-
 # -- regions
 
 def test_all_regions_goes_only_to_the_documented_hosts(proxies, net_env, pki, tls_box, project):

@@ -202,7 +202,4 @@ def test_planted_shared_folder_redirects_neither_key_nor_endpoint(tmp_path, env,
     assert sb.counts() == before and leaks(doctor.out + doctor.err) == []
 
 
-# ------------------------------------------------------------------ evidence
-
-
 # ------------------------------------------------------------------ doctor's project findings

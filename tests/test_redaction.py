@@ -74,3 +74,43 @@ def test_a_key_shape_is_caught_whole_even_when_a_loaded_secret_overlaps_it():
 
     remember("sk-Qx7Jv2")                                   # a loaded (short) secret that begins like another key
     assert redact("DASHSCOPE_API_KEY=sk-Qx7Jv2defghijklmnop,") == "DASHSCOPE_API_KEY=sk-<redacted>,"
+
+
+def test_nothing_to_redact_is_never_wrong_when_it_says_so():
+    """The one-pass check that lets evidence skip ``redact``: when it says "nothing", ``redact`` changes
+    nothing in any of the texts (it may err the other way: then ``redact`` simply runs)."""
+    import random
+
+    secrets = [KEY, "LTAI5tQm7vTz2bWk9pXc", "Ab/cd+ef0123456789aB", "sk-sp-"]
+    for value in secrets:
+        Secret(value)
+    pieces = ["Bearer x", "signature=abc", "OSS a:b", "<OSSAccessKeyId>x</OSSAccessKeyId>", '"policy": "x"',
+              "OSS4-HMAC-SHA256 x", "sk-abcdefgh1"]
+    alphabet = "abcdefABCDEF0123456789/-_.=:<>\"' \nskSKOSB" + "".join(secrets)
+    rng = random.Random(24)
+    said_clean = 0
+    for _ in range(3000):
+        texts = []
+        for _ in range(rng.randint(1, 4)):
+            text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+            if rng.random() < 0.3:
+                secret = rng.choice(secrets)
+                start = rng.randint(0, len(secret) - 6)
+                piece = secret[start:start + rng.randint(6, 10)]
+                at = rng.randint(0, len(text))
+                text = text[:at] + (piece.upper() if rng.random() < 0.5 else piece) + text[at:]
+            if rng.random() < 0.2:
+                text = rng.choice(pieces) + text
+            texts.append(text)
+        clean = redaction.nothing_to_redact(texts)
+        said_clean += clean
+        assert not clean or all(redaction.redact(t) == t for t in texts), texts
+    assert said_clean > 300  # and it does say so for ordinary text
+
+
+def test_nothing_to_redact_sees_a_secret_anywhere_in_thousands_of_texts():
+    Secret(KEY)
+    texts = [f"/data/run/f{i:05d}.bin" for i in range(3000)] + [f"oss://b/dir/{i:012x}_x.png" for i in range(3000)]
+    assert redaction.nothing_to_redact(texts)
+    for shown in (KEY[5:11], KEY[5:11].upper(), "Bearer abc", "policy=abc"):
+        assert not redaction.nothing_to_redact(texts[:1500] + [f"/data/{shown}/f.bin"] + texts[1500:])

@@ -1,5 +1,5 @@
 """What probe.py loads at start-up, pinned: the exact ``qianwen_ops`` modules, and every heavy standard-library
-module beyond the few the probe has decided to pay for.
+module beyond the few the probe has decided to pay for; and what a rerun of cached uploads loads.
 
 Start-up is most of a probe's time (bench/run.py), so a module added to this path must be a decision that
 changes this test, never a side effect. Each path is run under ``python -X importtime``, which names every
@@ -30,17 +30,17 @@ DECIDED = {
 
 COMMON = {"qianwen_ops", "qianwen_ops.cli", "qianwen_ops.credentials", "qianwen_ops.endpoints", "qianwen_ops.errors",
           "qianwen_ops.evidence", "qianwen_ops.fsutil", "qianwen_ops.gitrun", "qianwen_ops.limits",
-          "qianwen_ops.network", "qianwen_ops.ownership", "qianwen_ops.probe", "qianwen_ops.project",
-          "qianwen_ops.provenance", "qianwen_ops.redaction", "qianwen_ops.settings", "qianwen_ops.skill_paths",
-          "qianwen_ops.urls"}
+          "qianwen_ops.named_tuple", "qianwen_ops.network", "qianwen_ops.ownership", "qianwen_ops.probe",
+          "qianwen_ops.project", "qianwen_ops.provenance", "qianwen_ops.redaction", "qianwen_ops.settings",
+          "qianwen_ops.skill_paths", "qianwen_ops.urls"}
 OURS = {
-    # no key anywhere: the .env parser is asked (and finds no .env), nothing is sent
-    "no key": COMMON | {"qianwen_ops.dotenv_parser"},
+    # no key anywhere: no .env exists, so its parser is never loaded; nothing is sent
+    "no key": COMMON,
     # the key in the environment: no .env is read; the TCP connection opens (first_hop) while http_client loads
     "200": COMMON | {"qianwen_ops.first_hop", "qianwen_ops.http_client"},
 }
-# Heavy modules our own code adds on top of DECIDED (typing: the NamedTuple classes).
-EXTRA = {"no key": {"typing"}, "200": {"typing"}}
+# Heavy modules our own code adds on top of DECIDED: none (named_tuple spares typing).
+EXTRA = {"no key": set(), "200": set()}
 
 
 def imported(stderr: str) -> set:
@@ -82,3 +82,21 @@ def test_the_pin_sees_a_new_import(env, project, tmp_path):
     done = subprocess.run([sys.executable, "-X", "importtime", str(script)], env=dict(env, PYTHONPATH=str(SCRIPTS)),
                           cwd=project, capture_output=True, text=True, timeout=60)
     assert "subprocess" in heavy(imported(done.stderr)) - baseline("no key")
+
+
+def test_the_probe_and_a_cache_hit_rerun_load_only_what_they_use(sb, env, project):
+    """Start-up is most of the probe's time and of a rerun of cached files (bench/run.py): neither
+    loads typing (~14 M instructions), shutil (argparse's terminal size) or dataclasses; a rerun whose
+    files are all cached loads no HTTP stack at all."""
+    heavy = {"typing", "shutil", "dataclasses", "inspect"}
+    timed = [sys.executable, "-X", "importtime"]
+    probe = run_script("probe.py", env=sandbox_env(env, sb), cwd=project, python=timed)
+    assert probe.code == 0 and probe.out.strip() == "200"
+    assert "http.client" in imported(probe.err) and not imported(probe.err) & heavy
+    (project / "a.png").write_bytes(b"\x89PNG" + bytes(60))
+    first = run_script("upload_file.py", "a.png", "--model", "qwen-vl-plus", env=sandbox_env(env, sb), cwd=project)
+    assert first.code == 0, first.err
+    again = run_script("upload_file.py", "a.png", "--model", "qwen-vl-plus", env=sandbox_env(env, sb), cwd=project,
+                       python=timed)
+    assert again.code == 0 and again.out == first.out.splitlines()[0] + "\n"
+    assert not imported(again.err) & (heavy | {"http.client", "ssl", "socket", "oss2"})

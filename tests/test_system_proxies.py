@@ -82,13 +82,6 @@ def test_an_unusable_system_proxy_is_one_config_line_that_says_what_to_do(value,
     assert "\n" not in message and "10.0.0.1" not in message
 
 
-def test_requests_gets_the_system_proxy_too(monkeypatch):
-    monkeypatch.setattr(network, "system_proxies", lambda: system(bypass=("oss.internal",)))
-    assert network.requests_proxies("https://oss-cn-beijing.aliyuncs.com/b/k", {}) == {
-        "all": None, "http": "http://10.1.2.3:8080", "https": "http://10.1.2.3:8080"}
-    assert network.requests_proxies("https://oss.internal/b/k", {})["https"] is None
-
-
 class FakeWinreg:
     """The few winreg calls the registry reader makes, over a dict of Internet Settings values."""
 

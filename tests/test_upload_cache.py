@@ -125,7 +125,7 @@ def test_hit_trusts_identity_without_reading_and_a_rewrite_is_detected(sb, env, 
         raise AssertionError("a cache hit re-read the file")
 
     with monkeypatch.context() as patch:
-        patch.setattr(local_files, "_open_regular", no_reading)
+        patch.setattr(local_files, "open_regular", no_reading)
         assert resolve_file(str(path), MODEL, settings=settings) == first
     # Same size, mtime restored: only ctime tells the rewrite apart.
     info = os.stat(path)
@@ -165,3 +165,48 @@ def test_a_batch_keeps_appending_to_the_file_in_place_after_another_run_replaced
     assert keys == [b"o" * 64, b"b" * 64]
     again = UploadCache(path)
     assert again.lookup("b" * 64)["url"] == "oss://x" and again.lookup("o" * 64) is not None
+
+
+def test_cache_hits_are_served_in_the_main_thread(sb, env, project, monkeypatch):
+    """A rerun of a batch: the hits are answered before any worker thread starts (none starts when all hit);
+    only the new files go to the workers."""
+    from qianwen_ops import uploads
+
+    paths = []
+    for i in range(12):
+        (project / f"p{i}.png").write_bytes(os.urandom(64))
+        paths.append(str(project / f"p{i}.png"))
+    settings = Settings.from_process(cwd=project, env=sandbox_env(env, sb))
+    first = upload_many(paths[:8], MODEL, settings=settings, concurrency=4)
+    workers = []
+    real_thread = uploads.threading.Thread
+
+    def counted(*args, **kwargs):
+        workers.append(kwargs.get("name"))
+        return real_thread(*args, **kwargs)
+
+    monkeypatch.setattr(uploads.threading, "Thread", counted)
+    again = upload_many(paths[:8], MODEL, settings=settings, concurrency=4)
+    assert workers == [] and all(o.upload.cached for o in again)
+    assert [o.upload.url for o in again] == [o.upload.url for o in first]
+    mixed = upload_many(paths, MODEL, settings=settings, concurrency=4)
+    assert workers == ["upload"] * 4 and [o.upload.cached for o in mixed] == [True] * 8 + [False] * 4
+
+
+def test_the_cache_key_is_one_hash_of_the_identity_without_resolving_a_path(tmp_path, monkeypatch):
+    path = tmp_path / "a.png"
+    path.write_bytes(b"x")
+    local = local_files.check_file(path)
+
+    def no_resolving(*args, **kwargs):
+        raise AssertionError("the cache key resolved a path")
+
+    monkeypatch.setattr(os.path, "realpath", no_resolving)
+    monkeypatch.setattr(type(path), "resolve", no_resolving)
+    key = upload_cache.entry_key(local, MODEL, "scope")
+    assert len(key) == 64 and key == upload_cache.entry_key(local, MODEL, "scope")
+    others = {upload_cache.entry_key(local._replace(**{field: getattr(local, field) + 1}), MODEL, "scope")
+              for field in ("size", "mtime_ns", "inode", "device", "ctime_ns")}
+    others |= {upload_cache.entry_key(local._replace(path=tmp_path / "b.png"), MODEL, "scope"),
+               upload_cache.entry_key(local, "qwen-vl-max", "scope"), upload_cache.entry_key(local, MODEL, "other")}
+    assert len(others) == 8 and key not in others

@@ -14,24 +14,25 @@ Public surface (each name loads its module on first use, so importing the packag
 Every public function is an error boundary (``errors.public``): what leaves it is a fresh ``QwenOpsError``
 with no traceback frames below it and no exception chain. The scripts also use ``probe.run_probe`` and
 ``probe.probe_regions`` (boundaries too). Install with ``pip install <the skill folder or repository>``
-(no required dependency; ``[oss]`` adds oss2 for uploads to your own bucket).
+(no dependency, custom OSS mode included).
 
 The modules, in layers; each imports only from its own layer and the layers above it:
 
 1. Foundations. ``errors`` (exit codes, ``QwenOpsError``), ``redaction`` (what may be shown),
-   ``limits`` (timeouts), ``fsutil`` (reading and writing files safely), ``urls`` (parsing URLs and
-   host names), ``network`` (proxies and TLS trust, from the process environment only), ``gitrun``
-   (asking git, safely), ``local_files`` (inputs: paths, ``file://`` URIs, checked files),
-   ``skill_paths`` (this skill's folder, hints), ``skill_state`` (update-prompt state, shared with the
-   sibling skill), ``cli`` (the scripts' plumbing).
+   ``limits`` (timeouts), ``named_tuple`` (``typing.NamedTuple`` without ``typing``), ``fsutil``
+   (reading and writing files safely), ``urls`` (parsing URLs and host names), ``network`` (proxies
+   and TLS trust, from the process environment only), ``gitrun`` (asking git, safely),
+   ``local_files`` (inputs: paths, ``file://`` URIs, checked files, their reading), ``skill_paths``
+   (this skill's folder, hints), ``skill_state`` (update-prompt state, shared with the sibling
+   skill), ``cli`` (the scripts' plumbing).
 2. Where settings come from. ``project`` (which folder is the user's project), ``ownership`` (is a
    file the user's), ``dotenv_parser`` (reading ``.env``), ``provenance`` (trust by origin: what a
    ``.env``, a tracked one above all, may decide), ``settings`` (the environment, then the ``.env`` files).
 3. What the settings mean. ``credentials`` (the key chain), ``endpoints`` (which host),
    ``oss_settings`` (custom-OSS mode), ``client_settings`` (for the user's own code).
 4. Talking to services. ``http_client`` (with ``first_hop``), ``probe``, ``interception`` (is TLS
-   re-signed?), ``temp_storage`` (DashScope temporary storage), ``custom_oss`` and ``oss_http`` (the
-   user's bucket through oss2).
+   re-signed?), ``temp_storage`` (DashScope temporary storage), ``custom_oss`` (the user's bucket, spoken
+   by ``oss_v4``: OSS's signature V4).
 5. Files to URLs. ``secret_files`` (never uploaded), ``inline`` (``data:`` URLs), ``upload_cache``
    (reuse), ``uploads`` (the batch).
 6. Reports and edits. ``evidence`` (records under the project), ``project_findings`` and ``oss_check``

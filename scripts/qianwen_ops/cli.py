@@ -7,7 +7,7 @@ import errno
 import json
 import os
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .errors import EXIT_CODES, INTERNAL, USAGE, QwenOpsError, error_object
 from .redaction import one_line, redact
@@ -21,11 +21,30 @@ def exit_code_epilog(codes: Sequence[int]) -> str:
     return "exit codes:\n" + "\n".join(f"  {c:>2}  {EXIT_CODES[c]}" for c in codes)
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's, measuring the terminal as ``shutil.get_terminal_size`` does without importing shutil
+    (and with it zlib, bz2 and lzma): argparse makes one of these for every ``add_argument``."""
+
+    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
+        if width is None:
+            try:
+                width = int(os.environ.get("COLUMNS", "0"))
+            except ValueError:
+                width = 0
+            if width <= 0:
+                try:
+                    width = os.get_terminal_size(sys.__stdout__.fileno()).columns
+                except (AttributeError, ValueError, OSError):
+                    width = 80
+            width -= 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports bad arguments as one line and exits with USAGE."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
 
     def parse_args(self, args=None, namespace=None):

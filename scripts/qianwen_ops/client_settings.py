@@ -21,8 +21,8 @@ can only fail with 401.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .credentials import STANDARD, ApiKey, find_api_key, key_advice, key_exit_code
 from .endpoints import Endpoint, resolve_endpoint

@@ -26,10 +26,10 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import NamedTuple
 
 from . import errors
 from .fsutil import read_limited
+from .named_tuple import NamedTuple
 from .ownership import trusted
 from .redaction import remember
 from .settings import Settings
@@ -101,10 +101,6 @@ class ApiKey(NamedTuple):
     source: str          # "env:QIANWEN_API_KEY", a .env path, "~/.dashscope/api_key", "~/.bailian/config.json", or ""
     secret: Secret | None
     problem: str = ""    # for MALFORMED: which rule it broke (never the value)
-
-    @property
-    def usable(self) -> bool:
-        return self.status == STANDARD
 
 
 # Real keys are "sk-" (or "sk-sp-"/"sk-ws-") plus 32 letters and digits: 35-38 characters. Anything

@@ -1,18 +1,19 @@
-"""Production uploads to the user's own OSS bucket, through oss2 (the settings: ``oss_settings``).
+"""Production uploads to the user's own OSS bucket, spoken by ``oss_v4`` (the settings: ``oss_settings``).
 
 Objects go to ``{prefix}/{YYYY-MM-DD}/{id}_{filename}`` and stay; the returned URL is a
-V4-presigned https GET that DashScope accepts without any extra header. Each file is read
-once: the same bytes are hashed (sha256, for the cache) and sent. Large files go up as a
-parallel multipart upload whose checkpoint lives in the user cache dir, so running the same
-command again after an interruption lists the parts already there and sends only the rest.
+V4-presigned https GET that DashScope accepts without any extra header. A small file is read
+once while it is sent, its sha256 (for the cache) computed on the way. Large files go up as a
+parallel multipart upload: each part reads its own slice of the file as it is sent (a small
+buffer per part in flight, never the part), while one more reader computes the sha256 in
+order; the file must be unchanged (size, mtime, inode, ctime) once every part is there. The
+checkpoint lives in the user cache dir, so running the same command again after an
+interruption lists the parts already there (each checked against its MD5) and sends only the rest.
 
 Every request names the RAM action it needs (see references/custom-oss.md), so an
-``AccessDenied`` says which permission the RAM user lacks. oss2 never follows a redirect
-(it would carry the STS token to another host), its log never reaches the terminal,
-``timeout`` bounds connect and read alike and each answer must arrive within a deadline, its body
-capped (``oss_http``), and a plain-http endpoint is refused when a proxy would carry its
-``Authorization`` header and STS token in clear text (``oss2_http_options``). ``oss2`` is
-imported lazily: nothing else in the bundle needs it.
+``AccessDenied`` says which permission the RAM user lacks. Requests go through ``http_client``
+(``oss_v4``): never a redirect followed (it would carry the STS token to another host), no
+credential over plain http through a proxy, ``timeout`` for connect and read and a deadline for
+each answer, answers capped. No SDK is needed: oss2 stays the test suite's judge of the signatures.
 """
 
 from __future__ import annotations
@@ -22,77 +23,30 @@ import json
 import os
 import re
 import sys
+import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import urlsplit
 
-from . import errors, network
+from . import errors
 from .errors import QwenOpsError
 from .fsutil import UnsafeTarget, create_file, make_dirs, read_limited
+from .http_client import HttpSession, xml_values
 from .limits import UPLOAD_TIMEOUT
-from .local_files import LocalFile, display, read_chunks, readable_name
+from .local_files import FileSlice, HashedReader, LocalFile, display, open_regular, readable_name, sha256_of
+from .named_tuple import NamedTuple
 from .oss_settings import CustomOssConfig
+from .oss_v4 import OssV4, xml_escape
 from .redaction import one_line
-from .skill_paths import python_command, skill_path
+from .skill_paths import skill_path
 
 MULTIPART_THRESHOLD = 32 * 1024 * 1024
 PART_SIZE = 8 * 1024 * 1024
 PART_THREADS = 4
 # RAM actions, from the OSS documentation (cited in qianwen_sandbox/ram.py).
-PUT, GET, LIST_PARTS, DELETE = "oss:PutObject", "oss:GetObject", "oss:ListParts", "oss:DeleteObject"
-
-
-def import_oss2():
-    try:
-        import oss2  # the optional dependency: a missing one is one line, exit 11
-    except ImportError:
-        raise QwenOpsError(f"custom OSS mode needs the oss2 package: {python_command()} -m pip install oss2",
-                           errors.MISSING_DEPENDENCY) from None
-    import logging  # here, with oss2: a batch that never uploads to a bucket never pays for it
-
-    # Its debug lines carry strings-to-sign and its error lines tracebacks: none reaches the terminal.
-    logger = logging.getLogger("oss2")
-    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
-        logger.addHandler(logging.NullHandler())
-    logger.propagate = False
-    logger.setLevel(logging.CRITICAL + 1)
-    return oss2
-
-
-def oss2_http_options(endpoint: str, env: Mapping[str, str] | None = None) -> dict:
-    """The proxy and CA settings of the HTTP layer (``network``), in the form oss2's requests session takes.
-
-    ``trust_env`` is off so requests reads no proxy or CA variable on its own: the bundle's one
-    reading of the process environment decides for oss2 exactly as for every other request.
-    """
-    proxies = network.requests_proxies(endpoint, env)
-    if urlsplit(endpoint).scheme == "http" and proxies["http"]:  # the Authorization header and STS token in clear
-        raise network.plain_http_refusal(urlsplit(endpoint).hostname or "", network.proxy_for_url(endpoint, env))
-    return {"proxies": proxies, "verify": network.requests_verify(env), "trust_env": False}
-
-
-def build_bucket(oss2, config: CustomOssConfig, timeout: float, options: dict | None = None):
-    """The oss2 Bucket for ``config``: V4 signing, no redirects, ``timeout`` for connect and read."""
-    options = oss2_http_options(config.endpoint) if options is None else options
-    from . import oss_http  # imports requests: only after import_oss2 has found oss2 (and so requests)
-
-    session = oss_http.session(oss2, PART_THREADS * 2)  # http_client's bounds: answers within a deadline, capped
-    inner = session.session
-    inner.get_redirect_target = lambda response: None   # a 3xx is answered to us, never followed
-    inner.max_redirects = 0
-    if "verify" in options:
-        inner.verify = options["verify"]
-    if "trust_env" in options:
-        inner.trust_env = options["trust_env"]
-    provider = oss2.credentials.StaticCredentialsProvider(
-        config.access_key_id.reveal(), config.access_key_secret.reveal(),
-        config.session_token.reveal() if config.session_token else None)
-    # oss2's client-side CRC-64 is off: combining part CRCs made parallel multipart uploads ~3x
-    # slower (bench/), and integrity is covered by TLS plus our sha256 of the unchanged source file.
-    return oss2.Bucket(oss2.ProviderAuthV4(provider), config.endpoint, config.bucket, region=config.region,
-                       session=session, connect_timeout=timeout, enable_crc=False,
-                       proxies=options.get("proxies"))
+PUT, GET, LIST_PARTS, ABORT, DELETE = ("oss:PutObject", "oss:GetObject", "oss:ListParts",
+                                       "oss:AbortMultipartUpload", "oss:DeleteObject")
 
 
 _ADVICE = {
@@ -108,7 +62,8 @@ _ADVICE = {
 
 
 def map_error(exc: Exception, config: CustomOssConfig, what: str, action: str = PUT) -> QwenOpsError:
-    """Turn an oss2 exception into plain advice; never its text (it may echo signatures)."""
+    """Turn a failed request (its ``status``: -1 for no answer, and OSS's error ``code``) into plain
+    advice; never the answer's text (it may echo signatures)."""
     status = getattr(exc, "status", None)
     code = getattr(exc, "code", "") or ""
     host = urlsplit(config.endpoint).hostname
@@ -130,6 +85,13 @@ def map_error(exc: Exception, config: CustomOssConfig, what: str, action: str = 
                         errors.exit_code_for_status(status or 500), code=code, status=status)
 
 
+class _Failure(NamedTuple):
+    """What ``map_error`` reads of a failed request: the HTTP status (-1: no answer) and OSS's error code."""
+
+    status: int
+    code: str = ""
+
+
 class CustomOss:
     """Uploads to the configured bucket; one instance per batch."""
 
@@ -138,15 +100,18 @@ class CustomOss:
 
     def __init__(self, config: CustomOssConfig, checkpoint_dir: Path, timeout: float = UPLOAD_TIMEOUT,
                  multipart_threshold: int | None = None, part_size: int | None = None,
-                 threads: int = PART_THREADS, announce: bool = True, env: Mapping[str, str] | None = None):
+                 threads: int = PART_THREADS, announce: bool = True, env: Mapping[str, str] | None = None,
+                 session=None):
         """``multipart_threshold`` and ``part_size`` exist for tests and benchmarks (small parts);
-        users get the module defaults, which no setting changes."""
+        users get the module defaults, which no setting changes. ``session``: the batch's
+        ``http_client.HttpSession`` (else one of its own, with ``timeout`` and ``env``)."""
         self.config = config
-        self._oss2 = import_oss2()
         self._checkpoint_dir = checkpoint_dir
         self.multipart_threshold = multipart_threshold or MULTIPART_THRESHOLD
         self.part_size, self.threads = part_size or PART_SIZE, threads
-        self.bucket = build_bucket(self._oss2, config, timeout, oss2_http_options(config.endpoint, env))
+        self.session = session if session is not None else HttpSession(timeout=timeout, env=env)
+        self.oss = OssV4(config.endpoint, config.bucket, config.region, config.access_key_id,
+                         config.access_key_secret, config.session_token, self.session)
         if announce:
             print(one_line(config.notice), file=sys.stderr, flush=True)
 
@@ -158,11 +123,28 @@ class CustomOss:
         prefix = f"{self.config.prefix}/{time.strftime('%Y-%m-%d', time.gmtime())}/{stable_id}_"
         return prefix + readable_name(local.name, 1023 - len(prefix.encode("utf-8")))
 
-    def _call(self, action: str, what: str, fn, *args, **kwargs):
+    def _send(self, action: str, what: str, method: str, key: str, query: dict | None = None,
+              headers: dict | None = None, body=None):
+        """One signed request; an answer other than 2xx (or no answer) becomes ``map_error``'s advice."""
         try:
-            return fn(*args, **kwargs)
-        except self._oss2.exceptions.OssError as exc:
-            raise map_error(exc, self.config, what, action) from None
+            response = self.oss.request(method, key, query, headers, body)
+        except QwenOpsError as exc:
+            if exc.exit_code != errors.NETWORK:
+                raise
+            raise map_error(_Failure(-1), self.config, what, action) from None
+        if not 200 <= response.status < 300:
+            codes = xml_values(response.body[:65536].decode("utf-8", "replace"), "Code")
+            raise map_error(_Failure(response.status, codes[0] if codes else ""), self.config, what, action)
+        return response
+
+    def put_bytes(self, key: str, data: bytes, what: str) -> None:
+        self._send(PUT, what, "PUT", key, headers={"Content-Type": _content_type(key)}, body=data)
+
+    def presigned_get(self, key: str, expires: int) -> str:
+        return self.oss.presign(key, expires)
+
+    def delete(self, key: str, what: str) -> None:
+        self._send(DELETE, what, "DELETE", key)
 
     def upload(self, local: LocalFile, model: str, progress=None,
                stable_id: str | None = None) -> tuple[str, float, str]:
@@ -171,13 +153,13 @@ class CustomOss:
         if local.size >= self.multipart_threshold:
             sha = self._multipart(local, key, what, progress)
         else:
-            hasher = hashlib.sha256()
-            data = b"".join(read_chunks(local, hasher))
-            callback = (lambda consumed, total: progress(consumed)) if progress else None
-            self._call(PUT, what, self.bucket.put_object, key, data, progress_callback=callback)
+            body = _WholeFile(local)   # read once while it is sent, hashed on the way: never held whole
+            self._send(PUT, what, "PUT", key, headers={"Content-Type": _content_type(key)}, body=body)
             _check_unchanged(local)
-            sha = hasher.hexdigest()
-        url = self.bucket.sign_url("GET", key, self.config.url_expires, slash_safe=True)
+            sha = body.hexdigest()
+            if progress:
+                progress(local.size)
+        url = self.oss.presign(key, self.config.url_expires)
         return url, time.time() + self.config.url_expires, sha
 
     # -- multipart, resumable
@@ -216,28 +198,54 @@ class CustomOss:
 
     def _parts_already_there(self, key: str, upload_id: str, what: str) -> dict | None:
         """{part number: (etag, size)} of an earlier run, or None when that upload is gone."""
-        oss2 = self._oss2
-        try:
-            return {p.part_number: (p.etag, p.size) for p in oss2.PartIterator(self.bucket, key, upload_id)}
-        except oss2.exceptions.NoSuchUpload:
-            return None
-        except oss2.exceptions.OssError as exc:
-            raise map_error(exc, self.config, what + " (resuming)", LIST_PARTS) from None
+        found: dict = {}
+        query = {"uploadId": upload_id}
+        while True:
+            try:
+                text = self._send(LIST_PARTS, what + " (resuming)", "GET", key, query).body.decode("utf-8", "replace")
+            except QwenOpsError as exc:
+                if exc.code == "NoSuchUpload":
+                    return None
+                raise
+            for part in xml_values(text, "Part"):
+                number, etag, size = (xml_values(part, tag) for tag in ("PartNumber", "ETag", "Size"))
+                if number and number[0].isdigit() and etag and size and size[0].isdigit():
+                    found[int(number[0])] = (etag[0].replace("&quot;", '"'), int(size[0]))
+            marker = xml_values(text, "NextPartNumberMarker")
+            if xml_values(text, "IsTruncated")[:1] != ["true"] or not marker or marker[0] == query.get(
+                    "part-number-marker"):
+                return found
+            query["part-number-marker"] = marker[0]
 
     def _multipart(self, local: LocalFile, key: str, what: str, progress) -> str:
-        oss2 = self._oss2
         checkpoint = self._checkpoint_path(key)
         identity = self._identity(local, key)
-        upload_id = self._load_checkpoint(checkpoint, identity)
-        done = self._parts_already_there(key, upload_id, what) if upload_id else None
-        if done is None:
-            upload_id = self._call(PUT, what, self.bucket.init_multipart_upload, key).upload_id
-            done = {}
-            self._save_checkpoint(checkpoint, identity, upload_id)
-        hasher = hashlib.sha256()
+        shared = open_regular(local)   # one descriptor for every reader: the file checked is the file read
+        try:
+            upload_id = self._load_checkpoint(checkpoint, identity)
+            done = self._parts_already_there(key, upload_id, what) if upload_id else None
+            if done is None:
+                answer = self._send(PUT, what, "POST", key, {"uploads": ""}, {"Content-Type": _content_type(key)})
+                ids = xml_values(answer.body.decode("utf-8", "replace"), "UploadId")
+                if not ids or not ids[0] or not ids[0].isprintable() or len(ids[0]) > 256:
+                    raise QwenOpsError(f"{what}: OSS answered the multipart initiation without an upload id",
+                                       errors.HTTP_ERROR)
+                upload_id = ids[0]
+                done = {}
+                self._save_checkpoint(checkpoint, identity, upload_id)
+        except BaseException:
+            os.close(shared)
+            raise
+        # The parts are read by the uploads themselves (each its own slice, through one small buffer), and the
+        # sha256 by one more reader in order beside them: memory holds a few buffers whatever the file size.
+        stop = threading.Event()
+        digest: list = []
+        hashing = threading.Thread(target=lambda: digest.append(_sha256_or_error(local, stop, shared)),
+                                   name="sha256", daemon=True)
+        hashing.start()
         etags: dict = {}
         sent = 0
-        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait  # deferred: multipart only
 
         pool = ThreadPoolExecutor(max_workers=self.threads)
         pending: set = set()
@@ -255,48 +263,60 @@ class CustomOss:
                     progress(sent)
 
         try:
-            for number, data in enumerate(read_chunks(local, hasher, self.part_size), start=1):
+            for number, offset in enumerate(range(0, local.size, self.part_size), start=1):
+                part = FileSlice(local, offset, min(self.part_size, local.size - offset), fd=shared)
                 earlier = done.get(number)
-                if earlier and earlier[1] == len(data) and earlier[0].strip('"').upper() == \
-                        hashlib.md5(data, usedforsecurity=False).hexdigest().upper():
+                if earlier and earlier[1] == len(part) and earlier[0].strip('"').upper() == part.md5().upper():
                     etags[number] = earlier[0]
-                    sent += len(data)
+                    sent += len(part)
                     continue
-                while len(pending) > self.threads:           # bounded memory: threads + 1 parts in flight
+                while len(pending) >= self.threads:           # parts are submitted as uploads free up
                     collect(block=True)
-                pending.add(pool.submit(self._upload_part, key, upload_id, number, data, what))
+                pending.add(pool.submit(self._upload_part, key, upload_id, number, part, what))
                 collect(block=False)
             while pending:
                 collect(block=True)
+            hashing.join()
+            if isinstance(digest[0], QwenOpsError):
+                raise digest[0]
             _check_unchanged(local)
         except QwenOpsError as exc:
+            stop.set()
             for future in pending:
                 future.cancel()
             pool.shutdown(wait=True)
+            os.close(shared)
             if exc.exit_code == errors.INPUT_FILE:   # the file changed: these parts can never be reused
                 self._abort(key, upload_id, checkpoint)
             raise
         except BaseException:  # Ctrl-C: parts in flight are abandoned (the checkpoint lets a rerun resume)
+            stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
-            raise
+            raise   # the descriptor goes with the process (a part in flight may still be reading it)
         pool.shutdown(wait=True)
-        parts = [oss2.models.PartInfo(n, etags[n]) for n in sorted(etags)]
-        self._call(PUT, what, self.bucket.complete_multipart_upload, key, upload_id, parts)
+        os.close(shared)
+        listing = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>{xml_escape(etags[n])}</ETag></Part>"
+                          for n in sorted(etags))
+        self._send(PUT, what, "POST", key, {"uploadId": upload_id},
+                   body=f"<CompleteMultipartUpload>{listing}</CompleteMultipartUpload>".encode("utf-8"))
         try:
             checkpoint.unlink()
         except OSError:
             pass
-        return hasher.hexdigest()
+        return digest[0]
 
-    def _upload_part(self, key: str, upload_id: str, number: int, data: bytes, what: str) -> tuple:
-        result = self._call(PUT, what, self.bucket.upload_part, key, upload_id, number, data)
-        return number, result.etag, len(data)
+    def _upload_part(self, key: str, upload_id: str, number: int, data: FileSlice, what: str) -> tuple:
+        answer = self._send(PUT, what, "PUT", key, {"partNumber": str(number), "uploadId": upload_id}, body=data)
+        etag = answer.header("etag")
+        if not etag or len(etag) > 128 or not etag.isprintable():
+            raise QwenOpsError(f"{what}: OSS answered part {number} without a usable ETag", errors.HTTP_ERROR)
+        return number, etag, len(data)
 
     def _abort(self, key: str, upload_id: str, checkpoint: Path) -> None:
         """Best effort: drop the parts of an upload that can never complete (needs oss:AbortMultipartUpload)."""
         try:
-            self.bucket.abort_multipart_upload(key, upload_id)
-        except self._oss2.exceptions.OssError:
+            self._send(ABORT, "abort", "DELETE", key, {"uploadId": upload_id})
+        except QwenOpsError:
             pass  # left for the bucket's lifecycle rule
         try:
             checkpoint.unlink()
@@ -304,13 +324,53 @@ class CustomOss:
             pass
 
 
+def _content_type(key: str) -> str:
+    import mimetypes  # deferred: it reads the system's type tables
+
+    return mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
+class _WholeFile:
+    """A small file as one request body: read once while it is sent (``HashedReader``), never held whole."""
+
+    def __init__(self, local: LocalFile):
+        self._local = local
+        self._reader: HashedReader | None = None
+
+    @property
+    def length(self) -> int:
+        return self._local.size
+
+    def chunks(self):
+        """The file's bytes, each chunk valid until the next is asked for (how ``http_client`` sends a body)."""
+        self._reader = HashedReader(self._local)
+        return iter(self._reader)
+
+    def hexdigest(self) -> str:
+        if self._reader is None:
+            raise RuntimeError("the body was never sent")
+        return self._reader.hexdigest()
+
+
+def _sha256_or_error(local: LocalFile, stop, fd: int):
+    try:
+        return sha256_of(local, stop, fd)
+    except QwenOpsError as exc:
+        return exc
+
+
 def _check_unchanged(local: LocalFile) -> None:
-    """The file must still be there, the same file, unchanged, once every byte has been sent."""
+    """The file must still be there, the same file, unchanged, once every byte has been sent.
+
+    ctime too (when known): a multipart upload reads the file twice (the parts, and the sha256 beside
+    them), and any write moves ctime even when the writer puts mtime back, so the sha256 returned is
+    always that of the bytes the parts carried."""
     try:
         after = os.stat(local.path)
     except OSError:
         raise QwenOpsError(f"{display(str(local.path))}: file was deleted or moved while it was being uploaded",
                            errors.INPUT_FILE) from None
-    if (after.st_size, after.st_mtime_ns, after.st_ino) != (local.size, local.mtime_ns, local.inode):
+    if (after.st_size, after.st_mtime_ns, after.st_ino) != (local.size, local.mtime_ns, local.inode) or \
+            (local.ctime_ns and after.st_ctime_ns != local.ctime_ns):
         raise QwenOpsError(f"{display(str(local.path))}: file changed while it was being uploaded",
                            errors.INPUT_FILE)

@@ -310,11 +310,10 @@ def diagnose(settings: Settings, offline: bool = False, check_oss: bool = False,
     _check_custom_oss(settings, report, check_oss, timeout)
     for finding in project_findings(settings):  # the project, its .env files: git-ignored? private?
         report.add(*finding)
-    for package in ("oss2", "dotenv"):
+    for package in ("dotenv",):   # custom OSS mode needs no package (oss_v4)
         installed = importlib.util.find_spec(package) is not None
         label = "python-dotenv" if package == "dotenv" else package
-        need = {"oss2": "needed only for custom OSS mode",
-                "dotenv": "optional; a stdlib .env parser is built in"}[package]
+        need = {"dotenv": "optional; a stdlib .env parser is built in"}[package]
         state = "installed" if installed else "not installed"
         report.add(f"package {label}", "ok" if installed else "info", f"{state} ({need})")
     update = update_status(settings.env)

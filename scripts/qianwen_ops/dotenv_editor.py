@@ -28,9 +28,9 @@ skill folder.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, NamedTuple
 
 from . import errors
 from .credentials import KEY_NAMES, PLACEHOLDER, STANDARD, TOKEN_PLAN, Secret, classify_key
@@ -39,6 +39,7 @@ from .errors import QwenOpsError
 from .evidence import EVIDENCE_SUBDIR
 from .fsutil import UnsafeTarget, check_writable_target, is_within, replace_file
 from .gitrun import ignores, in_work_tree, tracks
+from .named_tuple import NamedTuple
 from .oss_settings import valid_bucket, valid_region
 from .project_findings import tracked_dotenv_advice
 from .settings import Settings

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NamedTuple
 
 from .errors import CONFIG, QwenOpsError
 from .fsutil import read_regular
+from .named_tuple import NamedTuple
 
 MAX_DOTENV_BYTES = 1024 * 1024
 LINE_BREAK = re.compile(r"\r\n|\r|\n")

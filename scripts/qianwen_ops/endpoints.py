@@ -24,10 +24,10 @@ may not redirect anything at all. URLs are parsed by ``urls.parse_url``.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from .errors import CONFIG, QwenOpsError, public
+from .named_tuple import NamedTuple
 from .provenance import check_file_sourced_host, check_not_tracked
 from .settings import Settings
 from .urls import parse_url, valid_host

@@ -21,7 +21,7 @@ HTTP_ERROR = 7        # any other HTTP error from the service
 NETWORK = 8           # connection refused/reset, DNS failure, timeout
 CONFIG = 9            # bad QWEN_BASE_URL / QWEN_REGION / OSS settings / unreadable .env
 INPUT_FILE = 10       # an input file is missing, a directory, empty, too large, unreadable
-MISSING_DEPENDENCY = 11  # an optional package (oss2) is needed but not installed
+MISSING_DEPENDENCY = 11  # an optional package is needed but not installed (none is today: custom OSS needs no oss2)
 REFUSED_WRITE = 12    # would write through a symlink or over user data
 
 EXIT_CODES = {
@@ -36,7 +36,7 @@ EXIT_CODES = {
     NETWORK: "network failure or timeout",
     CONFIG: "configuration error (endpoint, OSS settings, unreadable .env)",
     INPUT_FILE: "input file error (missing, directory, empty, too large, unreadable)",
-    MISSING_DEPENDENCY: "optional dependency missing (e.g. oss2)",
+    MISSING_DEPENDENCY: "optional dependency missing (reserved; no longer raised)",
     REFUSED_WRITE: "refused to write (symlink or existing user data)",
 }
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .fsutil import append_file, create_file, locked, make_dirs
 from .project import find_project
-from .redaction import redact
+from .redaction import nothing_to_redact, redact
 
 EVIDENCE_SUBDIR = Path("output") / "qianwen-ops-auth"
 ROTATE_BYTES = 1024 * 1024
@@ -33,6 +33,8 @@ ALLOWED_FIELDS = {
     "error_message", "source", "url", "expires_at", "backend", "bytes", "sha256", "error",
     "checks", "ok", "version", "all_regions", "verified",
 }
+_ALLOWED = frozenset(ALLOWED_FIELDS)
+_PLAIN = frozenset({str, int, float, bool, type(None)})   # exact classes; a str among them is scanned
 
 
 def evidence_dir(cwd: Path | None = None) -> Path:
@@ -50,7 +52,36 @@ def _scrub(value):
 
 
 def _clean(record: dict) -> dict:
-    return {k: _scrub(v) for k, v in record.items() if k in ALLOWED_FIELDS}
+    return {k: v if k == "sha256" and _is_digest(v) else _scrub(v) for k, v in record.items() if k in ALLOWED_FIELDS}
+
+
+def _is_digest(value) -> bool:
+    """A sha256 the program computed (64 hex digits) holds no secret: redacting it could only corrupt it."""
+    return isinstance(value, str) and len(value) == 64 and not value.strip("0123456789abcdef")
+
+
+def _texts(value, out: list) -> list:
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _texts(k, out)
+            _texts(v, out)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _texts(v, out)
+    return out
+
+
+def _clean_all(records: list) -> list:
+    """``_clean`` for many records: one scan over all their text first, and when it finds nothing that
+    ``redact`` would change (the usual case), the records are kept as they are."""
+    kept = [r if _ALLOWED.issuperset(r) else {k: v for k, v in r.items() if k in ALLOWED_FIELDS} for r in records]
+    texts = [v for r in kept for k, v in r.items() if v.__class__ is str and k != "sha256"]
+    for value in [v for r in kept for k, v in r.items() if v.__class__ not in _PLAIN or k == "sha256"]:
+        if not _is_digest(value):
+            _texts(value, texts)   # nested values, str subclasses, a sha256 that is not a digest
+    return kept if nothing_to_redact(texts) else [_clean(r) for r in records]
 
 
 def _folder(cwd: Path | None) -> Path:
@@ -106,8 +137,8 @@ def append_records(kind: str, records: list[dict], cwd: Path | None = None) -> P
     if not records:
         return None
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    lines = "".join(json.dumps(_clean({"kind": kind, "timestamp": stamp, **r}), ensure_ascii=True) + "\n"
-                    for r in records)
+    encode = json.JSONEncoder(ensure_ascii=True).encode   # one encoder for all the lines
+    lines = "".join(encode({"kind": kind, "timestamp": stamp, **r}) + "\n" for r in _clean_all(records))
     try:
         folder = _folder(cwd)
         path = folder / f"{kind}.jsonl"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Mapping
+from collections.abc import Mapping
 
 from . import network, urls
 from .errors import QwenOpsError

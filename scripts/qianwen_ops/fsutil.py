@@ -27,9 +27,9 @@ import errno
 import os
 import stat
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
 
 APP_DIR = "qianwen-ops-auth"
 # The open flags of the whole bundle (0 where the platform lacks one); skill_state.py keeps its own copies,

@@ -1,8 +1,7 @@
 """HTTP for the scripts' own requests: timeouts, proxies, TLS trust, retries, no redirects.
 
-Built on ``http.client`` so that (oss2 speaks HTTP through requests and is handed the same
-decisions by ``network.requests_proxies``/``requests_verify``; ``check_update.py`` speaks
-through urllib and repeats the CA order)
+Built on ``http.client`` (custom OSS mode too, through ``oss_v4``; ``check_update.py`` speaks
+through urllib and repeats the CA order) so that
 
 * redirects are never followed (a key is never replayed to another host),
 * request bodies can be streamed from disk with a known Content-Length,
@@ -27,11 +26,12 @@ import json
 import socket
 import threading
 import time
-from typing import Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
 
 from . import network, urls
 from .errors import CONFIG, NETWORK, QwenOpsError
 from .limits import MIN_UPLOAD_RATE, REQUEST_TIMEOUT, RETRY_DEADLINE_FACTOR, TLS_CHECK_TIMEOUT
+from .named_tuple import NamedTuple
 from .redaction import server_said, server_token
 
 USER_AGENT = "qianwen-ops-auth"
@@ -285,7 +285,7 @@ class HttpSession:
             pool.clear()
 
     def _failure(self, exc: BaseException, conn: _Connection, host: str) -> QwenOpsError:
-        import ssl
+        import ssl  # deferred: only a failure is sorted by its TLS kind; a plain-http run never loads ssl
 
         if isinstance(exc, ssl.SSLCertVerificationError):
             reason = getattr(exc, "verify_message", "") or ""
@@ -376,7 +376,7 @@ def backoff_delay(policy: RetryPolicy, attempt: int, rand: Callable[[], float] |
     one-second rate-limit window (getPolicy's 100 QPS), short enough never to stall an agent.
     """
     if rand is None:
-        import random
+        import random  # deferred: only a retry waits
 
         rand = random.random
     cap = min(policy.max_delay, policy.base_delay * 2 ** attempt)
@@ -390,7 +390,7 @@ def retry_after_seconds(value: str, now: Callable[[], float] = time.time) -> flo
         return float(value[:9])
     if not value or not value.isascii():
         return None
-    from email.utils import parsedate_to_datetime
+    from email.utils import parsedate_to_datetime  # deferred: only a Retry-After given as an HTTP date
 
     try:
         when = parsedate_to_datetime(value)
@@ -465,18 +465,31 @@ def error_fields(response: Response) -> tuple[str, str, str]:
     return server_token(found["Code"]), server_said(found["Message"]), server_token(found["RequestId"])
 
 
-def xml_field(text: str, tag: str) -> str:
-    """The text between the first ``<tag>`` and the first ``</tag>`` after it, or "".
+def xml_values(text: str, tag: str) -> list:
+    """The text of every ``<tag>...</tag>`` in ``text``, in order (OSS's answers and errors).
 
-    Two ``str.find`` calls, so linear in ``text`` (a lazy regex was quadratic: a 64 KiB body
+    ``str.find`` from left to right, so linear in ``text`` (a lazy regex was quadratic: a 64 KiB body
     repeating ``<Code>`` without a closing tag once cost seconds of CPU per answer).
     """
-    start = text.find(f"<{tag}>")
-    if start < 0:
-        return ""
-    start += len(tag) + 2
-    end = text.find(f"</{tag}>", start)
-    return text[start:end].strip() if end >= 0 else ""
+    opening, closing = f"<{tag}>", f"</{tag}>"
+    found, at = [], 0
+    while True:
+        start = text.find(opening, at)
+        if start < 0:
+            return found
+        start += len(opening)
+        end = text.find(closing, start)
+        if end < 0:
+            return found
+        found.append(text[start:end])
+        at = end + len(closing)
+
+
+
+def xml_field(text: str, tag: str) -> str:
+    """The first ``xml_values`` of ``tag``, stripped, or ""."""
+    found = xml_values(text, tag)
+    return found[0].strip() if found else ""
 
 
 def tls_handshake(url: str, context, env: Mapping[str, str] | None = None,
@@ -487,7 +500,7 @@ def tls_handshake(url: str, context, env: Mapping[str, str] | None = None,
     Returns the peer certificate as ``getpeercert()`` gives it. A certificate ``context`` does
     not accept raises ``ssl.SSLCertVerificationError``; anything else a one-line ``QwenOpsError``.
     """
-    import ssl
+    import ssl  # deferred: doctor's TLS check only
 
     scheme, host, port, _ = urls.split_url(url)
     conn = _Connection(scheme, host, port, network.proxy_for(scheme, host, port, env), context, timeout, timeout)

@@ -10,13 +10,12 @@ larger file is refused in one line (exit 10) before it is read. Nothing is sent.
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 
 from . import errors
 from .errors import QwenOpsError
 from .fsutil import open_for_reading
-from .local_files import LocalFile, display, read_chunks
+from .local_files import HashedReader, LocalFile, display
 
 MAX_DATA_URL_BYTES = 10 * 1024 * 1024   # DashScope's limit per data-uri item (the whole URL, here)
 
@@ -78,13 +77,13 @@ def data_url(local: LocalFile) -> tuple:
     """(``data:`` URL, MIME type, sha256) of a checked local file; raises exit 10 when it is too large."""
     mime = mime_type(local)
     check_inline_size(local, mime)
-    digest = hashlib.sha256()
+    reader = HashedReader(local)
     parts = [f"data:{mime};base64,"]
     pending = b""
-    for chunk in read_chunks(local, digest):  # the file is read once; a change meanwhile is refused
-        pending += chunk
+    for chunk in reader:  # the file is read once and hashed as read; a change meanwhile is refused
+        pending += chunk   # a copy: the buffer behind ``chunk`` is refilled on the next step
         cut = len(pending) - len(pending) % 3
         parts.append(base64.b64encode(pending[:cut]).decode("ascii"))
         pending = pending[cut:]
     parts.append(base64.b64encode(pending).decode("ascii"))
-    return "".join(parts), mime, digest.hexdigest()
+    return "".join(parts), mime, reader.hexdigest()

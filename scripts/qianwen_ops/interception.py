@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import ssl
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
 
 from . import network
 from .errors import QwenOpsError
 from .http_client import tls_handshake
 from .limits import TLS_CHECK_TIMEOUT
+from .named_tuple import NamedTuple
 from .redaction import safe_line
 
 

@@ -8,16 +8,19 @@ changes while it is being sent is reported, never uploaded half-way.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import stat
+import threading
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from .errors import INPUT_FILE, QwenOpsError
-from .fsutil import O_BINARY
+from .fsutil import UnsafeTarget, open_for_reading
+from .named_tuple import NamedTuple
 from .redaction import one_line, redact
 
 READ_CHUNK = 1024 * 1024    # fewer, larger reads and hand-offs to the hashing thread
@@ -173,6 +176,12 @@ class LocalFile(NamedTuple):
 
 def check_file(path: Path) -> LocalFile:
     """Everything that can be wrong with an input, found before a byte is sent."""
+    try:  # the usual case first, without formatting a name that only an error would show
+        info = os.stat(path)
+        if stat.S_ISREG(info.st_mode) and info.st_size and os.access(path, os.R_OK):
+            return LocalFile(path, info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev, info.st_ctime_ns)
+    except OSError:
+        pass
     shown = display(str(path))
     try:
         info = os.stat(path)
@@ -200,101 +209,171 @@ def check_size(local: LocalFile, max_bytes: int | None) -> None:
                            f"{max_bytes // (1024 * 1024)} MiB limit", INPUT_FILE)
 
 
-def _open_regular(local: LocalFile) -> int:
-    shown = display(str(local.path))
+def open_regular(local: LocalFile) -> int:
+    """A read-only descriptor of a checked file (``fsutil.open_for_reading``), refused when it is no longer a
+    regular file; the caller closes it."""
     try:
-        fd = os.open(local.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | O_BINARY)
+        return open_for_reading(local.path)
+    except UnsafeTarget:
+        raise QwenOpsError(f"{display(str(local.path))}: not a regular file (FIFO, socket or device)",
+                           INPUT_FILE) from None
     except OSError as exc:
-        raise QwenOpsError(f"{shown}: {exc.strerror or 'cannot open'}", INPUT_FILE) from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise QwenOpsError(f"{shown}: not a regular file (FIFO, socket or device)", INPUT_FILE)
-    return fd
-
-
-def read_chunks(local: LocalFile, hasher=None, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
-    """Exactly ``local.size`` bytes in ``chunk_size`` pieces (the last may be shorter), each read once;
-    ``hasher`` sees every byte in order. Raises when the file changes size or mtime meanwhile."""
-    fd = _open_regular(local)
-    left = local.size
-    try:
-        while left > 0:
-            want = min(chunk_size, left)
-            chunk = os.read(fd, want)
-            while chunk and len(chunk) < want:  # short reads: rare on regular files, but allowed
-                more = os.read(fd, want - len(chunk))
-                if not more:
-                    break
-                chunk += more
-            if not chunk:
-                break
-            left -= len(chunk)
-            if hasher is not None:
-                hasher.update(chunk)
-            yield chunk
-        after = os.fstat(fd)
-    finally:
-        os.close(fd)
-    if left or after.st_size != local.size or after.st_mtime_ns != local.mtime_ns:
-        raise QwenOpsError(f"{display(str(local.path))}: file changed while it was being read", INPUT_FILE)
+        raise QwenOpsError(f"{display(str(local.path))}: {exc.strerror or 'cannot open'}", INPUT_FILE) from None
 
 
 THREAD_HASH_BYTES = 4 * 1024 * 1024   # below this, hashing inline costs less than a thread
 
 
-class _InlineHasher:
-    def __init__(self):
-        self._hash = hashlib.sha256()
+class HashedReader:
+    """A checked file's bytes, read once and in order into a few reusable buffers, hashed (sha256) as read.
 
-    def update(self, chunk: bytes) -> None:
-        self._hash.update(chunk)
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
-
-    def close(self) -> None:
-        pass
-
-
-class _ThreadedHasher:
-    """sha256 in a worker thread, so hashing overlaps sending instead of capping its speed.
-
-    ``hashlib`` releases the GIL on large buffers; the queue is bounded (at most 4 chunks, 4 MiB)
-    so a slow hash holds back the reader rather than filling memory.
+    Iterating yields memoryviews of ``chunk_size`` bytes (the last may be shorter); each stays valid
+    only until the next one is asked for, when its buffer may be refilled: send (or copy) it first.
+    No chunk is allocated per read (a fresh 1 MiB object per read cost a page fault per 4 KiB and a
+    system call to give it back). Large files are hashed on a worker thread fed the same buffers
+    (``hashlib`` releases the GIL), so hashing overlaps sending; a buffer is refilled only once the
+    hash has taken it, so ``buffers`` x ``chunk_size`` bounds the memory. Raises when the file changes
+    size or mtime meanwhile; ``hexdigest()`` once the iteration has ended.
     """
 
-    def __init__(self):
-        import queue
-        import threading
-
+    def __init__(self, local: LocalFile, chunk_size: int = READ_CHUNK, buffers: int = 4):
+        self._local = local
+        self._chunk_size = min(chunk_size, local.size) or 1
+        self._buffers = buffers if local.size >= THREAD_HASH_BYTES else 1
         self._hash = hashlib.sha256()
-        self._queue: queue.Queue = queue.Queue(maxsize=4)
-        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
-        self._thread.start()
-        self._closed = False
+        self._digest: str | None = None
 
-    def _run(self) -> None:
-        while True:
-            chunk = self._queue.get()
-            if chunk is None:
-                return
-            self._hash.update(chunk)
+    def __iter__(self) -> Iterator[memoryview]:
+        threaded = self._buffers > 1
+        if threaded:
+            import queue  # deferred: only a large file is hashed beside its reading; a cache hit never is
 
-    def update(self, chunk: bytes) -> None:
-        self._queue.put(chunk)
+            free: queue.Queue = queue.Queue()
+            todo: queue.Queue = queue.Queue()
+            for _ in range(self._buffers):
+                free.put(bytearray(self._chunk_size))
+
+            def hash_them() -> None:
+                while True:
+                    item = todo.get()
+                    if item is None:
+                        return
+                    self._hash.update(item)
+                    free.put(item.obj)
+
+            worker = threading.Thread(target=hash_them, name="sha256", daemon=True)
+            worker.start()
+        else:
+            single = bytearray(self._chunk_size)
+        fd = open_regular(self._local)
+        raw = io.FileIO(fd, closefd=False)
+        left = self._local.size
+        try:
+            while left > 0:
+                buffer = free.get() if threaded else single
+                view = memoryview(buffer)[:min(self._chunk_size, left)]
+                got = 0
+                while got < len(view):  # short reads: rare on regular files, but allowed
+                    n = raw.readinto(view[got:])
+                    if not n:
+                        break
+                    got += n
+                if not got:
+                    break
+                view = view[:got]
+                left -= got
+                if threaded:
+                    todo.put(view)
+                else:
+                    self._hash.update(view)
+                yield view
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+            if threaded:
+                todo.put(None)
+                worker.join()
+        if left or after.st_size != self._local.size or after.st_mtime_ns != self._local.mtime_ns:
+            raise QwenOpsError(f"{display(str(self._local.path))}: file changed while it was being read",
+                               INPUT_FILE)
+        self._digest = self._hash.hexdigest()
 
     def hexdigest(self) -> str:
-        self.close()
-        return self._hash.hexdigest()
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._queue.put(None)
-            self._thread.join()
+        if self._digest is None:
+            raise RuntimeError("the file has not been read to its end")
+        return self._digest
 
 
-def sha256_hasher(size: int):
-    """A sha256 with ``update``/``hexdigest``/``close``: threaded for large inputs, inline for small ones."""
-    return _ThreadedHasher() if size >= THREAD_HASH_BYTES else _InlineHasher()
+SLICE_CHUNK = 256 * 1024   # what one part upload holds at a time
+
+
+class FileSlice:
+    """``size`` bytes of a checked file from ``offset``: an HTTP body that reads its own part of the file.
+
+    ``len()`` and iteration (as requests and ``http_client`` take a body), ``length`` and ``chunks()``
+    (``http_client``'s names): every iteration opens the file, reads the slice through one reusable
+    buffer of ``chunk_size`` and yields memoryviews of it, each valid until the next is asked for. So
+    a multipart upload holds one small buffer per part in flight, never the part; the slices of one
+    file can be sent in parallel. Raises when the file ends early (it changed).
+    """
+
+    def __init__(self, local: LocalFile, offset: int, size: int, chunk_size: int = SLICE_CHUNK, fd: int | None = None):
+        """``fd``: a descriptor of the file (``open_regular``) that the slices of one upload share, read with
+        ``os.preadv`` (no seek, so threads can share it); without one (or without ``os.preadv``), each
+        iteration opens the file itself."""
+        self.local, self.offset, self.size = local, offset, size
+        self._chunk_size = max(1, min(chunk_size, size))
+        self._fd = fd if hasattr(os, "preadv") else None
+
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def length(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[memoryview]:
+        shared = self._fd is not None
+        fd = self._fd if shared else open_regular(self.local)
+        try:
+            raw = None if shared else io.FileIO(fd, closefd=False)
+            if raw is not None:
+                raw.seek(self.offset)
+            buffer = memoryview(bytearray(self._chunk_size))
+            position, left = self.offset, self.size
+            while left > 0:
+                view = buffer[:min(left, self._chunk_size)]
+                got = 0
+                while got < len(view):
+                    n = os.preadv(fd, [view[got:]], position + got) if shared else raw.readinto(view[got:])
+                    if not n:
+                        raise QwenOpsError(f"{display(str(self.local.path))}: file changed while it was being read",
+                                           INPUT_FILE)
+                    got += n
+                position += got
+                left -= got
+                yield view
+        finally:
+            if not shared:
+                os.close(fd)
+
+    chunks = __iter__
+
+    def md5(self) -> str:
+        """The slice's MD5 in hex (an OSS part's ETag), read through the same small buffer."""
+        digest = hashlib.md5(usedforsecurity=False)
+        for view in self:
+            digest.update(view)
+        return digest.hexdigest()
+
+
+def sha256_of(local: LocalFile, stop=None, fd: int | None = None, chunk_size: int = READ_CHUNK) -> str | None:
+    """The sha256 of a checked file, read in order through one reusable buffer (``FileSlice``; ``fd`` as there),
+    while other threads may send slices of it. ``stop`` (a ``threading.Event``) abandons the work: then None
+    is returned. Raises when the file ends early; its caller checks it is unchanged once all is sent."""
+    digest = hashlib.sha256()
+    for view in FileSlice(local, 0, local.size, chunk_size, fd=fd):
+        if stop is not None and stop.is_set():
+            return None
+        digest.update(view)
+    return digest.hexdigest()

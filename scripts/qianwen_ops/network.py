@@ -52,9 +52,8 @@ Start-up: the probe loads this module before its one request, and ``first_hop`` 
 connection meanwhile; so ``ssl`` (and ``ipaddress``, ``urllib.request``) are imported inside the
 functions that need them, overlapping that round trip instead of preceding it.
 
-Other HTTP stacks get the same decisions from ``requests_proxies(url)`` and
-``requests_verify()`` (requests, and so oss2); ``check_update.py`` (stdlib only, a separate
-skill) repeats the CA order in a few lines.
+Every request of the bundle (custom OSS included) goes through ``http_client``, which asks here;
+``check_update.py`` (stdlib only, a separate skill) repeats the CA order in a few lines.
 """
 
 from __future__ import annotations
@@ -63,10 +62,11 @@ import base64
 import os
 import sys
 import threading
-from typing import Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
 from urllib.parse import quote, unquote, urlsplit
 
 from .errors import CONFIG, QwenOpsError
+from .named_tuple import NamedTuple
 from .redaction import remember, safe_line
 from .urls import DEFAULT_PORTS, NAME_CHARS, ip_or_none, valid_host
 
@@ -547,51 +547,3 @@ def trust_store_label(source: str, env: Mapping[str, str] | None = None) -> str:
     trust = trust_setting(env)
     paths = [p for p in (trust.cafile, trust.capath) if p]
     return f"{source} ({safe_line(', '.join(paths), 160)})" if paths and trust.source == source else source
-
-
-# -- the same decisions for requests (and so oss2)
-
-def requests_proxies(url: str, env: Mapping[str, str] | None = None) -> dict:
-    """A ``proxies=`` mapping for requests/oss2 that reproduces ``proxy_for`` for ``url``'s host.
-
-    Keys ``http``, ``https`` and ``all`` are always present; ``None`` means "direct". With
-    requests, also set ``session.trust_env = False`` (or rely on these explicit ``None`` values,
-    which requests keeps over its own environment lookup).
-    """
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    out = {"all": None}
-    for scheme in ("http", "https"):
-        proxy = proxy_for(scheme, host, port if parts.scheme == scheme else None, env)
-        out[scheme] = proxy.url if proxy else None
-    return out
-
-
-def requests_verify(env: Mapping[str, str] | None = None):
-    """A ``verify=`` value for requests/oss2 that trusts what ``ssl_context`` trusts.
-
-    A CA file or folder path (from the variables above, or the system store's own file), or
-    certifi's bundle when the system store is empty, or ``True`` as a last resort. With both
-    SSL_CERT_FILE and SSL_CERT_DIR set, requests can take only one: the file.
-    """
-    import ssl  # deferred: start-up (module docstring)
-
-    trust = trust_setting(env)
-    if trust.source != "system":
-        check_readable(trust)
-        return trust.cafile or trust.capath
-    paths = ssl.get_default_verify_paths()
-    if paths.cafile and os.path.isfile(paths.cafile):
-        return paths.cafile
-    if paths.capath and os.path.isdir(paths.capath) and any(True for _ in os.scandir(paths.capath)):
-        return paths.capath
-    try:
-        import certifi  # optional package
-
-        return certifi.where()
-    except ImportError:
-        return True

@@ -8,11 +8,11 @@ advice). The test object is named ``<prefix>/doctor-check-<random>.txt`` and rem
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from . import errors
-from .custom_oss import DELETE, GET, PUT, CustomOss, import_oss2, map_error
+from .custom_oss import GET, CustomOss
 from .errors import QwenOpsError
 from .http_client import HttpSession
 from .oss_settings import CustomOssConfig
@@ -25,27 +25,20 @@ def round_trip(config: CustomOssConfig, checkpoint_dir: Path, timeout: float,
     One ``(step, ok, detail, exit_code)`` row per step; ``exit_code`` is ``errors.OK`` when it passed.
     """
     steps: list = []
+    session = HttpSession(timeout=timeout, env=env)
     try:
-        oss = CustomOss(config, checkpoint_dir, timeout=timeout, announce=False, env=env)
+        oss = CustomOss(config, checkpoint_dir, timeout=timeout, announce=False, env=env, session=session)
     except QwenOpsError as exc:
+        session.close()
         return [("connect", False, exc.message, exc.exit_code)]
-    oss2 = import_oss2()
-
-    def call(action: str, fn, *args):
-        try:
-            return fn(*args)
-        except oss2.exceptions.OssError as exc:
-            raise map_error(exc, config, "OSS check", action) from None
-
     key = f"{config.prefix}/doctor-check-{os.urandom(16).hex()}.txt"
     payload = f"qianwen-ops-auth doctor {os.urandom(16).hex()}".encode()
-    session = HttpSession(timeout=timeout, env=env)
     step = "put"
     try:
-        call(PUT, oss.bucket.put_object, key, payload)
+        oss.put_bytes(key, payload, "OSS check")
         steps.append(("put", True, f"{len(payload)} bytes to {config.bucket}/{key}", errors.OK))
         step = "presign"
-        url = oss.bucket.sign_url("GET", key, 60, slash_safe=True)
+        url = oss.presigned_get(key, 60)
         steps.append(("presign", True, "V4 presigned GET URL, 60 s", errors.OK))
         step = "get"
         got = session.request("GET", url)
@@ -59,7 +52,7 @@ def round_trip(config: CustomOssConfig, checkpoint_dir: Path, timeout: float,
             steps.append(("get", same, f"HTTP 200, {'same bytes' if same else 'different bytes'}",
                           errors.OK if same else errors.HTTP_ERROR))
         step = "delete"
-        call(DELETE, oss.bucket.delete_object, key)
+        oss.delete(key, "OSS check")
         steps.append(("delete", True, "test object removed", errors.OK))
     except QwenOpsError as exc:
         steps.append((step, False, exc.message, exc.exit_code))

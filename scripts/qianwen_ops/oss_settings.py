@@ -14,12 +14,12 @@ The uploads themselves are ``custom_oss``'s.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from . import errors
 from .credentials import Secret, is_placeholder_secret, is_template_value
 from .errors import QwenOpsError
+from .named_tuple import NamedTuple
 from .provenance import BUCKET_NAMES, check_file_sourced_host, check_not_tracked
 from .settings import Settings, SourcedValue
 from .skill_paths import skill_path

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, NamedTuple
 
 from . import errors
 from .credentials import ApiKey, find_api_key, key_advice, key_exit_code
 from .endpoints import Endpoint, region_endpoints, resolve_endpoint
 from .errors import public
 from .limits import REQUEST_TIMEOUT
+from .named_tuple import NamedTuple
 from .redaction import Concealed, server_token
 from .settings import Settings
 
+TYPE_CHECKING = False   # as typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
     from .http_client import HttpSession
 

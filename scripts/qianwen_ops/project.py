@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import NamedTuple
 
 from .fsutil import is_within
+from .named_tuple import NamedTuple
 from .ownership import trusted
 from .skill_paths import SKILL_DIR, install_holder, is_installed_copy
 

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 from .errors import CONFIG, QwenOpsError

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping
 
 from . import errors, redaction
 from .errors import QwenOpsError

@@ -15,10 +15,11 @@ one the scripts make without ``load_dotenv``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, NamedTuple
 
 from .fsutil import home_dir
+from .named_tuple import NamedTuple
 from .ownership import trusted
 from .project import Layout, locate
 from .provenance import copied_from_tracked_files
@@ -80,10 +81,12 @@ class Settings:
     def dotenv_values(self, path: Path) -> dict:
         """What the ``.env`` file ``path`` sets, read once; {} when it is missing or not trusted (``ownership``)."""
         if path not in self._dotenv_cache:
-            from .dotenv_parser import read_dotenv_file  # only when a .env is actually read
+            values: dict = {}
+            if path.is_file() and trusted(path):
+                from .dotenv_parser import read_dotenv_file  # only when a .env is actually read
 
-            usable = path.is_file() and trusted(path)
-            self._dotenv_cache[path] = read_dotenv_file(path) if usable else {}
+                values = read_dotenv_file(path)
+            self._dotenv_cache[path] = values
         return self._dotenv_cache[path]
 
     def get(self, *names: str) -> SourcedValue | None:

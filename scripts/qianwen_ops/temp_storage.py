@@ -19,9 +19,9 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable, Iterator
 from urllib.parse import quote, urlsplit
 
 from . import errors
@@ -37,7 +37,7 @@ from .http_client import (
     error_fields,
     retry_deadline,
 )
-from .local_files import LocalFile, display, read_chunks, readable_name, sha256_hasher
+from .local_files import HashedReader, LocalFile, display, readable_name
 from .redaction import Concealed, server_said
 from .urls import is_loopback_host, parse_url
 
@@ -151,21 +151,18 @@ class MultipartFile:
         self.sha256 = ""
 
     def chunks(self) -> Iterator[bytes]:
-        """The body; the file is read once and hashed alongside (a worker thread for large files)."""
-        hasher = sha256_hasher(self._local.size)
-        try:
-            yield self._head
-            sent = 0
-            for chunk in read_chunks(self._local):
-                hasher.update(chunk)
-                yield chunk
-                sent += len(chunk)
-                if self._progress is not None:
-                    self._progress(sent)
-            yield self._tail
-            self.sha256 = hasher.hexdigest()
-        finally:
-            hasher.close()
+        """The body; the file is read once into reusable buffers and hashed alongside (``HashedReader``:
+        each chunk is valid until the next is asked for, which is how an HTTP body is sent)."""
+        reader = HashedReader(self._local)
+        yield self._head
+        sent = 0
+        for chunk in reader:
+            yield chunk
+            sent += len(chunk)
+            if self._progress is not None:
+                self._progress(sent)
+        yield self._tail
+        self.sha256 = reader.hexdigest()
 
 
 @dataclass

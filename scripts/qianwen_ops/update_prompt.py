@@ -19,8 +19,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .redaction import child_env, redact, server_said
 from .skill_paths import SKILL_DIR, script_command

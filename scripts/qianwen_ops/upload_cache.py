@@ -3,7 +3,7 @@
 Lives in ``$XDG_CACHE_HOME/qianwen-ops-auth/uploads.jsonl`` (default ``~/.cache``),
 mode 0600: one JSON line per upload, appended as each upload finishes (so a batch
 that is interrupted keeps what it did) and read once per batch. Entries are keyed
-by a hash of (real path, device, inode, size, mtime and ctime in nanoseconds, model,
+by a hash of (device, inode, size, mtime and ctime in nanoseconds, file name, model,
 backend scope); the scope holds a salted account fingerprint, never a key. A hit
 trusts that identity instead of re-reading the file (any write moves ctime, even
 when mtime is restored), and a URL is reused only while it keeps a safe margin of
@@ -29,8 +29,8 @@ import os
 import re
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .fsutil import FileLock, make_dirs, open_append, open_for_reading, read_at, replace_file, user_dir
 from .local_files import LocalFile
@@ -48,8 +48,14 @@ def cache_path(env: Mapping[str, str] | None = None) -> Path:
 
 
 def entry_key(local: LocalFile, model: str, scope: str) -> str:
-    parts = [str(local.path.resolve()), *local.identity, model, scope]
-    return hashlib.sha256(json.dumps(parts).encode("utf-8")).hexdigest()
+    """One hash (BLAKE2b, 256 bits) over the file's identity, the name its URL carries, the model and the scope.
+
+    Device and inode already say which file it is, so no path is resolved (a ``realpath`` per input
+    was most of the key's cost); the name is the one the object is uploaded under. No part holds a NUL.
+    """
+    text = (f"{local.device}\0{local.inode}\0{local.size}\0{local.mtime_ns}\0{local.ctime_ns}\0{local.name}\0"
+            f"{model}\0{scope}")
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=32).hexdigest()
 
 
 def still_valid(entry: dict, now: float | None = None) -> bool:
@@ -81,13 +87,19 @@ def _index(data: bytes, lines: dict) -> None:
                 lines[line[start:end].decode("ascii", "replace")] = line
 
 
+_DECODE = json.JSONDecoder().raw_decode
+
+
 def _entry(line: bytes | None) -> dict | None:
     if line is None:
         return None
     try:
-        row = json.loads(line)
-    except ValueError:
+        text = line.decode("utf-8")
+        row, end = _DECODE(text)   # a str and no wrapper: half the cost of json.loads(bytes) per hit
+    except ValueError:  # UnicodeDecodeError included
         return None  # a torn line is just a miss
+    if end != len(text):
+        return None
     entry = row.get("entry") if isinstance(row, dict) and row.get("v") == CACHE_VERSION else None
     return entry if isinstance(entry, dict) else None
 

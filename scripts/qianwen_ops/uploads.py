@@ -14,8 +14,8 @@ import hashlib
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple, Protocol, Sequence
 
 from . import errors
 from .credentials import TOKEN_PLAN, find_api_key, key_advice, key_candidates, key_exit_code
@@ -24,6 +24,7 @@ from .errors import QwenOpsError, detached, public
 from .inline import data_url
 from .limits import UPLOAD_TIMEOUT
 from .local_files import LocalFile, check_file, check_size, display, is_remote, local_path, looks_like_key
+from .named_tuple import NamedTuple
 from .oss_settings import load_config
 from .redaction import redact
 from .secret_files import refuse_by_place, refuse_credentials
@@ -42,15 +43,16 @@ MAX_TIMEOUT = 3600.0
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 
 
-class UploadBackend(Protocol):
-    """What every upload destination provides (``TempStorage``, ``CustomOss``); one instance per batch."""
+class UploadBackend:
+    """What every upload destination provides (``TempStorage``, ``CustomOss``); one instance per batch.
+
+    A description for readers and type checkers (the backends do not inherit it)."""
 
     backend: str                   # "temp-storage" or "custom-oss": reported and cached with each URL
     needs_resolve_header: bool     # True: a model call must send X-DashScope-OssResourceResolve: enable
 
     def max_bytes(self, model: str) -> int | None:
         """The largest file this destination takes for ``model``; None for no limit."""
-        ...
 
     def upload(self, local: LocalFile, model: str, progress: Callable[[int], None] | None = None,
                stable_id: str | None = None) -> tuple:
@@ -59,7 +61,6 @@ class UploadBackend(Protocol):
         ``stable_id`` (hex, derived from the file identity) may name the object so that an interrupted
         upload can resume; a backend without resumable uploads ignores it.
         """
-        ...
 
 
 class Upload(NamedTuple):
@@ -115,7 +116,7 @@ def cache_scope(settings: Settings, temp_storage: bool = False) -> str:
 
     Temporary storage: the endpoint and a salted fingerprint of the account's key; the user's bucket:
     endpoint, bucket, prefix and a fingerprint of the AccessKey ID. Never a secret. Cheap on purpose
-    (no HTTP stack, no oss2): a batch of cache hits never opens a backend.
+    (no HTTP stack): a batch of cache hits never opens a backend.
     """
     custom = _custom_config(settings, temp_storage)
     if custom is not None:
@@ -132,7 +133,8 @@ def open_backend(settings: Settings, session, temp_storage: bool = False) -> Upl
         from .custom_oss import CustomOss  # deferred: a batch of cache hits opens no backend
 
         find_api_key(settings)  # not used here, but loaded so that a file holding it is never uploaded
-        return CustomOss(custom, cache_path(settings.env).parent, timeout=session.timeout, env=settings.env)
+        return CustomOss(custom, cache_path(settings.env).parent, timeout=session.timeout, env=settings.env,
+                         session=session)
     from .temp_storage import TempStorage  # the HTTP stack: only when something is uploaded
 
     return TempStorage(resolve_endpoint(settings), _usable_key(settings).secret, session)
@@ -174,6 +176,7 @@ class _Batch:
         self._per_file: dict = {}      # cache key -> lock: one upload per file identity in a batch
         self._done: dict = {}          # cache key -> Upload (this batch), cache or no cache
         self._large = threading.BoundedSemaphore(LARGE_IN_FLIGHT)
+        self._checked: dict = {}       # source -> (LocalFile, cache key), checked by a cached_only call
 
     @property
     def session(self):
@@ -227,15 +230,26 @@ class _Batch:
                 raise self._backend_error
             return self._backend
 
-    def one(self, source: str, model: str) -> Upload:
+    def resolve(self, source: str, model: str, cached_only: bool = False) -> Upload | None:
+        """The upload for ``source``; with ``cached_only``, None when that needs the network (the checks
+        done so far are kept for the call that uploads it)."""
         if is_remote(source):
             return Upload(source, None, "url", None, None, source.startswith("oss://"), source)
-        local = check_file(local_path(source, self.settings.home))
-        # by name or by what it really is (links resolved), before the backend is opened: nothing sent or read
-        refuse_by_place(local.path, display(source), self.settings.home, self.settings.env, self.allow_credential_files)
-        if self.inline:
-            return self._inline(source, local)
-        key = entry_key(local, model, self.scope())
+        checked = self._checked.pop(source, None)
+        if checked is None:
+            local = check_file(local_path(source, self.settings.home))
+            # by name or by what it really is (links resolved), before the backend is opened: nothing sent or read
+            refuse_by_place(local.path, display(source), self.settings.home, self.settings.env,
+                            self.allow_credential_files)
+            if self.inline:
+                return self._inline(source, local)
+            checked = local, entry_key(local, model, self.scope())
+        local, key = checked
+        if cached_only:
+            done = self._done.get(key) or self._hit(source, local, key)
+            if done is None:
+                self._checked[source] = checked
+            return done if done is None or done.source == source else done._replace(source=source)
         with self._lock:
             file_lock = self._per_file.setdefault(key, threading.Lock())
         with file_lock:  # the same file named twice (path, ./path, absolute, file://) goes up once
@@ -252,11 +266,20 @@ class _Batch:
         url, _, sha = data_url(local)
         return Upload(url, None, "inline", local.size, sha, False, source)
 
-    def _upload(self, source: str, model: str, local: LocalFile, key: str) -> Upload:
+    def _hit(self, source: str, local: LocalFile, key: str) -> Upload | None:
         hit = self.cache.lookup(key)
-        if hit is not None:  # the identity (device, inode, size, mtime, ctime) is unchanged: no re-read
-            return Upload(hit["url"], hit["expires_at"], hit["backend"], local.size, hit.get("sha256"),
-                          hit["needs_resolve_header"], source, cached=True)
+        if hit is None:
+            return None
+        # the identity (device, inode, size, mtime, ctime) is unchanged: no re-read
+        upload = Upload(hit["url"], hit["expires_at"], hit["backend"], local.size, hit.get("sha256"),
+                        hit["needs_resolve_header"], source, cached=True)
+        self._done[key] = upload
+        return upload
+
+    def _upload(self, source: str, model: str, local: LocalFile, key: str) -> Upload:
+        hit = self._hit(source, local, key)
+        if hit is not None:
+            return hit
         backend = self.backend()
         # The backend has loaded this run's secrets by now; a small file holding one is never sent.
         refuse_credentials(local.path, local.size, display(source), self.allow_credential_files)
@@ -275,24 +298,29 @@ class _Batch:
         return upload
 
 
-def _in_parallel(run: Callable[[int], Outcome], count: int, workers: int) -> list:
-    """``run(i)`` for every index on ``workers`` daemon threads; results in index order.
+def _in_parallel(run: Callable[[int], Outcome], count: int, workers: int,
+                 first: Callable[[int], Outcome | None] | None = None) -> list:
+    """``run(i)`` for every index on up to ``workers`` daemon threads; results in index order.
 
+    ``first(i)``, when given, is tried in the calling thread for every index in turn: what it answers
+    (cache hits, URLs, inputs refused up front) needs no worker; every other index is handed to the
+    workers as soon as it is found, the first of them starting with the first such index (a batch
+    that ``first`` answers whole starts none, and uploads never wait for the rest of the list).
     Daemon threads and a main thread that only waits in short slices: Ctrl-C returns at once
     (the workers are abandoned mid-retry) instead of waiting out every backoff, as a
     ThreadPoolExecutor's exit would.
     """
     results: list = [None] * count
-    pending = iter(range(count))
     lock = threading.Lock()
     finished = threading.Event()
-    state = {"left": count, "error": None, "stop": False}
+    state = {"left": 0, "fed": False, "error": None, "stop": False}
+    todo = None
+    threads = 0
 
     def worker() -> None:
         while True:
-            with lock:
-                index = None if state["stop"] else next(pending, None)
-            if index is None:
+            index = todo.get()
+            if index is None or state["stop"]:
                 return
             try:
                 results[index] = run(index)
@@ -303,13 +331,34 @@ def _in_parallel(run: Callable[[int], Outcome], count: int, workers: int) -> lis
                 return
             with lock:
                 state["left"] -= 1
-                if state["left"] == 0:
+                if state["left"] == 0 and state["fed"]:
                     finished.set()
 
-    for _ in range(workers):
-        threading.Thread(target=worker, name="upload", daemon=True).start()
     try:
-        while not finished.wait(0.25):
+        for index in range(count):
+            if state["stop"]:
+                break
+            answered = first(index) if first is not None else None
+            if answered is not None:
+                results[index] = answered
+                continue
+            if todo is None:
+                import queue
+
+                todo = queue.SimpleQueue()
+            with lock:
+                state["left"] += 1
+            todo.put(index)
+            if threads < workers:
+                threading.Thread(target=worker, name="upload", daemon=True).start()
+                threads += 1
+            time.sleep(0)   # the GIL to a worker whose answer came: this loop must not hold its uploads back
+        with lock:
+            state["fed"] = True
+            waiting = state["left"] > 0 and state["error"] is None
+        for _ in range(threads):
+            todo.put(None)
+        while waiting and not finished.wait(0.25):
             pass
     except BaseException:
         with lock:
@@ -339,7 +388,7 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
                    allow_credential_files, temp_storage)
     batch.load_secrets()  # before any input is shown in a message: redaction must know them
 
-    def run(index: int) -> Outcome:
+    def run(index: int, cached_only: bool = False) -> Outcome | None:
         source = sources[index]
         if looks_like_key(source):
             return Outcome("<redacted>", error=QwenOpsError(
@@ -347,7 +396,11 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
                 "in .env or the environment)", errors.INPUT_FILE))
         shown_source = redact(source)  # the input as given, minus any secret it holds
         try:
-            return Outcome(shown_source, upload=batch.one(source, model)._replace(source=shown_source))
+            upload = batch.resolve(source, model, cached_only)
+            if upload is None:
+                return None
+            return Outcome(shown_source, upload=upload if shown_source == source else
+                           upload._replace(source=shown_source))
         except QwenOpsError as exc:
             if exc.exit_code == errors.INPUT_FILE and not exc.message.startswith(
                     (display(source), "refusing to upload ")):
@@ -358,7 +411,10 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
     try:
         if concurrency == 1 or len(sources) <= 1:
             return [run(i) for i in range(len(sources))]
-        return _in_parallel(run, len(sources), min(concurrency, len(sources)))
+        # What needs no request (cache hits, URLs, inputs refused up front) is answered in this thread;
+        # the rest goes to worker threads as it is found.
+        return _in_parallel(run, len(sources), min(concurrency, len(sources)),
+                            first=(lambda i: run(i, cached_only=True)) if use_cache else None)
     finally:
         batch.cache.finish()
         batch.close()

@@ -59,9 +59,9 @@ import os
 import re
 import stat
 import time
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Mapping
 
 DAY_SECONDS = 24 * 3600
 DEFAULT_REPO = "QianWen-AI/qianwen-ops-auth"
