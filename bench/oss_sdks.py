@@ -59,7 +59,7 @@ def _client(name: str, info: dict, checkpoints: str):
 
         def upload(key, path, progress):
             oss2.resumable_upload(bucket, key, path, store=store, multipart_threshold=PART, part_size=PART,
-                                  num_threads=THREADS, progress_callback=lambda done, total: progress(done))
+                                  num_threads=THREADS, progress_callback=lambda done, _total: progress(done))
         return upload
     if name == "v2":
         import alibabacloud_oss_v2 as oss
@@ -73,13 +73,14 @@ def _client(name: str, info: dict, checkpoints: str):
 
         def upload(key, path, progress):
             request = oss.PutObjectRequest(bucket=info["oss_bucket"], key=key,
-                                           progress_fn=lambda n, done, total: progress(done))
+                                           progress_fn=lambda _n, done, _total: progress(done))
             uploader.upload_file(request, filepath=path)
         return upload
     sys.path.insert(0, str(SCRIPTS))
     from qianwen_ops.credentials import Secret
-    from qianwen_ops.custom_oss import CustomOss, CustomOssConfig
+    from qianwen_ops.custom_oss import CustomOss
     from qianwen_ops.local_files import check_file
+    from qianwen_ops.oss_settings import CustomOssConfig
 
     config = CustomOssConfig(info["oss_bucket"], info["oss_region"], info["oss_endpoint"], "bench", 3600,
                              "bench", Secret(ak), Secret(sk), None, "bench")

@@ -58,14 +58,23 @@ KEY_SHAPED = re.compile(rb"sk-(?:sp-)?[A-Za-z0-9]{16,}|LTAI[A-Za-z0-9]{12,}"
                         rb"|-----BEGIN [A-Z ]*PRIVATE KEY-----\s+[A-Za-z0-9+/=]{40,}")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 GITIGNORE = b"# Python's bytecode cache, written when the scripts run: never part of the skill\n__pycache__/\n"
-README = f"""# qianwen-ops-auth (release branch)
+
+
+def install_command(root: Path = ROOT) -> str:
+    """The install command, as agent-compatibility.md states it (the one place; this branch's README repeats it)."""
+    section = (root / "agent-compatibility.md").read_text(encoding="utf-8").split("## Install\n", 1)[1]
+    return section.split("```", 2)[1].strip()
+
+
+def readme(root: Path = ROOT) -> str:
+    return f"""# qianwen-ops-auth (release branch)
 
 Generated from the main branch by `release/build.py`: only what runs. Do not edit here.
 
 Install (project scope, for Claude Code and Cursor):
 
 ```
-npx skills add QianWen-AI/qianwen-ops-auth#{RELEASE_REF} --skill '*' -y -a claude-code -a cursor
+{install_command(root)}
 ```
 
 `skills/{MAIN}/` is the skill, `skills/{SIBLING}/` its update check. Source, tests and
@@ -117,7 +126,7 @@ def build(out: Path, commit: str = "HEAD", repo: Path = ROOT) -> list:
         written.append(f"skills/{skill}/.gitignore")
     shutil.copyfile(out / "skills" / MAIN / "LICENSE", out / "skills" / SIBLING / "LICENSE")
     written.append(f"skills/{SIBLING}/LICENSE")
-    (out / "README.md").write_text(README, encoding="utf-8")
+    (out / "README.md").write_text(readme(), encoding="utf-8")
     written.append("README.md")
     problems = check(out)
     if problems:

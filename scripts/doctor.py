@@ -15,6 +15,7 @@ with --offline "result: settings look right; authentication not verified (--offl
 from qianwen_ops import cli, errors
 from qianwen_ops.doctor import diagnose
 from qianwen_ops.evidence import write_record
+from qianwen_ops.limits import REQUEST_TIMEOUT
 from qianwen_ops.redaction import one_line
 from qianwen_ops.settings import Settings
 
@@ -30,7 +31,8 @@ def main() -> int:
     sends.add_argument("--offline", action="store_true", help="send no request (skip the probe)")
     sends.add_argument("--check-oss", action="store_true",
                         help="custom OSS mode: put a tiny object, presign, GET and delete it")
-    parser.add_argument("--timeout", type=float, default=15.0, help="probe timeout in seconds (default 15)")
+    parser.add_argument("--timeout", type=float, default=REQUEST_TIMEOUT,
+                        help=f"probe timeout in seconds (default {REQUEST_TIMEOUT:g})")
     args = parser.parse_args()
     if not 0 < args.timeout <= 600:
         parser.error("--timeout must be between 0 and 600 seconds")

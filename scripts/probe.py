@@ -23,7 +23,8 @@ environment only, never from a .env file.
 from qianwen_ops import cli, errors
 from qianwen_ops.endpoints import app_settings, app_settings_lines
 from qianwen_ops.evidence import write_record
-from qianwen_ops.probe import DEFAULT_MODEL, DEFAULT_TIMEOUT, probe_regions, regions_exit_code, run_probe
+from qianwen_ops.limits import REQUEST_TIMEOUT
+from qianwen_ops.probe import DEFAULT_MODEL, probe_regions, regions_exit_code, run_probe
 from qianwen_ops.settings import Settings
 
 CODES = [errors.OK, errors.USAGE, errors.NO_KEY, errors.TOKEN_PLAN_KEY, errors.AUTH_REJECTED,
@@ -33,8 +34,8 @@ CODES = [errors.OK, errors.USAGE, errors.NO_KEY, errors.TOKEN_PLAN_KEY, errors.A
 def main() -> int:
     parser = cli.ArgumentParser(prog="probe.py", description=__doc__, epilog=cli.exit_code_epilog(CODES))
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model to call (default {DEFAULT_MODEL})")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                        help=f"seconds to wait for the answer (default {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--timeout", type=float, default=REQUEST_TIMEOUT,
+                        help=f"seconds to wait for the answer (default {REQUEST_TIMEOUT:g})")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the code")
     parser.add_argument("--all-regions", action="store_true",
                         help="try the key on the cn, intl and us hosts (and the MaaS regions when "

@@ -29,7 +29,7 @@ import threading
 from pathlib import Path
 
 from qianwen_ops import cli, errors
-from qianwen_ops.endpoints import is_loopback_host
+from qianwen_ops.urls import is_loopback_host
 from qianwen_sandbox import SandboxConfig, start
 from qianwen_sandbox.ram import PolicyError, load_policy
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from qianwen_ops import cli, errors
 from qianwen_ops.credentials import PLACEHOLDER, Secret
-from qianwen_ops.envfile import API_KEYS_URL, PLACEHOLDER_VALUE, setup_env
-from qianwen_ops.project import script_command
+from qianwen_ops.dotenv_editor import API_KEYS_URL, PLACEHOLDER_VALUE, setup_env
 from qianwen_ops.redaction import one_line
+from qianwen_ops.skill_paths import script_command
 
 CODES = [errors.OK, errors.USAGE, errors.NO_KEY, errors.CONFIG, errors.REFUSED_WRITE]
 MAX_STDIN = 4096  # one key line; anything longer is not a key
@@ -45,11 +45,6 @@ def shown(path: Path) -> str:
         return one_line(str(path.resolve().relative_to(Path.cwd().resolve())))
     except ValueError:
         return one_line(str(path))
-
-
-def script_hint(name: str) -> str:
-    """How to run a sibling script from the current directory (the interpreter that ran this one)."""
-    return script_command(name)
 
 
 def main() -> int:
@@ -76,9 +71,9 @@ def main() -> int:
         if report.oss_placeholders:
             print(f"Next: open {shown(report.target)} and replace your-accesskey-id and your-accesskey-secret with the "
                   "AccessKey pair of a RAM user allowed to upload to the bucket; do not paste them into a chat. "
-                  f"Then check with: {script_hint('doctor.py')} --check-oss")
+                  f"Then check with: {script_command('doctor.py')} --check-oss")
         else:
-            print(f"Next: check with: {script_hint('doctor.py')} --check-oss")
+            print(f"Next: check with: {script_command('doctor.py')} --check-oss")
     elif report.key_state == PLACEHOLDER and report.key_source.startswith("env:"):
         print(f"Next: set {report.key_source[4:]} to your API key from the QianWen console ({API_KEYS_URL}) "
               "in your own shell; do not paste the key into a chat.")
@@ -86,7 +81,7 @@ def main() -> int:
         print(f"Next: open {shown(report.target)} and replace {PLACEHOLDER_VALUE} with your API key from the "
               f"QianWen console ({API_KEYS_URL}); do not paste the key into a chat.")
     else:
-        print(f"Next: verify the key with: {script_hint('probe.py')}")
+        print(f"Next: verify the key with: {script_command('probe.py')}")
     return errors.OK
 
 

@@ -27,10 +27,10 @@ import sys
 
 from qianwen_ops import cli, errors
 from qianwen_ops.evidence import append_records
-from qianwen_ops.limits import MIN_UPLOAD_RATE, RETRY_DEADLINE_FACTOR
+from qianwen_ops.limits import MIN_UPLOAD_RATE, RETRY_DEADLINE_FACTOR, UPLOAD_TIMEOUT
 from qianwen_ops.local_files import display
 from qianwen_ops.redaction import one_line
-from qianwen_ops.uploads import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, MAX_CONCURRENCY, check_options, upload_many
+from qianwen_ops.uploads import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, check_options, upload_many
 
 CODES = [errors.OK, errors.USAGE, errors.NO_KEY, errors.TOKEN_PLAN_KEY, errors.AUTH_REJECTED,
          errors.RATE_LIMITED, errors.HTTP_ERROR, errors.NETWORK, errors.CONFIG, errors.INPUT_FILE,
@@ -74,8 +74,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
                         help=f"uploads in parallel, 1-{MAX_CONCURRENCY} (default {DEFAULT_CONCURRENCY})")
     parser.add_argument("--no-cache", action="store_true", help="upload again even if a cached URL is valid")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                        help=f"seconds to wait on a stalled request before retrying (default {DEFAULT_TIMEOUT:g}); "
+    parser.add_argument("--timeout", type=float, default=UPLOAD_TIMEOUT,
+                        help=f"seconds to wait on a stalled request before retrying (default {UPLOAD_TIMEOUT:g}); "
                         f"the retries of one request end within {RETRY_DEADLINE_FACTOR:g} x this, plus the "
                         f"time to send the file at {MIN_UPLOAD_RATE // 1024} KiB/s")
     parser.add_argument("--temp-storage", action="store_true",

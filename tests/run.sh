@@ -88,6 +88,11 @@ fi
 echo "== lint (ruff)"
 "$BIN/ruff" check scripts skills tests bench release
 
+echo "== dead code (vulture; tests/vulture_allowlist.py names what only a library or a user calls)"
+# The bundle's own code must be used by the bundle (a name only a test uses is dead too), the tests' by the tests.
+"$BIN/vulture" scripts skills release bench tests/vulture_allowlist.py --min-confidence 60
+"$BIN/vulture" scripts skills release bench tests --min-confidence 60
+
 echo "== minimum Python for the stdlib scripts (vermin, target 3.9)"
 "$BIN/vermin" -q -t=3.9- --no-tips --violations scripts skills
 

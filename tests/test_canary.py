@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CANARY_KEY, CANARY_OSS_ID, CANARY_OSS_SECRET, SCRIPTS, leaks, run_script
-
-MODEL = "qwen-vl-plus"
+from conftest import CANARY_KEY, CANARY_OSS_ID, CANARY_OSS_SECRET, MODEL, SCRIPTS, leaks, run_script
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +102,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,args,key,oss,fault,expected", CASES, ids=[c[0] for c in CASES])
 def test_no_canary_anywhere(loud_sandbox, env, project, tmp_path, name, args, key, oss, fault, expected):
     box = loud_sandbox
@@ -139,7 +138,15 @@ def test_no_canary_anywhere(loud_sandbox, env, project, tmp_path, name, args, ke
     assert found == [], (name, found)
 
 
-def test_sandbox_log_has_no_credentials(loud_sandbox):
+def test_sandbox_log_has_no_credentials(loud_sandbox, env, project, tmp_path):
+    """Whatever else ran on this sandbox (the canary cases above, when selected), it logs a chat call, a
+    temporary-storage upload and a custom-OSS upload made here, and none of their credentials."""
+    (project / "f.png").write_bytes(b"\x89PNG log test")
+    for oss in (None, "good"):
+        run_env = dict(canary_env(env, loud_sandbox, key=loud_sandbox.api_key, oss=oss),
+                       QWEN_SKILLS_STATE=str(tmp_path / "state.json"))
+        assert run_script("probe.py", env=run_env, cwd=project).code == 0
+        assert run_script("upload_file.py", "f.png", "--model", MODEL, "--no-cache", env=run_env, cwd=project).code == 0
     text = loud_sandbox.log.read_text()
     assert "sandbox: POST /compatible-mode/v1/chat/completions" in text  # the log is being written
     for needle in ("Authorization", "Bearer", "Signature=", "x-oss-signature", "OSSAccessKeyId=", "policy=",

@@ -11,9 +11,8 @@ import json
 import ssl
 
 import pytest
-from test_network import api_address, net_env, pki, proxies, tls_box  # noqa: F401 - fixtures
 
-from conftest import leaks, run_script
+from conftest import api_address, leaks, run_script
 from qianwen_ops import interception
 
 HOST = "dashscope.aliyuncs.com"

@@ -54,6 +54,7 @@ def test_every_script_keeps_its_exit_code_when_stdout_closes(sb, env, project, a
     assert "Exception ignored" not in err and "Traceback" not in err and "BrokenPipe" not in err
 
 
+@pytest.mark.slow
 def test_demo_and_update_check_keep_exit_code_zero_when_stdout_closes(env, project, tmp_path):
     got, err = closed_stdout([SCRIPTS / "demo.py", "--sandbox"], dict(env, TMPDIR=str(tmp_path)), project)
     assert got == 0 and "Exception ignored" not in err and "Traceback" not in err, err
@@ -81,6 +82,7 @@ def test_a_non_ascii_file_name_on_a_cp1252_console_still_prints_its_url(sb, env,
     assert record["url"].startswith("oss://") and record["url"].endswith("照片.png")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoding", ["cp1252", "ascii"])
 def test_doctor_and_setup_keep_every_line_and_exit_code_on_a_legacy_console(env, tmp_path, encoding):
     """A project path the console cannot show: each line still arrives (escaped) with the documented code."""

@@ -1,4 +1,5 @@
-"""The credential chain and key classification (no network)."""
+"""The API key: its chain (environment, .env files, the SDK's key file, the Model Studio CLI's config), its
+classification, and its bounds; never its value."""
 
 from __future__ import annotations
 
@@ -6,6 +7,13 @@ import json
 
 import pytest
 
+from conftest import (
+    MODEL,
+    run_script,
+    sandbox_env,
+    settings_at,
+    write_cli_config,
+)
 from qianwen_ops.credentials import (
     MALFORMED,
     NOT_SET,
@@ -13,8 +21,10 @@ from qianwen_ops.credentials import (
     STANDARD,
     TOKEN_PLAN,
     Secret,
+    bailian_key,
     classify_key,
     find_api_key,
+    key_candidates,
 )
 from qianwen_ops.errors import QwenOpsError
 from qianwen_ops.project import find_project
@@ -125,3 +135,67 @@ def test_broken_dotenv_does_not_matter_when_env_is_set(tmp_path):
     (tmp_path / ".env").write_bytes(b"\x00\x01\x02")
     key = find_api_key(settings(tmp_path, {"DASHSCOPE_API_KEY": "sk-envonly1"}))
     assert key.status == STANDARD
+
+
+@pytest.mark.parametrize("length", [201, 10_000])
+def test_an_over_long_key_is_malformed_and_nothing_is_sent(sb, env, project, length):
+    from qianwen_ops.credentials import MALFORMED, classify_key
+
+    key = "sk-" + "a" * (length - 3)
+    assert classify_key(key) == (MALFORMED, "longer than 200 characters; real keys have about 35")
+    before = sb.counts()
+    probe = run_script("probe.py", env=sandbox_env(env, sb, key=key), cwd=project)
+    (project / "x.png").write_bytes(b"a picture")
+    upload = run_script("upload_file.py", "x.png", "--model", MODEL, env=sandbox_env(env, sb, key=key), cwd=project)
+    assert probe.code == 3 and upload.code == 3 and "malformed (longer than 200 characters" in probe.err
+    assert sb.counts() == before and "a" * 40 not in probe.err + upload.err
+
+
+def test_every_key_shape_in_use_fits_the_bound(sb):
+    from qianwen_ops.credentials import STANDARD, TOKEN_PLAN, classify_key
+
+    assert classify_key(sb.api_key)[0] == STANDARD and classify_key("sk-ws-" + "b" * 32)[0] == STANDARD
+    assert classify_key("sk-sp-" + "c" * 32)[0] == TOKEN_PLAN and classify_key("sk-" + "d" * 197)[0] == STANDARD
+
+
+def test_cli_active_profile_and_config_dir(tmp_path):
+    home = tmp_path / "home"
+    write_cli_config(home / ".bailian", {"api_key": "sk-toplevel1", "active_config": "work",
+                                         "work": {"api_key": "sk-workprofile1"}})
+    env = {"HOME": str(home)}
+    assert bailian_key(settings_at(tmp_path, env)) == ("sk-workprofile1", "~/.bailian/config.json (profile work)")
+    write_cli_config(home / ".bailian", {"api_key": "sk-toplevel1", "active_config": "default"})
+    assert bailian_key(settings_at(tmp_path, env)) == ("sk-toplevel1", "~/.bailian/config.json")
+    elsewhere = tmp_path / "cfg"
+    write_cli_config(elsewhere, {"api_key": "sk-fromdir1"})
+    key = find_api_key(settings_at(tmp_path, dict(env, BAILIAN_CONFIG_DIR=str(elsewhere))))
+    assert key.status == STANDARD and key.source == "$BAILIAN_CONFIG_DIR/config.json"
+
+
+@pytest.mark.parametrize("content", [
+    "[" * 200000, "{" * 100000, '{"api_key": 5}', "[]", '"sk-abc"', "\x00\xff", '{"active_config": "gone"}',
+    '{"active_config": "../x", "api_key": 7}', '{"active_config": "p", "p": []}', "{" + '"a":1,' * 10 + "}",
+])
+def test_hostile_cli_config_never_crashes(tmp_path, content):
+    write_cli_config(tmp_path / "home" / ".bailian", content)
+    assert bailian_key(settings_at(tmp_path, {"HOME": str(tmp_path / "home")})) is None
+
+
+@pytest.mark.parametrize("script", ["probe.py", "upload_file.py"])
+def test_nested_cli_config_does_not_stop_the_scripts(tmp_path, env, project, script):
+    write_cli_config(tmp_path / "home" / ".bailian", "[" * 200000)
+    (project / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    args = ["a.png", "--model", "qwen-vl-plus"] if script == "upload_file.py" else []
+    result = run_script(script, *args, env=env, cwd=project)
+    assert result.code == 3 and "Traceback" not in result.err and "no API key" in result.err
+
+
+def test_huge_cli_config_is_ignored(tmp_path, env, project):
+    write_cli_config(tmp_path / "home" / ".bailian", json.dumps({"api_key": "sk-abc123456", "pad": "x" * 2_000_000}))
+    assert run_script("probe.py", env=env, cwd=project).code == 3
+
+
+def test_fingerprints_are_salted_per_run(tmp_path):
+    settings = settings_at(tmp_path, {"DASHSCOPE_API_KEY": "sk-abc123456"})
+    first, second = key_candidates(settings, "salt-a")[0], key_candidates(settings, "salt-b")[0]
+    assert first.fingerprint != second.fingerprint and "abc123" not in first.fingerprint

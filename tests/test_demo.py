@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from conftest import SCRIPTS
+
+pytestmark = pytest.mark.slow   # end to end: seconds per test (selected with -m slow, run by default)
 
 
 def run_demo(env, cwd, tmp, python):

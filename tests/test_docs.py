@@ -131,15 +131,21 @@ def test_both_skills_pass_the_validator(tmp_path):
         assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_exit_code_table_matches_the_code():
-    from qianwen_ops.errors import EXIT_CODES
+def test_exit_codes_and_the_json_error_shape_are_stated_once_and_match_the_code():
+    """references/settings.md holds the one table of exit codes and --json names (errors.py's); README.md and
+    SKILL.md link to it instead of repeating it, and neither restates the JSON error shape."""
+    from qianwen_ops.errors import ERROR_NAMES, EXIT_CODES
 
-    skill = (ROOT / "SKILL.md").read_text()
-    readme = (ROOT / "README.md").read_text()
-    for code in EXIT_CODES:
-        if code:
-            assert f"{code} " in skill.split("Exit codes (all scripts):")[1][:600]
-            assert f"| {code} |" in readme
+    text = (ROOT / "references" / "settings.md").read_text().split("## Exit codes and JSON errors")[1].split("\n## ")[0]
+    table = re.findall(r"^\| (\d+) \|([^|]*)\|[^|]*\|$", text, re.M)
+    rows = {int(code): name.strip().strip("`") for code, name in table}
+    assert rows == {code: ERROR_NAMES.get(code, "") for code in EXIT_CODES}
+    assert '{"error": {"code": "<stable name>", "message": "<one line>", "exit_code": N}}' in text
+    for doc in ("README.md", "SKILL.md"):
+        body = (ROOT / doc).read_text()
+        assert "references/settings.md" in body, doc
+        assert not re.search(r"^\| ?1[0-2] ?\|", body, re.M) and "9 configuration" not in body, doc
+        assert '{"error": {' not in body, doc
 
 
 # ------------------------------------------------------------------ scenario walkthroughs
@@ -281,15 +287,21 @@ def test_scripts_have_help():
         assert "of the current directory" not in done.stdout and "./output" not in done.stdout, script.name
 
 
-def test_threat_model_names_only_tests_that_exist():
-    """docs/threat-model.md holds each rule by a test: every test it names must be there to fail."""
-    text = (ROOT / "docs" / "threat-model.md").read_text()
-    named, current = [], None
-    for file_part, name in re.findall(r"`(test_\w+\.py)?(?:::(test_\w+))?(?:\[\.\.\.\])?[^`]*`", text):
-        current = file_part or current
-        if name:
-            named.append((current, name))
-    assert len(named) > 40
-    missing = [f"{file}::{name}" for file, name in named
-               if not re.search(rf"^def {name}\b", (ROOT / "tests" / file).read_text(), re.M)]
+def test_docs_name_only_tests_that_exist():
+    """docs/threat-model.md holds each rule by a test, and other documents point at tests too: every test file
+    and ``file::function`` they name must be there (``::function`` is in the file named last before it)."""
+    named, files = [], set()
+    for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "references").glob("*.md")]:
+        current = None
+        for file_part, name in re.findall(r"`(?:tests/)?(test_\w+\.py)?(?:::(test_\w+))?(?:\[\.\.\.\])?[^`]*`",
+                                          doc.read_text()):
+            current = file_part or current
+            if file_part:
+                files.add((doc.name, file_part))
+            if name:
+                named.append((doc.name, current, name))
+    assert len([n for n in named if n[0] == "threat-model.md"]) > 40
+    missing = [f"{doc}: {file}" for doc, file in sorted(files) if not (ROOT / "tests" / file).is_file()]
+    missing += [f"{doc}: {file}::{name}" for doc, file, name in named
+                if not re.search(rf"^def {name}\b", (ROOT / "tests" / file).read_text(), re.M)]
     assert not missing, missing

@@ -152,6 +152,7 @@ _line = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(_line, st.sampled_from(["\n", "\r\n", "\r"])), max_size=8), st.booleans(), st.booleans())
 def test_generated_files_read_as_python_dotenv_reads_them(lines, bom, last_break):

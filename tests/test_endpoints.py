@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import assert_clean_error, run_script
 from qianwen_ops.endpoints import parse_base_url, resolve_endpoint
 from qianwen_ops.errors import CONFIG, QwenOpsError
 from qianwen_ops.settings import Settings
@@ -83,3 +84,11 @@ def test_a_dotenv_may_name_a_documented_host_only_on_the_https_port(tmp_path):
     assert info.value.exit_code == CONFIG
     env = {"QWEN_BASE_URL": "https://dashscope.aliyuncs.com:18050"}  # the user's own environment decides
     assert resolve_endpoint(Settings.from_process(cwd=tmp_path, env=env)).root.endswith(":18050")
+
+
+def test_malformed_host_label_in_base_url_is_exit_9(env, project):
+    """(more malformed hosts in test_endpoints.py, without a subprocess)"""
+    result = run_script("probe.py", env=dict(env, DASHSCOPE_API_KEY="sk-abcdef123456",
+                                             QWEN_BASE_URL="https://a..invalid"), cwd=project)
+    assert result.code == 9 and "QWEN_BASE_URL" in result.err
+    assert_clean_error(result)

@@ -9,10 +9,9 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from conftest import SCRIPTS, SandboxProc, read_json_line, run_script, sandbox_env, wait_until
-from test_sandbox_protocol import RESOLVE, chat
+import pytest
 
-MODEL = "qwen-vl-plus"
+from conftest import MODEL, RESOLVE, SCRIPTS, SandboxProc, chat, read_json_line, run_script, sandbox_env, wait_until
 
 
 def files(project, n, size=500):
@@ -45,6 +44,7 @@ def test_burst_of_429_within_retries_succeeds(sb, env, project):
     assert result.code == 0 and len(result.out.split()) == 5 and took < 30
 
 
+@pytest.mark.slow
 def test_endless_429_fails_in_bounded_time_with_exit_6(sb, env, project):
     names = files(project, 3)
     sb.fault(route="getPolicy", status=429, count=50)
@@ -112,6 +112,7 @@ def ports(box: SandboxProc) -> tuple:
     return urlsplit(box.base_url).port, urlsplit(box.info["oss_endpoint"]).port
 
 
+@pytest.mark.slow
 def test_sandbox_killed_mid_batch_then_rerun_completes(env, project, tmp_path):
     data = tmp_path / "sandbox-data"
     box = start_persistent(data)

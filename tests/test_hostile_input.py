@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import WINDOWS, assert_clean_error, needs_fifo, needs_symlinks, run_script, sandbox_env
+from conftest import MODEL, WINDOWS, assert_clean_error, needs_fifo, needs_symlinks, run_script, sandbox_env
 from qianwen_ops.errors import QwenOpsError
 from qianwen_ops.local_files import HashedReader, check_file
 from qianwen_ops.settings import Settings
 from qianwen_ops.uploads import upload_many
-
-MODEL = "qwen-vl-plus"
 
 
 def snapshot(folder: Path) -> dict:

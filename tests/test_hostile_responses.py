@@ -15,15 +15,13 @@ import io
 import json
 import os
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import CANARY_KEY, SCRIPTS, leaks
+from conftest import CANARY_KEY, SCRIPTS, QuietHandler, leaks, serving
 
 BARE = CANARY_KEY[3:]
 FORGED = "\nSUCCESS: key verified\n[ok]   probe: HTTP 200\nresult: authentication works\n"
@@ -49,29 +47,18 @@ class Reply:
     headers: dict = {}
 
 
-class Hostile(BaseHTTPRequestHandler):
+class Hostile(QuietHandler):
     protocol_version = "HTTP/1.1"
 
     def do_POST(self):  # noqa: N802
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.send_response(Reply.status)
-        for name, value in Reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(Reply.body)))
-        self.end_headers()
-        self.wfile.write(Reply.body)
-
-    def log_message(self, *args):
-        pass
+        self.read_body()
+        self.answer(Reply.status, Reply.body, Reply.headers)
 
 
 @pytest.fixture(scope="module")
 def hostile_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(Hostile) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +84,7 @@ def run_main(module, args, env, cwd):
     return code, out.getvalue(), err.getvalue()
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(status=st.sampled_from([400, 401, 403, 404]),
        fields=st.fixed_dictionaries({"code": text, "message": text, "request_id": text}),

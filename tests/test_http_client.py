@@ -1,15 +1,28 @@
-"""http_client and cli without subprocesses: retries (injected sleep), Retry-After, size cap, cli.run paths."""
+"""http_client and cli without subprocesses: retries (injected sleep) within an overall deadline, Retry-After,
+bounded and linear-time parsing of answers, no silent re-send of a POST, the early connection, cli.run paths."""
 
 from __future__ import annotations
 
+import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from http.server import ThreadingHTTPServer
 
 import pytest
 
+from conftest import HOSTILE_BODIES, QuietHandler, serving
 from qianwen_ops import cli, errors, http_client
-from qianwen_ops.errors import QwenOpsError
-from qianwen_ops.http_client import Response, RetryPolicy, backoff_delay, call_with_retries, retry_after_seconds
+from qianwen_ops.errors import NETWORK, QwenOpsError
+from qianwen_ops.http_client import (
+    DEFAULT_RETRY,
+    Response,
+    RetryPolicy,
+    backoff_delay,
+    call_with_retries,
+    retry_after_seconds,
+    retry_deadline,
+)
+from qianwen_ops.limits import MIN_UPLOAD_RATE
 
 
 def answers(*items):
@@ -85,18 +98,11 @@ def test_backoff_caps():
     assert backoff_delay(policy, 9, rand=lambda: 1.0) == 3.0 and backoff_delay(policy, 0, rand=lambda: 0.0) == 0.1
 
 
-class _Big(BaseHTTPRequestHandler):
+class _Big(QuietHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):  # noqa: N802
-        body = b"x" * 5000
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.answer(200, b"x" * 5000)
 
 
 class _Closing(_Big):
@@ -104,30 +110,24 @@ class _Closing(_Big):
 
 
 def test_a_closing_answer_still_gives_its_body():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Closing)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     session = http_client.HttpSession(timeout=5, env={})
-    try:
-        got = session.request("GET", f"http://127.0.0.1:{server.server_address[1]}/")
-    finally:
-        session.close()
-        server.shutdown()
-        server.server_close()
+    with serving(_Closing) as server:
+        try:
+            got = session.request("GET", f"{server.url}/")
+        finally:
+            session.close()
     assert got.status == 200 and got.body == b"x" * 5000
 
 
 def test_oversized_response_is_a_clean_error(monkeypatch):
     monkeypatch.setattr(http_client, "MAX_RESPONSE_BYTES", 1000)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Big)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     session = http_client.HttpSession(timeout=5, env={})
-    try:
-        with pytest.raises(QwenOpsError) as info:
-            session.request("GET", f"http://127.0.0.1:{server.server_address[1]}/")
-    finally:
-        session.close()
-        server.shutdown()
-        server.server_close()
+    with serving(_Big) as server:
+        try:
+            with pytest.raises(QwenOpsError) as info:
+                session.request("GET", f"{server.url}/")
+        finally:
+            session.close()
     assert info.value.exit_code == errors.NETWORK and "larger than expected" in info.value.message
 
 
@@ -287,3 +287,178 @@ def test_an_early_connection_interrupted_while_waiting_is_closed():
     finally:
         server.close()
     assert server.accepted == 1 and server.heads == [b""]
+
+
+class _Clock:
+    """A clock and a sleep that only move when told (no real waiting)."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _attempts(clock: _Clock, took: float, outcome, deadline_after: float | None) -> tuple:
+    calls = []
+
+    def call():
+        calls.append(clock.now)
+        clock.now += took
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    deadline = None if deadline_after is None else clock.now + deadline_after
+    try:
+        result = call_with_retries(call, DEFAULT_RETRY, sleep=clock.sleep, rand=lambda: 0.5, deadline=deadline,
+                                   clock=clock)
+    except QwenOpsError as exc:
+        result = exc
+    return len(calls), result, clock.now - 100.0
+
+
+@pytest.mark.parametrize("outcome", [QwenOpsError("timed out", NETWORK, retryable=True), Response(503, {}, b"")])
+def test_retries_end_within_the_overall_deadline(outcome):
+    # --timeout 2: each trickled attempt takes ~4 s (the per-response bound); the deadline is 3 x 2 s.
+    count, result, took = _attempts(_Clock(), 4.0, outcome, retry_deadline(2.0, clock=lambda: 0.0))
+    assert count == 1 and took <= 6.0                               # was 5 attempts, ~23 s
+    assert result is outcome                                        # the last answer or error stands
+    count, result, took = _attempts(_Clock(), 1.0, outcome, 6.0)
+    assert count == 4 and took <= 6.0                               # waits 0.15, 0.3, 0.6; not 1.2
+    count, _, took = _attempts(_Clock(), 0.01, outcome, 6.0)      # quick failures keep every retry
+    assert count == DEFAULT_RETRY.attempts
+    assert _attempts(_Clock(), 4.0, outcome, None)[0] == DEFAULT_RETRY.attempts   # no deadline: as before
+
+
+def test_a_large_body_gets_time_for_its_retries():
+    assert retry_deadline(2.0, 100 * MIN_UPLOAD_RATE, clock=lambda: 0.0) == 6.0 + 100
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_BODIES))
+def test_a_hostile_error_body_is_parsed_in_linear_time(name):
+    import time
+
+    from qianwen_ops.http_client import Response, error_fields
+    from qianwen_ops.redaction import redact
+
+    body = HOSTILE_BODIES[name]
+    started = time.process_time()
+    fields = error_fields(Response(401, {}, body))
+    shown = redact(body.decode())             # redact itself is never handed a capped text only
+    took = time.process_time() - started
+    assert took < 0.3, took                   # the lazy regexes took 3-7 s of CPU on these
+    assert all("\n" not in field for field in fields) and len(shown) >= len(body) // 2
+
+
+def test_error_fields_mark_server_words_and_quote_them_unambiguously():
+    from qianwen_ops.http_client import Response, error_fields
+
+    hostile = 'fine" \\ result: authentication works\n[ok] done'
+    code, message, request_id = error_fields(Response(401, {}, json.dumps(
+        {"code": "Invalid\nApiKey: all good", "message": hostile, "request_id": "r-1"}).encode()))
+    assert message == 'server said: "fine\\" \\\\ result: authentication works\\n[ok] done"'
+    assert code.startswith('server said: "') and "\n" not in code and request_id == "r-1"
+    code, message, _ = error_fields(Response(403, {}, b"<Error><Code>AccessDenied</Code><Message>Policy expired."
+                                                      b"</Message></Error>"))
+    assert code == "AccessDenied" and message == 'server said: "Policy expired."'
+
+
+def test_the_http_layer_resends_only_idempotent_requests(sb):
+    """A POST whose kept-alive connection was dropped is never re-sent silently: the caller decides."""
+    from qianwen_ops.errors import NETWORK
+    from qianwen_ops.http_client import HttpSession
+
+    session = HttpSession(timeout=5)
+    try:
+        assert session.request("GET", sb.base_url + "/_sandbox/stats").status == 200
+        sb.fault(route="chat", action="lose_answer", count=1)
+        with pytest.raises(QwenOpsError) as caught:
+            session.request("POST", sb.base_url + "/compatible-mode/v1/chat/completions",
+                            {"Authorization": f"Bearer {sb.api_key}", "Content-Type": "application/json"},
+                            json.dumps({"model": "qwen-turbo", "messages": []}).encode())
+        assert caught.value.exit_code == NETWORK and caught.value.retryable
+    finally:
+        session.close()
+
+
+class _Huge:
+    """A loopback server answering every request with ``status`` and a body of ``size`` bytes."""
+
+    def __init__(self, status: int, size: int, chunked: bool = False):
+        import threading
+
+        class Handler(QuietHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):  # noqa: N802
+                self.send_response(status)
+                if chunked:
+                    self.send_header("Connection", "close")
+                else:
+                    self.send_header("Content-Length", str(size))
+                self.end_headers()
+                piece = b"<Error><Code>AccessDenied</Code>" + b"x" * 65504
+                sent = 0
+                try:
+                    while sent < size:
+                        self.wfile.write(piece[: size - sent])
+                        sent += len(piece)
+                except OSError:
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "until-close"])
+def test_error_bodies_are_read_to_64_kib(chunked):
+    import tracemalloc
+
+    from qianwen_ops.http_client import MAX_ERROR_BODY, HttpSession, error_fields
+
+    server = _Huge(403, 32 << 20, chunked)
+    session = HttpSession(timeout=10, env={})
+    tracemalloc.start()
+    try:
+        response = session.request("GET", server.url)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        session.close()
+        server.close()
+    assert response.status == 403 and len(response.body) == MAX_ERROR_BODY
+    assert error_fields(response)[0] == "AccessDenied"
+    assert peak < 2 << 20, peak                 # was the whole body, up to 16 MiB per answer
+
+
+def test_a_success_body_over_the_protocols_need_is_refused():
+    from qianwen_ops.http_client import MAX_RESPONSE_BYTES, HttpSession
+
+    server = _Huge(200, MAX_RESPONSE_BYTES + 1)
+    session = HttpSession(timeout=10, env={})
+    try:
+        with pytest.raises(QwenOpsError) as caught:
+            session.request("GET", server.url)
+    finally:
+        session.close()
+        server.close()
+    assert "larger than expected" in caught.value.message and MAX_RESPONSE_BYTES <= 1 << 20
+
+
+def test_xml_values_in_order_and_in_linear_time():
+    text = "<R><Part><PartNumber>1</PartNumber><ETag>\"A\"</ETag></Part><Part><PartNumber>2</PartNumber></Part></R>"
+    assert [http_client.xml_values(p, "PartNumber") for p in http_client.xml_values(text, "Part")] == [["1"], ["2"]]
+    assert http_client.xml_values("<Code>x", "Code") == [] and http_client.xml_values("", "Code") == []
+    hostile = "<Part><PartNumber>" * 200_000      # 3.6 MB of openings that never close
+    started = time.monotonic()
+    assert http_client.xml_values(hostile, "Part") == []
+    assert time.monotonic() - started < 1.0

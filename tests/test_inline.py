@@ -9,13 +9,12 @@ import os
 
 import pytest
 
-from conftest import CANARY_KEY, assert_clean_error, leaks, run_script, sandbox_env
+from conftest import CANARY_KEY, assert_clean_error, chat, leaks, run_script, sandbox_env
 from qianwen_ops.errors import INPUT_FILE, QwenOpsError
 from qianwen_ops.inline import MAX_DATA_URL_BYTES, max_inline_bytes
 from qianwen_ops.settings import Settings
 from qianwen_ops.uploads import resolve_file, upload_file
 from qianwen_sandbox.dashscope_api import MAX_DATA_URI_BYTES
-from test_sandbox_protocol import chat
 
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(3000)
 

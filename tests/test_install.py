@@ -16,6 +16,8 @@ import pytest
 
 from conftest import ROOT, SCRUB_PREFIXES
 
+pytestmark = pytest.mark.slow   # end to end: seconds per test (selected with -m slow, run by default)
+
 NPM_PINS = ("node@22.23.3", "skills@1.7.4")  # keep in step with tests/run.sh
 NO_NETWORK = Path(__file__).with_name("no_network.cjs")
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t",
@@ -23,8 +25,9 @@ GIT_IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
 
 
 def documented_install() -> list:
-    """The install command README.md documents, as the arguments after ``npx skills add``."""
-    section = (ROOT / "README.md").read_text().split("## Install as a skill", 1)[1]
+    """The install command agent-compatibility.md documents (README.md links to it), as the arguments after
+    ``npx skills add``."""
+    section = (ROOT / "agent-compatibility.md").read_text().split("## Install\n", 1)[1]
     line = section.split("```", 2)[1].strip()
     assert line.startswith("npx skills add ") and "\n" not in line, line
     return shlex.split(line)[3:]
@@ -141,7 +144,7 @@ def clean_env(tmp: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def installed(skills_cli, release_mirror, tmp_path_factory, sandbox):
-    """One install shared by this module, as README.md documents it: a fresh git project, claude-code +
+    """One install shared by this module, as agent-compatibility.md documents it: a fresh git project, claude-code +
     cursor, the key in its .env."""
     tmp = tmp_path_factory.mktemp("installed")
     project = tmp / "proj"

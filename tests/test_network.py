@@ -13,72 +13,30 @@ import os
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 from pathlib import Path
 
 import pytest
-import trustme
 from forward_proxy import ForwardProxy
 
-from conftest import CANARY_KEY, assert_clean_error, leaks, run_script, start_sandbox
+from conftest import (
+    CANARY_KEY,
+    OSS_HOST,
+    PROXY_AND_CA,
+    REGION_HOSTS,
+    UNAUTHORIZED,
+    QuietHandler,
+    api_address,
+    assert_clean_error,
+    leaks,
+    run_script,
+)
 from qianwen_ops import network
 from qianwen_ops.errors import CONFIG, NETWORK, QwenOpsError
 from qianwen_ops.http_client import HttpSession
 from qianwen_ops.redaction import redact
 
-PROXY_AND_CA = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY",
-                "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "REQUEST_METHOD")
-REGION_HOSTS = ("dashscope.aliyuncs.com", "dashscope-intl.aliyuncs.com", "dashscope-us.aliyuncs.com")
-OSS_HOST = "oss-cn-beijing.aliyuncs.com"  # the sandbox's getPolicy names it; only the proxy routes it
 PROXY_PASSWORD = "Px7-Qm3v-Hd9k"
-UNAUTHORIZED = json.dumps({"code": "InvalidApiKey", "message": "Invalid API-key provided.",
-                           "request_id": "r-1"}).encode()
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    """Three CAs: the sandbox's, a company proxy's (inspecting), and an unrelated one."""
-    folder = tmp_path_factory.mktemp("pki")
-    server_ca, company_ca, other_ca = trustme.CA(), trustme.CA(), trustme.CA()
-    cert = server_ca.issue_cert("127.0.0.1", "::1", "localhost", OSS_HOST, *REGION_HOSTS)
-    cert.private_key_and_cert_chain_pem.write_to_path(str(folder / "server.pem"))
-    for name, ca in (("server-ca", server_ca), ("company-ca", company_ca), ("other-ca", other_ca)):
-        ca.cert_pem.write_to_path(str(folder / f"{name}.pem"))
-    return {"dir": folder, "server_ca": server_ca, "company_ca": company_ca,
-            **{name: str(folder / f"{name}.pem") for name in ("server", "server-ca", "company-ca", "other-ca")}}
-
-
-@pytest.fixture(scope="module")
-def tls_box(pki):
-    box = start_sandbox("--tls-cert", pki["server"], "--tls-key", pki["server"],
-                        "--upload-host", f"https://{OSS_HOST}/dashscope-sandbox-temp")
-    yield box
-    box.stop()
-
-
-def api_address(box) -> tuple:
-    return "127.0.0.1", int(box.base_url.rsplit(":", 1)[1])
-
-
-@pytest.fixture
-def proxies():
-    started = []
-
-    def make(**kwargs) -> ForwardProxy:
-        proxy = ForwardProxy(**kwargs)
-        started.append(proxy)
-        return proxy
-
-    yield make
-    for proxy in started:
-        proxy.close()
-
-
-@pytest.fixture
-def net_env(env, tls_box):
-    """No inherited proxy or CA variables; the sandbox's key; trust the sandbox's CA."""
-    clean = {k: v for k, v in env.items() if k not in PROXY_AND_CA}
-    return dict(clean, DASHSCOPE_API_KEY=tls_box.api_key)
 
 
 def outside_tunnel_is_clean(proxy: ForwardProxy, key: str) -> None:
@@ -358,7 +316,7 @@ def test_a_trickling_server_cannot_hold_the_probe(env, project):
     assert elapsed < 3.0  # deadline 2 x 0.5 s, plus interpreter start
 
 
-class _Answer200(BaseHTTPRequestHandler):
+class _Answer200(QuietHandler):
     protocol_version = "HTTP/1.1"
     seen_hosts: list = []
 
@@ -370,9 +328,6 @@ class _Answer200(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 def test_ipv6_literal_with_a_port(env, project):

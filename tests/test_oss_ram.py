@@ -11,14 +11,14 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, run_script, start_sandbox
-from qianwen_ops.custom_oss import CustomOss, load_config
+from conftest import MODEL, ROOT, fetch, oss_env, run_script, start_sandbox
+from qianwen_ops.custom_oss import CustomOss
 from qianwen_ops.errors import QwenOpsError
 from qianwen_ops.local_files import check_file
+from qianwen_ops.oss_settings import load_config
 from qianwen_ops.settings import Settings
 from qianwen_sandbox.ram import PolicyError, parse_policy, required_action, resource_for
 
-MODEL = "qwen-vl-plus"
 SMALL_PART = 100 * 1024          # OSS's smallest part size; keeps the multipart cases small
 THRESHOLD = 256 * 1024
 
@@ -53,23 +53,10 @@ def put_only_box(tmp_path):
     box.stop()
 
 
-def oss_env(env, box, **extra):
-    info = box.info
-    return dict(env, QWEN_BASE_URL=box.base_url, DASHSCOPE_API_KEY=box.api_key,
-                QWEN_TMP_OSS_BUCKET=info["oss_bucket"], QWEN_TMP_OSS_REGION=info["oss_region"],
-                QWEN_TMP_OSS_ENDPOINT=info["oss_endpoint"], QWEN_TMP_OSS_AK_ID=info["oss_access_key_id"],
-                QWEN_TMP_OSS_AK_SECRET=info["oss_access_key_secret"], **extra)
-
-
 def small_parts_backend(env, box, tmp_path) -> CustomOss:
     config = load_config(Settings.from_process(cwd=tmp_path, env=oss_env(env, box)))
     return CustomOss(config, tmp_path / "cache", timeout=10, multipart_threshold=THRESHOLD, part_size=SMALL_PART,
                      threads=2, announce=False)
-
-
-def fetch(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=30) as resp:
-        return resp.read()
 
 
 class Interrupted(Exception):
@@ -165,6 +152,7 @@ def test_documented_policy_covers_every_call_the_bundle_makes(documented_box, en
 
 # ---------------------------------------------------------------- a missing action is named
 
+@pytest.mark.slow
 def test_missing_actions_are_named_with_exit_5(put_only_box, env, project, tmp_path):
     box = put_only_box
     run_env = oss_env(env, box)

@@ -18,6 +18,8 @@ from test_install import tree_digest as tree_files
 from conftest import ROOT, UPDATE_SKILL
 from qianwen_ops import __version__, _build_backend
 
+pytestmark = pytest.mark.slow   # end to end: seconds per test (selected with -m slow, run by default)
+
 PNG = b"\x89PNG\r\n\x1a\n packaged"
 APP = """
 import json, pathlib, qianwen_ops

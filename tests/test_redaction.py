@@ -35,10 +35,10 @@ def test_unrelated_text_is_left_alone():
 
 def test_untrusted_is_one_printable_capped_line():
     forged = "denied\nSUCCESS: key verified\r\x1b[32mOK\x1b[0m \u202eevil\u0000"
-    out = redaction.untrusted(forged, 40)
+    out = redaction.safe_line(forged, 40)
     assert "\n" not in out and "\r" not in out and out.isprintable() and len(out) <= 40
     assert out.startswith("denied\\nSUCCESS")
-    assert redaction.untrusted(None) == "" and redaction.untrusted(12345) == "12345"
+    assert redaction.safe_line(None) == "" and redaction.safe_line(12345) == "12345"
 
 
 def test_sk_rule_needs_eight_key_characters():
@@ -67,6 +67,13 @@ def test_the_token_plan_prefix_alone_stays_readable():
     assert redaction.redact("a Token Plan key (sk-sp-) on a standard host") == \
         "a Token Plan key (sk-sp-) on a standard host"
     assert not leaks(redaction.redact(f"echo {token_plan[:14]}"), (token_plan,))
+
+
+def test_a_key_shape_is_caught_whole_even_when_a_loaded_secret_overlaps_it():
+    from qianwen_ops.redaction import redact, remember
+
+    remember("sk-Qx7Jv2")                                   # a loaded (short) secret that begins like another key
+    assert redact("DASHSCOPE_API_KEY=sk-Qx7Jv2defghijklmnop,") == "DASHSCOPE_API_KEY=sk-<redacted>,"
 
 
 def test_nothing_to_redact_is_never_wrong_when_it_says_so():

@@ -1,7 +1,7 @@
 """The release branch users install from: built by release/build.py, published by a workflow.
 
 tests/test_install.py and tests/test_skill_commands.py install it with the real installer, as
-README.md documents; here the build itself: what ships, what it refuses, the branch commit, the
+agent-compatibility.md documents; here the build itself: what ships, what it refuses, the branch commit, the
 workflow, and that every command the skills print names a ref and a file that exist there.
 """
 
@@ -74,9 +74,9 @@ def test_every_printed_command_names_the_release_and_a_file_it_holds(tree):
     assert update_command(env, SCRIPTS.parent).startswith(f"npx skills add QianWen-AI/qianwen-ops-auth#{ref} --skill")
     assert documented_install()[0] == f"QianWen-AI/qianwen-ops-auth#{ref}"
     command = "npx skills add " + " ".join(documented_install()).replace("*", "'*'")
-    for doc in ("README.md", "agent-compatibility.md"):
-        assert command in (ROOT / doc).read_text(), doc
-    assert command in build.README
+    assert command == build.install_command() and command in (ROOT / "agent-compatibility.md").read_text()
+    assert command in build.readme() and command in (tree / "README.md").read_text()
+    assert "npx skills add" not in (ROOT / "README.md").read_text()   # README.md links to it, stated once
 
 
 def test_branch_mode_commits_the_tree_once(source_repo, tmp_path):  # noqa: F811

@@ -15,25 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import oss2
 import pytest
 
-from conftest import wait_until
-
-MODEL = "qwen-vl-plus"
-
-
-def chat(box, urls, headers=None, key=None, model=MODEL):
-    content = [{"type": "image_url", "image_url": {"url": u}} for u in urls] + [{"type": "text", "text": "hi"}]
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": content}]}).encode()
-    req = urllib.request.Request(box.base_url + "/compatible-mode/v1/chat/completions", body,
-                                 {"Authorization": f"Bearer {key or box.api_key}", "Content-Type": "application/json",
-                                  **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
-RESOLVE = {"X-DashScope-OssResourceResolve": "enable"}
+from conftest import MODEL, RESOLVE, chat, wait_until
 
 
 def sha(path) -> str:
@@ -68,6 +50,7 @@ def test_dashscope_sdk_upload_then_chat_gets_sha(sb, image):
         OssUtils.upload(model=MODEL, file_path=str(other / "img.png"), api_key=sb.api_key, upload_certificate=cert)
 
 
+@pytest.mark.slow
 def test_dashscope_cli_upload(sb, image, env):
     cli = os.path.join(os.path.dirname(sys.executable), "dashscope")
     done = subprocess.run([cli, "oss", "upload", "--file", str(image), "--model", MODEL,
@@ -145,7 +128,7 @@ def test_oss2_put_get_presign_resumable(sb, tmp_path, version):
                           part_size=1024 * 1024, num_threads=2, store=oss2.ResumableStore(root=str(tmp_path)))
     assert bucket.get_object(f"big-{version}.bin").read() == big.read_bytes()
     assert sb.counts()["oss"] - before >= 6  # initiate, list parts, 4 parts, complete
-    listing = {o["key"]: o for o in sb.stats()["objects"]}
+    listing = sb.objects()
     assert listing[f"big-{version}.bin"]["parts"] == 4
     bucket.delete_object(key)
     with pytest.raises(oss2.exceptions.NoSuchKey):
@@ -361,3 +344,23 @@ def test_sandbox_refuses_non_loopback_host():
     done = subprocess.run([sys.executable, str(__import__("conftest").SCRIPTS / "sandbox.py"), "--host", "0.0.0.0"],  # noqa: S104
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "loopback" in done.stderr
+
+
+def test_sandbox_latency_costs_one_round_trip_to_connect_and_one_per_request(make_sandbox):
+    import http.client
+    import time
+
+    box = make_sandbox("--latency-ms", "150")
+    host, port = box.base_url.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        timings = []
+        for _ in range(2):
+            start = time.monotonic()
+            conn.request("GET", "/_sandbox/stats")
+            conn.getresponse().read()
+            timings.append(time.monotonic() - start)
+    finally:
+        conn.close()
+    first, second = timings
+    assert first >= 0.3 and second >= 0.15   # a new connection: two round trips; a reused one: one

@@ -11,18 +11,25 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CANARY_KEY, SCRIPTS, assert_clean_error, leaks, mode_is, needs_rlimit, needs_symlinks, run_script
+from conftest import (
+    CANARY_KEY,
+    SCRIPTS,
+    assert_clean_error,
+    git,
+    leaks,
+    mode_is,
+    needs_rlimit,
+    needs_symlinks,
+    run_script,
+)
 from qianwen_ops.credentials import PLACEHOLDER, STANDARD, Secret, find_api_key
-from qianwen_ops.envfile import PLACEHOLDER_LINE, setup_env
+from qianwen_ops.dotenv_editor import PLACEHOLDER_LINE, setup_env
 from qianwen_ops.errors import QwenOpsError
 from qianwen_ops.settings import Settings
 
 NEW_KEY = "sk-Rl9-Vx2-real"
 UNCHANGED = "already sets DASHSCOPE_API_KEY (placeholder); left unchanged"
 
-
-def git_init(folder: Path) -> None:
-    subprocess.run(["git", "init", "-q"], cwd=folder, check=True)
 
 
 def key_in_effect(cwd: Path) -> tuple:
@@ -59,7 +66,7 @@ def test_appends_without_breaking_the_last_line(env, project):
 
 
 def test_dry_run_wording_and_changes_nothing(env, project):
-    git_init(project)
+    git(project, "init", "-q")
     result = run_script("setup_env.py", "--dry-run", env=env, cwd=project)
     assert result.code == 0 and not (project / ".env").exists() and not (project / ".gitignore").exists()
     assert result.out.splitlines()[:2] == [f"would create {project / '.env'}: {PLACEHOLDER_LINE}",
@@ -125,7 +132,7 @@ def test_key_in_the_environment_means_no_env_file(env, project):
 # ------------------------------------------------------------------ where it writes
 
 def test_subfolder_never_shadows_the_key_at_the_repository_root(env, project):
-    git_init(project)
+    git(project, "init", "-q")
     (project / ".env").write_bytes(b"DASHSCOPE_API_KEY=sk-working-root-key1\n")
     sub = project / "app" / "src"
     sub.mkdir(parents=True)
@@ -136,7 +143,7 @@ def test_subfolder_never_shadows_the_key_at_the_repository_root(env, project):
 
 
 def test_subfolder_writes_the_project_root_env(env, project):
-    git_init(project)
+    git(project, "init", "-q")
     sub = project / "app"
     sub.mkdir()
     (sub / ".env").write_bytes(b"PORT=8080\n")   # the app's own settings, no key: not the place for it
@@ -147,7 +154,7 @@ def test_subfolder_writes_the_project_root_env(env, project):
 
 
 def test_from_stdin_in_a_subfolder_edits_the_env_in_effect(env, project):
-    git_init(project)
+    git(project, "init", "-q")
     (project / ".env").write_bytes(b"A=1\nDASHSCOPE_API_KEY=sk-your-key-here\n")
     sub = project / "pkg"
     sub.mkdir()
@@ -161,7 +168,7 @@ def test_never_writes_into_an_installed_skill_folder(env, tmp_path):
     skill = project / ".agents" / "skills" / "qianwen-ops-auth"
     shutil.copytree(SCRIPTS, skill / "scripts", ignore=shutil.ignore_patterns("__pycache__"))
     (skill / "skills" / "qianwen-update-check").mkdir(parents=True)   # what makes the copy look like a root
-    git_init(project)
+    git(project, "init", "-q")
     before = sorted(p.relative_to(skill) for p in skill.rglob("*"))
     done = subprocess.run([sys.executable, str(skill / "scripts" / "setup_env.py")], cwd=skill, env=env,
                           capture_output=True, text=True, timeout=60)
@@ -289,12 +296,26 @@ def test_a_key_on_the_command_line_is_refused_and_not_echoed(env, project):
 
 
 def test_from_stdin_refuses_a_env_that_git_tracks(env, project):
-    git_init(project)
+    git(project, "init", "-q")
     (project / ".env").write_bytes(b"DASHSCOPE_API_KEY=sk-your-key-here\n")
     subprocess.run(["git", "add", "-f", ".env"], cwd=project, check=True)
     result = run_script("setup_env.py", "--from-stdin", env=env, cwd=project, stdin=NEW_KEY + "\n")
     assert result.code == 12 and "tracked by git" in result.err
+    assert "run: git rm --cached .env, then add it to .gitignore" in result.err   # placeholders only: untrack it
     assert (project / ".env").read_bytes() == b"DASHSCOPE_API_KEY=sk-your-key-here\n"
+
+
+def test_refusing_a_tracked_env_never_advises_untracking_its_redirecting_values(env, project):
+    """The advice doctor gives (project_findings.tracked_dotenv_advice): untracking a cloned repository's
+    .env would make its base URL trusted, so the editor says to delete those lines instead."""
+    git(project, "init", "-q")
+    data = b"DASHSCOPE_API_KEY=sk-your-key-here\nQWEN_BASE_URL=https://gateway.example.com\n"
+    (project / ".env").write_bytes(data)
+    subprocess.run(["git", "add", "-f", ".env"], cwd=project, check=True)
+    result = run_script("setup_env.py", "--from-stdin", env=env, cwd=project, stdin=NEW_KEY + "\n")
+    assert result.code == 12 and "sets QWEN_BASE_URL" in result.err and "do not just run git rm --cached" in result.err
+    assert "run: git rm --cached" not in result.err and (project / ".env").read_bytes() == data
+    assert len(result.err.splitlines()) == 1 and not leaks(result.out + result.err)
 
 
 def test_environment_key_overrides_note(env, project):
@@ -333,7 +354,7 @@ def test_a_write_that_fails_leaves_the_env_as_it_was(env, project, existing):
 # ------------------------------------------------------------------ .gitignore
 
 def test_gitignore_created_0644_with_env_and_evidence(env, project):
-    git_init(project)
+    git(project, "init", "-q")
     run_script("setup_env.py", env=env, cwd=project)
     assert (project / ".gitignore").read_text() == ".env\n/output/qianwen-ops-auth/\n"
     assert mode_is(project / ".gitignore", 0o644)
@@ -344,7 +365,7 @@ def test_gitignore_created_0644_with_env_and_evidence(env, project):
 
 
 def test_existing_gitignore_is_only_appended_to_and_keeps_its_mode(env, project):
-    git_init(project)
+    git(project, "init", "-q")
     (project / ".gitignore").write_bytes(b"*.env\n.env\n# mine")
     os.chmod(project / ".gitignore", 0o664)
     run_script("setup_env.py", env=env, cwd=project)
@@ -355,7 +376,7 @@ def test_existing_gitignore_is_only_appended_to_and_keeps_its_mode(env, project)
 # ------------------------------------------------------------------ --custom-oss
 
 def test_custom_oss_adds_the_missing_lines(env, project):
-    git_init(project)
+    git(project, "init", "-q")
     (project / ".env").write_bytes(b"DASHSCOPE_API_KEY=sk-working-key-77\nQWEN_TMP_OSS_REGION=cn-beijing\n")
     result = run_script("setup_env.py", "--custom-oss", "--bucket", "my-bucket", "--region", "cn-beijing",
                         env=env, cwd=project)

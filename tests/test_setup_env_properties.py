@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from qianwen_ops.credentials import KEY_NAMES, PLACEHOLDER, Secret, classify_key
+from qianwen_ops.dotenv_editor import PLACEHOLDER_VALUE, setup_env
 from qianwen_ops.dotenv_parser import LINE_BREAK
-from qianwen_ops.envfile import PLACEHOLDER_VALUE, setup_env
 from qianwen_ops.errors import REFUSED_WRITE, QwenOpsError
 
 NEW_KEY = "sk-Gen7-new-key"

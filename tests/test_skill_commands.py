@@ -1,6 +1,6 @@
 """Every command SKILL.md shows, run as written from the root of a project that installed the bundle.
 
-One install with the real installer, as README.md documents it (the ``release`` branch that
+One install with the real installer, as agent-compatibility.md documents it (the ``release`` branch that
 release/build.py makes, claude-code + cursor), then each row of the
 situations table: ``<skill-dir>`` becomes the installed folder as an agent would write it, relative to
 the project root, and the command runs from there. Each must print what its row says and exit with
@@ -23,6 +23,8 @@ from test_docs import SCENARIOS, prepare_situation, prints_problem
 from test_install import documented_install, install, release_mirror, skills_cli, source_repo  # noqa: F401
 
 from conftest import ROOT, SCRUB_PREFIXES, leaks
+
+pytestmark = pytest.mark.slow   # end to end: seconds per test (selected with -m slow, run by default)
 
 SKILL_DIR = ".agents/skills/qianwen-ops-auth"
 

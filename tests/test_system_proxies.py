@@ -15,9 +15,8 @@ import sys
 
 import pytest
 from forward_proxy import ForwardProxy
-from test_network import api_address, net_env, pki, proxies, tls_box  # noqa: F401 - fixtures
 
-from conftest import SCRIPTS, UPDATE_SKILL, Result, assert_clean_error, leaks
+from conftest import SCRIPTS, UPDATE_SKILL, Result, api_address, assert_clean_error, leaks
 from qianwen_ops import network
 from qianwen_ops.errors import CONFIG, QwenOpsError
 from qianwen_ops.redaction import redact

@@ -8,13 +8,12 @@ import threading
 
 import pytest
 
-from conftest import needs_fifo, needs_symlinks, sandbox_env
+from conftest import MODEL, needs_fifo, needs_symlinks, sandbox_env
 from qianwen_ops import local_files, upload_cache
 from qianwen_ops.settings import Settings
 from qianwen_ops.upload_cache import COMPACT_MIN_BYTES, UploadCache, _line
 from qianwen_ops.uploads import resolve_file, upload_many
 
-MODEL = "qwen-vl-plus"
 FAR = {"url": "oss://x/" + "u" * 120, "expires_at": 4e9, "issued_at": 1e9, "backend": "temp-storage",
        "sha256": "0" * 64, "needs_resolve_header": True}
 
@@ -126,7 +125,7 @@ def test_hit_trusts_identity_without_reading_and_a_rewrite_is_detected(sb, env, 
         raise AssertionError("a cache hit re-read the file")
 
     with monkeypatch.context() as patch:
-        patch.setattr(local_files, "_open_regular", no_reading)
+        patch.setattr(local_files, "open_regular", no_reading)
         assert resolve_file(str(path), MODEL, settings=settings) == first
     # Same size, mtime restored: only ctime tells the rewrite apart.
     info = os.stat(path)

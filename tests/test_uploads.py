@@ -1,22 +1,36 @@
-"""resolve_file / upload_file / upload_file.py through temporary storage, on the sandbox."""
+"""resolve_file / upload_file / upload_many / upload_file.py through temporary storage, on the sandbox: batches,
+the cache, inputs (odd names, a key typed as a file name, an input holding the key), Ctrl-C, --temp-storage."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
-from conftest import assert_clean_error, mode_is, run_script, sandbox_env
+from conftest import (
+    CANARY_KEY,
+    MODEL,
+    RESOLVE,
+    SCRIPTS,
+    assert_clean_error,
+    chat,
+    interrupt_when,
+    leaks,
+    mode_is,
+    oss_env,
+    run_script,
+    sandbox_env,
+    sandbox_settings,
+)
 from qianwen_ops.errors import QwenOpsError
 from qianwen_ops.settings import Settings
 from qianwen_ops.temp_storage import object_key
 from qianwen_ops.upload_cache import CACHE_VERSION
 from qianwen_ops.uploads import request_headers_for, resolve_file, upload_file, upload_many
-from test_sandbox_protocol import RESOLVE, chat
-
-MODEL = "qwen-vl-plus"
 
 
 def make(path, data: bytes):
@@ -233,7 +247,6 @@ def test_bad_model_and_concurrency(env, project):
 def test_progress_bar_on_a_terminal_only(sb, env, project):
     import pty
     import subprocess
-    import sys
 
     from conftest import SCRIPTS
 
@@ -263,3 +276,103 @@ def test_progress_bar_on_a_terminal_only(sb, env, project):
     piped = run_script("upload_file.py", str(big), "--model", MODEL, "--no-cache", env=sandbox_env(env, sb),
                        cwd=project)
     assert piped.code == 0 and piped.err == ""
+
+
+def _key_inputs(key: str) -> list:
+    return [f"DASHSCOPE_API_KEY={key}", f"./{key}", f"'{key}'", f"{key},", key[3:], f"file:///tmp/{key}.png",
+            f"dir/{key[3:]}/x.png", f"Authorization: Bearer {key}", f"{key[:12]}\n{key[12:]}"]
+
+
+def test_an_input_holding_the_key_is_never_echoed(sb, env, project):
+    (project / "a.png").write_bytes(b"a picture")
+    run_env = sandbox_env(env, sb)
+    texts = []
+    for extra in ([], ["--json"]):
+        done = run_script("upload_file.py", "a.png", *_key_inputs(sb.api_key), "--model", MODEL, *extra,
+                          env=run_env, cwd=project)
+        assert done.code == 10 and "Traceback" not in done.err, done.err
+        assert done.out.startswith(("oss://", '{"source": "a.png"'))
+        texts += [done.out, done.err]
+    texts += [p.read_text() for p in (project / "output").rglob("*") if p.is_file()]
+    shown = "\n".join(texts)
+    assert leaks(shown, (sb.api_key,)) == [], leaks(shown, (sb.api_key,))
+    assert "DASHSCOPE_API_KEY=sk-<redacted>" in shown     # the input is still recognisable
+
+
+def test_library_outcomes_never_echo_the_key_from_an_input(sb, env, project):
+    from qianwen_ops.uploads import upload_many
+
+    outcomes = upload_many(_key_inputs(sb.api_key), MODEL, settings=sandbox_settings(env, sb, project), use_cache=False)
+    text = "\n".join(f"{o.source} {o.error} {o.error!r}" for o in outcomes)
+    assert all(o.error is not None for o in outcomes)
+    assert leaks(text, (sb.api_key,)) == [], text
+
+
+def test_temp_storage_flag_ignores_a_configured_bucket_for_one_upload(sb, env, project):
+
+    from qianwen_ops.uploads import upload_file
+
+    (project / "pic.png").write_bytes(os.urandom(500))
+    run_env = oss_env(env, sb)
+    before = sb.counts()
+    done = run_script("upload_file.py", "pic.png", "--model", MODEL, "--json", "--temp-storage", env=run_env,
+                      cwd=project)
+    assert done.code == 0 and "uploading to your bucket" not in done.err, done.err
+    record = json.loads(done.out)
+    assert record["backend"] == "temp-storage" and record["url"].startswith("oss://")
+    after = sb.counts()
+    assert after["postObject"] == before["postObject"] + 1 and after["oss"] == before["oss"]
+    upload = upload_file(str(project / "pic.png"), MODEL, settings=Settings.from_process(cwd=project, env=run_env),
+                         use_cache=False, temp_storage=True)
+    assert upload.backend == "temp-storage"
+    default = run_script("upload_file.py", "pic.png", "--model", MODEL, "--json", env=run_env, cwd=project)
+    assert json.loads(default.out)["backend"] == "custom-oss"          # without the flag: the bucket
+
+
+def _run(args: list, env: dict, cwd, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPTS / "upload_file.py"), *args], env=env, cwd=cwd,
+                          capture_output=True, timeout=timeout)
+
+
+def test_non_utf8_and_control_character_names_do_not_stop_the_batch(sb, env, project):
+    bad = os.fsencode(str(project)) + b"/bad\xff\xfe.png"
+    with open(bad, "wb") as handle:
+        handle.write(b"not utf-8 name")
+    (project / "ctl\x1b[31mred\x07.png").write_bytes(b"escape sequence name")
+    (project / "ok.png").write_bytes(b"fine")
+    args = [bad, os.fsencode("ctl\x1b[31mred\x07.png"), b"ok.png", b"missing\x1b[2J.png", b"--model", MODEL.encode()]
+    for extra in ([], [b"--json"]):
+        done = _run(args + extra, sandbox_env(env, sb), project)
+        out, err = done.stdout.decode("utf-8"), done.stderr.decode("utf-8")
+        assert done.returncode == 10, err                    # the missing file; the other three uploaded
+        assert "\x1b" not in out + err and "\x07" not in out + err and "Traceback" not in err
+        lines = out.splitlines()
+        assert len(lines) == (4 if extra else 3)
+        urls = [json.loads(line).get("url") for line in lines] if extra else lines
+        assert sum(1 for u in urls if u and u.startswith("oss://")) == 3
+        assert "missing\\x1b[2J.png" in err
+    evidence = (project / "output" / "qianwen-ops-auth" / "uploads.jsonl").read_bytes().decode("utf-8")
+    sources = [json.loads(line)["source"] for line in evidence.splitlines()]
+    assert "\x1b" not in "".join(sources) and any(s.endswith("bad\\udcff\\udcfe.png") for s in sources)
+
+
+def test_a_key_given_as_a_file_name_is_refused_without_echo(sb, env, project):
+    (project / "ok.png").write_bytes(b"fine")
+    done = _run([CANARY_KEY, "ok.png", "--model", MODEL, "--json"], sandbox_env(env, sb), project)
+    out, err = done.stdout.decode(), done.stderr.decode()
+    evidence = (project / "output" / "qianwen-ops-auth" / "uploads.jsonl").read_text()
+    assert done.returncode == 10 and "looks like an API key" in err
+    assert leaks(out + err + evidence) == []
+    assert json.loads(out.splitlines()[1])["url"].startswith("oss://")
+
+
+def test_ctrl_c_with_concurrency_returns_within_two_seconds(sb, env, project):
+    for i in range(8):
+        (project / f"slow{i}.bin").write_bytes(os.urandom(200) + bytes([i]))
+    sb.fault(route="postObject", status=503, delay_s=3, count=200)  # slow failures, then retries with backoff
+    before = sb.counts()["postObject"]
+    code, _, err, took = interrupt_when(
+        [SCRIPTS / "upload_file.py", *[f"slow{i}.bin" for i in range(8)], "--model", MODEL, "--concurrency", "4",
+         "--no-cache"], lambda: sb.counts()["postObject"] >= before + 4, sandbox_env(env, sb), project)
+    assert code == 130 and took < 2.0, (took, err)
+    assert "Traceback" not in err and "interrupted" in err

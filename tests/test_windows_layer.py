@@ -18,12 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, WINDOWS, needs_proc, run_script, sandbox_env
+from conftest import MODEL, ROOT, WINDOWS, needs_proc, run_script, sandbox_env
 
 pytestmark = [needs_proc, pytest.mark.skipif(WINDOWS, reason="simulates Windows on a POSIX system; on Windows "
                                              "the real thing runs instead")]
 SHIM = ROOT / "tests" / "winshim"
-MODEL = "qwen-vl-plus"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"   # 0D 0A 1A 0A: what a text-mode read on Windows translates or stops at
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from qianwen_ops import project
+from qianwen_ops import project_findings, skill_paths
 from qianwen_ops.errors import QwenOpsError
 from qianwen_ops.local_files import local_path_text
 
@@ -103,33 +103,34 @@ def test_the_interpreter_is_named_as_the_user_can_type_it(tmp_path):
     fake_python(system_bin, "python")
     system_python3 = fake_python(system_bin, "python3")
     path = os.pathsep.join([str(system_bin)])
-    assert project.python_command(system_python3, path, windows=False) == "python3"
-    assert project.python_command(venv_python, path, windows=False) == venv_python   # not on PATH: its path
+    assert skill_paths.python_command(system_python3, path, windows=False) == "python3"
+    assert skill_paths.python_command(venv_python, path, windows=False) == venv_python   # not on PATH: its path
     activated = os.pathsep.join([str(venv_bin), str(system_bin)])
-    assert project.python_command(venv_python, activated, windows=False) == "python"
-    assert project.python_command(system_python3, os.pathsep.join([str(tmp_path / "nowhere")]), windows=False) \
+    assert skill_paths.python_command(venv_python, activated, windows=False) == "python"
+    assert skill_paths.python_command(system_python3, os.pathsep.join([str(tmp_path / "nowhere")]), windows=False) \
         == system_python3
     spaced = fake_python(tmp_path / "my tools", "python3")
-    assert project.python_command(spaced, path, windows=False) == f"'{spaced}'"
-    assert project.python_command("", path, windows=False) == "python3"
+    assert skill_paths.python_command(spaced, path, windows=False) == f"'{spaced}'"
+    assert skill_paths.python_command("", path, windows=False) == "python3"
 
 
 def test_the_windows_spelling(tmp_path):
     folder = tmp_path / "Python312"
     exe = fake_python(folder, "python.exe")
-    assert project.python_command(exe, str(folder), windows=True) == "python"        # `python`, as typed
-    shown = project.python_command(exe, "", windows=True)                             # not on PATH
+    assert skill_paths.python_command(exe, str(folder), windows=True) == "python"        # `python`, as typed
+    shown = skill_paths.python_command(exe, "", windows=True)                             # not on PATH
     assert shown == exe.replace("\\", "/") or shown == f'"{exe}"'.replace("\\", "/")
-    assert project.python_command("C:\\Program Files\\Python312\\python.exe", "", windows=True) \
+    assert skill_paths.python_command("C:\\Program Files\\Python312\\python.exe", "", windows=True) \
         == '"C:/Program Files/Python312/python.exe"'
-    assert project.python_command("C:\\Python39\\python.exe", "", windows=True) == "C:/Python39/python.exe"
-    assert project.python_command("", "", windows=True) == "python"
+    assert skill_paths.python_command("C:\\Python39\\python.exe", "", windows=True) == "C:/Python39/python.exe"
+    assert skill_paths.python_command("", "", windows=True) == "python"
 
 
 def test_hints_name_the_interpreter_that_runs(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "executable", "/opt/py/bin/python3.12")
-    assert project.script_command("probe.py", cwd=tmp_path).startswith("/opt/py/bin/python3.12 ")
-    assert project.script_command("probe.py", cwd=project.SKILL_DIR) == "/opt/py/bin/python3.12 scripts/probe.py"
+    assert skill_paths.script_command("probe.py", cwd=tmp_path).startswith("/opt/py/bin/python3.12 ")
+    assert skill_paths.script_command("probe.py", cwd=skill_paths.SKILL_DIR) == \
+        "/opt/py/bin/python3.12 scripts/probe.py"
 
 
 # ------------------------------------------------------------------ .env permissions where mode bits mean nothing
@@ -137,8 +138,8 @@ def test_hints_name_the_interpreter_that_runs(monkeypatch, tmp_path):
 def test_windows_finding_is_an_icacls_hint_outside_the_profile_never_chmod(tmp_path):
     home = tmp_path / "Users" / "lin"
     inside, outside = home / "proj" / ".env", tmp_path / "code" / "proj" / ".env"
-    assert project._windows_access_findings(inside, home) == []
-    (name, state, detail), = project._windows_access_findings(outside, home)
+    assert project_findings._windows_access_findings(inside, home) == []
+    (name, state, detail), = project_findings._windows_access_findings(outside, home)
     assert (name, state) == (".env permissions", "info")
     assert f'icacls "{outside}"' in detail and "chmod" not in detail and str(home) in detail
 
@@ -147,8 +148,8 @@ def test_no_chmod_advice_where_mode_bits_mean_nothing(tmp_path, monkeypatch):
     dotenv = tmp_path / ".env"
     dotenv.write_text("X=1\n", encoding="utf-8")
     os.chmod(dotenv, 0o644)   # on Windows every file reads as 0o666 (or 0o444): always "readable by others"
-    monkeypatch.setattr(project, "posix_permissions", lambda: False)
+    monkeypatch.setattr(project_findings, "posix_permissions", lambda: False)
     monkeypatch.setenv("USERPROFILE", str(tmp_path))
-    assert project._dotenv_findings(dotenv, tmp_path, in_git=False) == []
+    assert project_findings._dotenv_findings(dotenv, tmp_path, in_git=False) == []
     monkeypatch.setenv("USERPROFILE", str(tmp_path / "elsewhere"))
-    assert [f[1] for f in project._dotenv_findings(dotenv, tmp_path, in_git=False)] == ["info"]
+    assert [f[1] for f in project_findings._dotenv_findings(dotenv, tmp_path, in_git=False)] == ["info"]

@@ -21,7 +21,9 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from .skill_paths import SKILL_DIR
+
+ROOT = SKILL_DIR   # the source folder: pyproject.toml and scripts/qianwen_ops
 PACKAGE = "qianwen_ops"
 PACKAGE_DIR = ROOT / "scripts" / PACKAGE
 _EPOCH = (1980, 1, 1, 0, 0, 0)   # fixed timestamps: the same source gives the same wheel

@@ -22,13 +22,18 @@ so doctor can say which one overrides which.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 
 from . import errors
+from .fsutil import read_limited
 from .named_tuple import NamedTuple
+from .ownership import trusted
 from .redaction import remember
 from .settings import Settings
+from .skill_paths import SKILL_DIR, script_command
 
 KEY_NAMES = ("QIANWEN_API_KEY", "DASHSCOPE_API_KEY")
 SDK_KEY_FILE = Path(".dashscope") / "api_key"
@@ -43,9 +48,9 @@ STANDARD = "standard"
 TOKEN_PLAN = "token-plan"  # noqa: S105 - a status word, not a secret
 MALFORMED = "malformed"
 
-# Real keys are "sk-" plus random letters and digits (hex for standard keys), so
+# Real keys and AccessKeys are random letters and digits (hex for standard keys), so
 # these fragments only ever appear in templates and documentation.
-_PLACEHOLDER_WORDS = ("your", "xxxx", "placeholder", "example", "replace", "changeme",
+PLACEHOLDER_WORDS = ("your", "xxxx", "placeholder", "example", "replace", "changeme",
                       "change-me", "-here", "...", "***", "<", ">", "{", "}")
 
 
@@ -76,7 +81,7 @@ class Secret:
 
     def fingerprint(self, salt: str = "qianwen-ops-auth/v1") -> str:
         """A salted hash that identifies the account without holding the key."""
-        import hashlib
+        import hashlib  # deferred: only doctor and uploads fingerprint a key; the probe never does
 
         return hashlib.sha256((salt + "\0" + self._value).encode("utf-8")).hexdigest()[:16]
 
@@ -97,10 +102,6 @@ class ApiKey(NamedTuple):
     secret: Secret | None
     problem: str = ""    # for MALFORMED: which rule it broke (never the value)
 
-    @property
-    def usable(self) -> bool:
-        return self.status == STANDARD
-
 
 # Real keys are "sk-" (or "sk-sp-"/"sk-ws-") plus 32 letters and digits: 35-38 characters. Anything
 # over MAX_KEY_LENGTH is no key (a pasted file, a whole .env line), so it is never sent.
@@ -120,7 +121,7 @@ def classify_key(value: str | None) -> tuple[str, str]:
     if value.lower().startswith("bearer"):
         return MALFORMED, "includes a 'Bearer ' prefix"
     lowered = value.lower()
-    if lowered in ("sk-", "sk-sp-") or any(word in lowered for word in _PLACEHOLDER_WORDS):
+    if lowered in ("sk-", "sk-sp-") or any(word in lowered for word in PLACEHOLDER_WORDS):
         return PLACEHOLDER, ""
     if not value.isascii():
         return MALFORMED, "non-ASCII characters"
@@ -135,10 +136,24 @@ def classify_key(value: str | None) -> tuple[str, str]:
     return MALFORMED, "does not start with 'sk-'"
 
 
+def is_template_value(value: str) -> bool:
+    """A value a template leaves for the user to fill in (``your-bucket``, ``<bucket>``, ``...-here``); a real
+    value of any kind (a host, a base64 token) never looks like this."""
+    lowered = value.strip().lower()
+    return lowered.startswith("your") or "-here" in lowered or any(c in lowered for c in "<>{}")
+
+
+def is_placeholder_secret(value: str) -> bool:
+    """An AccessKey ID or secret that cannot be real: a template value, or a placeholder word next to other
+    punctuation. Real AccessKey IDs and secrets are letters and digits (STS IDs add a dot), so
+    ``your-accesskey-id`` is a placeholder while a random secret that happens to contain "your" is not."""
+    lowered = value.lower()
+    return is_template_value(value) or (any(word in lowered for word in PLACEHOLDER_WORDS)
+                                        and not (value.replace(".", "").isalnum() and value.isascii()))
+
+
 def key_advice(key: "ApiKey") -> str:
     """One line saying what is wrong with an unusable key and where to fix it (never the value)."""
-    from .project import SKILL_DIR, script_command
-
     if key.status == NOT_SET and not (SKILL_DIR / "scripts" / "setup_env.py").is_file():
         return NO_KEY_LIBRARY  # the library installed with pip: no skill folder, no setup script beside it
     return KEY_ADVICE[key.status].format(source=key.source or ".env", problem=key.problem,
@@ -173,8 +188,6 @@ def bailian_config_path(settings: Settings) -> tuple[Path, str]:
 
 def bailian_profile(settings: Settings) -> tuple[dict, str] | None:
     """(active profile's fields, source) of the CLI's config file, or None. Never raises."""
-    from .fsutil import read_limited
-
     path, label = bailian_config_path(settings)
     raw = read_limited(path, BAILIAN_CONFIG_LIMIT)
     if raw is None:
@@ -228,9 +241,6 @@ def sdk_key_file_path(settings: Settings) -> tuple[Path, str]:
 
 def _owned_by_root(path: Path) -> bool:
     """A root-owned file in a root-owned folder others cannot write (a mounted secret): root is trusted."""
-    import os
-    import stat
-
     try:
         info, folder = os.stat(path), os.stat(path.parent)
     except OSError:
@@ -240,11 +250,6 @@ def _owned_by_root(path: Path) -> bool:
 
 def sdk_key_file(settings: Settings) -> tuple[str, str] | None:
     """(value, source) from the SDK's key file, or None (missing, empty, special, too large, untrusted)."""
-    import os
-
-    from .fsutil import read_limited
-    from .project import trusted
-
     path, label = sdk_key_file_path(settings)
     if not os.path.lexists(path) or not (_owned_by_root(path) or trusted(path)):
         return None
@@ -279,7 +284,7 @@ def key_candidates(settings: Settings, salt: str) -> list:
         add(settings.env.get(name) or "", f"env:{name}")
     for path in settings.dotenv_paths():
         try:
-            values = settings._dotenv(path)
+            values = settings.dotenv_values(path)
         except errors.QwenOpsError:  # an unreadable .env is reported by the key check itself
             values = {}
         for name in KEY_NAMES:

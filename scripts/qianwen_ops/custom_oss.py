@@ -1,4 +1,4 @@
-"""Production uploads to the user's own OSS bucket (``QWEN_TMP_OSS_*``), spoken by ``oss_v4``.
+"""Production uploads to the user's own OSS bucket, spoken by ``oss_v4`` (the settings: ``oss_settings``).
 
 Objects go to ``{prefix}/{YYYY-MM-DD}/{id}_{filename}`` and stay; the returned URL is a
 V4-presigned https GET that DashScope accepts without any extra header. A small file is read
@@ -30,146 +30,23 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import errors
-from .credentials import _PLACEHOLDER_WORDS, Secret
-from .endpoints import check_file_sourced_host, check_not_tracked, parse_url
 from .errors import QwenOpsError
 from .fsutil import UnsafeTarget, create_file, make_dirs, read_limited
+from .http_client import HttpSession, xml_values
+from .limits import UPLOAD_TIMEOUT
 from .local_files import FileSlice, HashedReader, LocalFile, display, open_regular, readable_name, sha256_of
 from .named_tuple import NamedTuple
-from .project import skill_path
-from .settings import Found, Settings
+from .oss_settings import CustomOssConfig
+from .oss_v4 import OssV4, xml_escape
+from .redaction import one_line
+from .skill_paths import skill_path
 
-DEFAULT_PREFIX = "qianwen-uploads"
-DEFAULT_EXPIRES = 86400
-MAX_EXPIRES = 7 * 86400          # the longest a V4 presigned URL may live
 MULTIPART_THRESHOLD = 32 * 1024 * 1024
 PART_SIZE = 8 * 1024 * 1024
 PART_THREADS = 4
-DEFAULT_TIMEOUT = 30.0
-_REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-# Every QWEN_TMP_OSS_* value decides where files go or with whose keys: none may come from a
-# .env that git tracks (a cloned repository's).
-REDIRECTING = ("QWEN_TMP_OSS_BUCKET", "QWEN_TMP_OSS_REGION", "QWEN_TMP_OSS_ENDPOINT", "QWEN_TMP_OSS_PREFIX",
-               "QWEN_TMP_OSS_AK_ID", "QWEN_TMP_OSS_AK_SECRET", "QWEN_TMP_OSS_URL_EXPIRES")
 # RAM actions, from the OSS documentation (cited in qianwen_sandbox/ram.py).
 PUT, GET, LIST_PARTS, ABORT, DELETE = ("oss:PutObject", "oss:GetObject", "oss:ListParts",
                                        "oss:AbortMultipartUpload", "oss:DeleteObject")
-
-
-class CustomOssConfig(NamedTuple):
-    bucket: str
-    region: str
-    endpoint: str            # scheme://host[:port]
-    prefix: str
-    url_expires: int
-    credential_source: str   # which variables the pair came from (names only)
-    access_key_id: Secret
-    access_key_secret: Secret
-    session_token: Secret | None
-    bucket_source: str = ""  # "env" or the .env path QWEN_TMP_OSS_BUCKET came from
-
-    @property
-    def notice(self) -> str:
-        """The one stderr line every custom-OSS upload prints: where the files go, and who said so."""
-        return f"note: uploading to your bucket {self.bucket} (QWEN_TMP_OSS_BUCKET from {self.bucket_source})"
-
-
-def _endpoint(raw: str, bucket: str, region: str) -> str:
-    if not raw:
-        return f"https://oss-{region}.aliyuncs.com"
-    root, _ = parse_url(raw, "QWEN_TMP_OSS_ENDPOINT", default_scheme="https")
-    parts = urlsplit(root)
-    host = parts.hostname or ""
-    if host.startswith(bucket + "."):  # "my-bucket.oss-cn-beijing.aliyuncs.com" -> the region endpoint
-        return root.replace(f"://{bucket}.", "://", 1)
-    return root
-
-
-def _check_credential(found: Found, name: str, token: bool = False) -> str:
-    """A credential value that cannot be real is a configuration error, found before any request.
-
-    Real AccessKey IDs and secrets are letters and digits (STS IDs add a dot), so a placeholder
-    word counts only next to other punctuation: ``your-accesskey-id`` is caught, while a random
-    secret that happens to contain "your" is not.
-    """
-    value, where = found.value, found.source
-    lowered = value.lower()
-    if token:   # base64: any letters may occur, so only unmistakable template marks count
-        placeholder = lowered.startswith("your") or "-here" in lowered or any(c in value for c in "<>{}")
-    else:
-        placeholder = lowered.startswith("your") or (any(word in lowered for word in _PLACEHOLDER_WORDS)
-                                                      and not (value.replace(".", "").isalnum() and value.isascii()))
-    if placeholder:
-        raise QwenOpsError(f"{name} (from {where}) is still a placeholder; put the RAM user's AccessKey there "
-                           f"(see {skill_path('references', 'custom-oss.md')})", errors.CONFIG)
-    if value != value.strip() or any(ch.isspace() for ch in value):
-        raise QwenOpsError(f"{name} (from {where}) contains whitespace; paste the value without spaces or "
-                           "line breaks", errors.CONFIG)
-    if not value.isascii() or not value.isprintable():
-        raise QwenOpsError(f"{name} (from {where}) has non-ASCII or control characters", errors.CONFIG)
-    return value
-
-
-def _pair(settings: Settings, id_name: str, secret_name: str):
-    ak, sk = settings.get(id_name), settings.get(secret_name)
-    if bool(ak) != bool(sk):
-        missing = secret_name if ak else id_name
-        raise QwenOpsError(f"{id_name} and {secret_name} must be set together ({missing} is not set)",
-                           errors.CONFIG)
-    if not ak:
-        return None
-    return _check_credential(ak, id_name), _check_credential(sk, secret_name)
-
-
-def load_config(settings: Settings) -> CustomOssConfig | None:
-    """Custom-OSS settings, validated before any request; None when the mode is off."""
-    bucket_found = settings.get("QWEN_TMP_OSS_BUCKET")
-    if bucket_found is None:
-        return None
-    for name in REDIRECTING:
-        found = settings.get(name)
-        if found is not None and not found.source.startswith("env:"):
-            check_not_tracked(name, found.source)
-    bucket = bucket_found.value.strip()
-    if not _BUCKET.match(bucket):
-        raise QwenOpsError("QWEN_TMP_OSS_BUCKET is not a valid bucket name (3-63 of a-z, 0-9, -)", errors.CONFIG)
-    region = settings.value("QWEN_TMP_OSS_REGION").strip()
-    if region.startswith("oss-"):
-        region = region[4:]
-    if not region:
-        raise QwenOpsError("QWEN_TMP_OSS_REGION is required when QWEN_TMP_OSS_BUCKET is set (e.g. cn-beijing)",
-                           errors.CONFIG)
-    if not _REGION.match(region):
-        raise QwenOpsError("QWEN_TMP_OSS_REGION is not a region id like cn-beijing", errors.CONFIG)
-    raw_expires = settings.value("QWEN_TMP_OSS_URL_EXPIRES", str(DEFAULT_EXPIRES)).strip()
-    if not raw_expires.isdigit() or not 60 <= int(raw_expires) <= MAX_EXPIRES:
-        raise QwenOpsError(f"QWEN_TMP_OSS_URL_EXPIRES must be whole seconds from 60 to {MAX_EXPIRES}",
-                           errors.CONFIG)
-    prefix = settings.value("QWEN_TMP_OSS_PREFIX", DEFAULT_PREFIX).strip().strip("/")
-    if not prefix or len(prefix.encode()) > 200 or any(ord(c) < 32 for c in prefix) or "\\" in prefix:
-        raise QwenOpsError("QWEN_TMP_OSS_PREFIX must be 1-200 bytes of printable characters", errors.CONFIG)
-    endpoint_found = settings.get("QWEN_TMP_OSS_ENDPOINT")
-    endpoint = _endpoint(endpoint_found.value.strip() if endpoint_found else "", bucket, region)
-    if endpoint_found is not None:
-        check_file_sourced_host("QWEN_TMP_OSS_ENDPOINT", endpoint, endpoint_found.source,
-                                trusted_suffixes=(".aliyuncs.com",))
-    token = None
-    pair = _pair(settings, "QWEN_TMP_OSS_AK_ID", "QWEN_TMP_OSS_AK_SECRET")
-    if pair:
-        source = "QWEN_TMP_OSS_AK_ID/QWEN_TMP_OSS_AK_SECRET"
-    else:
-        pair = _pair(settings, "OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET")
-        if pair is None:
-            raise QwenOpsError("custom OSS mode needs credentials: set QWEN_TMP_OSS_AK_ID and "
-                               "QWEN_TMP_OSS_AK_SECRET, or OSS_ACCESS_KEY_ID and OSS_ACCESS_KEY_SECRET",
-                               errors.CONFIG)
-        source = "OSS_ACCESS_KEY_ID/OSS_ACCESS_KEY_SECRET"
-        token_found = settings.get("OSS_SESSION_TOKEN")
-        token = _check_credential(token_found, "OSS_SESSION_TOKEN", token=True) if token_found else None
-    bucket_source = "env" if bucket_found.source.startswith("env:") else bucket_found.source
-    return CustomOssConfig(bucket, region, endpoint, prefix, int(raw_expires), source,
-                           Secret(pair[0]), Secret(pair[1]), Secret(token) if token else None, bucket_source)
 
 
 _ADVICE = {
@@ -221,16 +98,13 @@ class CustomOss:
     backend = "custom-oss"
     needs_resolve_header = False
 
-    def __init__(self, config: CustomOssConfig, checkpoint_dir: Path, timeout: float = DEFAULT_TIMEOUT,
+    def __init__(self, config: CustomOssConfig, checkpoint_dir: Path, timeout: float = UPLOAD_TIMEOUT,
                  multipart_threshold: int | None = None, part_size: int | None = None,
                  threads: int = PART_THREADS, announce: bool = True, env: Mapping[str, str] | None = None,
                  session=None):
         """``multipart_threshold`` and ``part_size`` exist for tests and benchmarks (small parts);
         users get the module defaults, which no setting changes. ``session``: the batch's
         ``http_client.HttpSession`` (else one of its own, with ``timeout`` and ``env``)."""
-        from .http_client import HttpSession
-        from .oss_v4 import OssV4
-
         self.config = config
         self._checkpoint_dir = checkpoint_dir
         self.multipart_threshold = multipart_threshold or MULTIPART_THRESHOLD
@@ -239,15 +113,7 @@ class CustomOss:
         self.oss = OssV4(config.endpoint, config.bucket, config.region, config.access_key_id,
                          config.access_key_secret, config.session_token, self.session)
         if announce:
-            from .redaction import one_line
-
             print(one_line(config.notice), file=sys.stderr, flush=True)
-
-    @property
-    def cache_scope(self) -> str:
-        from .upload_cache import custom_oss_scope
-
-        return custom_oss_scope(self.config)
 
     def max_bytes(self, model: str) -> int | None:
         return None
@@ -267,8 +133,6 @@ class CustomOss:
                 raise
             raise map_error(_Failure(-1), self.config, what, action) from None
         if not 200 <= response.status < 300:
-            from .oss_v4 import xml_values
-
             codes = xml_values(response.body[:65536].decode("utf-8", "replace"), "Code")
             raise map_error(_Failure(response.status, codes[0] if codes else ""), self.config, what, action)
         return response
@@ -334,8 +198,6 @@ class CustomOss:
 
     def _parts_already_there(self, key: str, upload_id: str, what: str) -> dict | None:
         """{part number: (etag, size)} of an earlier run, or None when that upload is gone."""
-        from .oss_v4 import xml_values
-
         found: dict = {}
         query = {"uploadId": upload_id}
         while True:
@@ -356,8 +218,6 @@ class CustomOss:
             query["part-number-marker"] = marker[0]
 
     def _multipart(self, local: LocalFile, key: str, what: str, progress) -> str:
-        from .oss_v4 import xml_escape, xml_values
-
         checkpoint = self._checkpoint_path(key)
         identity = self._identity(local, key)
         shared = open_regular(local)   # one descriptor for every reader: the file checked is the file read
@@ -385,7 +245,7 @@ class CustomOss:
         hashing.start()
         etags: dict = {}
         sent = 0
-        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait  # deferred: multipart only
 
         pool = ThreadPoolExecutor(max_workers=self.threads)
         pending: set = set()
@@ -465,7 +325,7 @@ class CustomOss:
 
 
 def _content_type(key: str) -> str:
-    import mimetypes
+    import mimetypes  # deferred: it reads the system's type tables
 
     return mimetypes.guess_type(key)[0] or "application/octet-stream"
 
@@ -514,48 +374,3 @@ def _check_unchanged(local: LocalFile) -> None:
             (local.ctime_ns and after.st_ctime_ns != local.ctime_ns):
         raise QwenOpsError(f"{display(str(local.path))}: file changed while it was being uploaded",
                            errors.INPUT_FILE)
-
-
-def round_trip(config: CustomOssConfig, checkpoint_dir: Path, timeout: float = DEFAULT_TIMEOUT,
-               env: Mapping[str, str] | None = None) -> list:
-    """doctor --check-oss: put a tiny object, presign it, GET it back, delete it.
-
-    One ``(step, ok, detail, exit_code)`` row per step; ``exit_code`` is ``errors.OK`` when it passed.
-    """
-    from .http_client import HttpSession
-
-    steps: list = []
-    session = HttpSession(timeout=timeout, env=env)
-    try:
-        oss = CustomOss(config, checkpoint_dir, timeout=timeout, announce=False, env=env, session=session)
-    except QwenOpsError as exc:
-        session.close()
-        return [("connect", False, exc.message, exc.exit_code)]
-    key = f"{config.prefix}/doctor-check-{os.urandom(16).hex()}.txt"
-    payload = f"qianwen-ops-auth doctor {os.urandom(16).hex()}".encode()
-    step = "put"
-    try:
-        oss.put_bytes(key, payload, "OSS check")
-        steps.append(("put", True, f"{len(payload)} bytes to {config.bucket}/{key}", errors.OK))
-        step = "presign"
-        url = oss.presigned_get(key, 60)
-        steps.append(("presign", True, "V4 presigned GET URL, 60 s", errors.OK))
-        step = "get"
-        got = session.request("GET", url)
-        if got.status in (401, 403):
-            steps.append(("get", False, f"HTTP {got.status}: the presigned URL was refused; the RAM user needs "
-                          f"{GET} on acs:oss:*:*:{config.bucket}/{config.prefix}/*", errors.AUTH_REJECTED))
-        elif got.status != 200:
-            steps.append(("get", False, f"HTTP {got.status}", errors.exit_code_for_status(got.status)))
-        else:
-            same = got.body == payload
-            steps.append(("get", same, f"HTTP 200, {'same bytes' if same else 'different bytes'}",
-                          errors.OK if same else errors.HTTP_ERROR))
-        step = "delete"
-        oss.delete(key, "OSS check")
-        steps.append(("delete", True, "test object removed", errors.OK))
-    except QwenOpsError as exc:
-        steps.append((step, False, exc.message, exc.exit_code))
-    finally:
-        session.close()
-    return steps

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import importlib.util
 import platform
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from . import errors
+from . import __version__, errors, network
 from .credentials import (
     STANDARD,
     TOKEN_PLAN,
     ApiKey,
+    bailian_profile,
     find_api_key,
     is_sdk_key_source,
     key_advice,
@@ -25,19 +28,22 @@ from .endpoints import (
     app_settings,
     app_settings_lines,
     is_documented_host,
-    is_loopback_host,
     resolve_endpoint,
+    sdk_endpoint,
 )
 from .errors import QwenOpsError
 from .evidence import evidence_dir
+from .limits import REQUEST_TIMEOUT, TLS_CHECK_TIMEOUT
+from .oss_settings import SDK_CREDENTIAL_NAMES, load_config
 from .probe import probe_regions, run_probe
-from .project import project_findings, skill_path
-from .redaction import untrusted
+from .project_findings import project_findings
+from .provenance import BUCKET_NAMES
+from .redaction import safe_line
 from .settings import Settings
-
-OSS_VARIABLES = ("QWEN_TMP_OSS_BUCKET", "QWEN_TMP_OSS_REGION", "QWEN_TMP_OSS_AK_ID", "QWEN_TMP_OSS_AK_SECRET",
-                 "QWEN_TMP_OSS_PREFIX", "QWEN_TMP_OSS_ENDPOINT", "QWEN_TMP_OSS_URL_EXPIRES",
-                 "OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_SESSION_TOKEN")
+from .skill_paths import skill_path
+from .update_prompt import status as update_status
+from .upload_cache import cache_path
+from .urls import is_loopback_host, valid_host
 
 
 @dataclass
@@ -64,13 +70,6 @@ class Report:
             why = f"{failed['name']}: {failed['detail']}" if failed else errors.EXIT_CODES.get(self.exit_code, "")
             data.update(errors.error_object(self.exit_code, why))
         return data
-
-
-def bundle_version() -> str:
-    """The bundle's one version number (``qianwen_ops.__version__``; version.json and pyproject follow it)."""
-    from . import __version__
-
-    return __version__
 
 
 def _check_key_and_endpoint(settings: Settings, report: Report, offline: bool, timeout: float) -> None:
@@ -127,8 +126,6 @@ def _check_key_and_endpoint(settings: Settings, report: Report, offline: bool, t
 
 def _check_key_sources(settings: Settings, report: Report) -> None:
     """Say when the key in effect hides a different one (salted fingerprints, never values)."""
-    import secrets
-
     candidates = key_candidates(settings, secrets.token_hex(8))
     if not candidates:
         return
@@ -166,15 +163,13 @@ def _check_region_override(settings: Settings, report: Report) -> None:
     base, region = settings.get("QWEN_BASE_URL"), settings.get("QWEN_REGION")
     if base is not None and region is not None:
         report.add("region setting", "warn",
-                   f"QWEN_BASE_URL overrides QWEN_REGION={untrusted(region.value, 40)} ({region.source}): the region "
+                   f"QWEN_BASE_URL overrides QWEN_REGION={safe_line(region.value, 40)} ({region.source}): the region "
                    f"is ignored; unset QWEN_BASE_URL ({base.source}) to use it")
 
 
 def _check_network(settings: Settings, report: Report, endpoint: Endpoint) -> None:
     """The proxy and CA certificates the requests will use (process environment, or the Windows/macOS proxy
     settings; no password)."""
-    from . import network
-
     try:
         proxy = network.proxy_for_url(endpoint.root, settings.env)
     except QwenOpsError as exc:
@@ -220,12 +215,6 @@ def _report_app_endpoint(report: Report, endpoint: Endpoint, state: str, lead: s
 
 def _check_app_hosts(settings: Settings, report: Report, endpoint: Endpoint) -> None:
     """Would the user's SDK code (or the Model Studio CLI) call another host than these scripts?"""
-    from urllib.parse import urlsplit
-
-    from .credentials import bailian_profile
-    from .endpoints import sdk_endpoint
-    from .network import valid_host
-
     if is_loopback_host(endpoint.host):
         return  # the sandbox: the "proves nothing" warning already says the real host is elsewhere
     try:
@@ -250,7 +239,7 @@ def _check_app_hosts(settings: Settings, report: Report, endpoint: Endpoint) -> 
             host = ""
         if host != endpoint.host:
             report.add("app host", "warn", f"{name} ({found.source}) sends {calls} to "
-                       f"{untrusted(host, 100) or 'an invalid URL'}, not {endpoint.host}")
+                       f"{safe_line(host, 100) or 'an invalid URL'}, not {endpoint.host}")
     profile = bailian_profile(settings)
     base = profile[0].get("base_url") if profile is not None else None
     if isinstance(base, str):
@@ -260,7 +249,7 @@ def _check_app_hosts(settings: Settings, report: Report, endpoint: Endpoint) -> 
             host = ""
         if valid_host(host) and host != endpoint.host:
             report.add("app host", "info", f"the Model Studio CLI's {profile[1]} has base_url host "
-                       f"{untrusted(host, 100)}; these scripts call {endpoint.host} (the CLI's base_url is "
+                       f"{safe_line(host, 100)}; these scripts call {endpoint.host} (the CLI's base_url is "
                        "reported, not used: set QWEN_BASE_URL or QWEN_REGION to follow it)")
 
 
@@ -284,12 +273,9 @@ def _check_users_code(report: Report, key: ApiKey) -> None:
     report.add("your code", "info", detail)
 
 
-def _check_custom_oss(settings: Settings, report: Report, check_oss: bool, timeout: float = 15.0) -> None:
-    from .custom_oss import load_config, round_trip
-    from .upload_cache import cache_path
-
+def _check_custom_oss(settings: Settings, report: Report, check_oss: bool, timeout: float) -> None:
     sources = {}
-    for name in OSS_VARIABLES:
+    for name in BUCKET_NAMES + SDK_CREDENTIAL_NAMES:
         found = settings.get(name)
         sources[name] = f"set ({found.source})" if found else "not set"
     report.facts["custom_oss_variables"] = sources
@@ -307,6 +293,8 @@ def _check_custom_oss(settings: Settings, report: Report, check_oss: bool, timeo
     report.add("custom OSS", "ok", f"on: bucket {config.bucket}, region {config.region}, prefix {config.prefix}/, "
                f"URLs valid {config.url_expires} s, credentials from {config.credential_source}")
     if check_oss:
+        from .oss_check import round_trip  # oss2 and the HTTP stack: only for --check-oss
+
         for step, ok, detail, exit_code in round_trip(config, cache_path(settings.env).parent, timeout=timeout,
                                                         env=settings.env):
             report.add(f"oss {step}", "ok" if ok else "fail", detail)
@@ -314,11 +302,10 @@ def _check_custom_oss(settings: Settings, report: Report, check_oss: bool, timeo
                 report.fail(exit_code)
 
 
-def diagnose(settings: Settings, offline: bool = False, check_oss: bool = False, timeout: float = 15.0) -> Report:
-    from .update_prompt import status as update_status
-
+def diagnose(settings: Settings, offline: bool = False, check_oss: bool = False,
+             timeout: float = REQUEST_TIMEOUT) -> Report:
     report = Report()
-    report.facts.update(version=bundle_version(), python=platform.python_version())
+    report.facts.update(version=__version__, python=platform.python_version())
     _check_key_and_endpoint(settings, report, offline, timeout)
     _check_custom_oss(settings, report, check_oss, timeout)
     for finding in project_findings(settings):  # the project, its .env files: git-ignored? private?
@@ -345,9 +332,9 @@ def _check_interception(settings: Settings, report: Report, endpoint: Endpoint, 
     """After an answer over TLS: does the certificate chain to a public root, or can a proxy read the key?"""
     if status is None or not endpoint.root.startswith("https://"):
         return
-    from .interception import inspect
+    from .interception import inspect  # the TLS stack: only after an answer over TLS
 
-    found = inspect(endpoint.root, settings.env, min(timeout, 10.0))
+    found = inspect(endpoint.root, settings.env, min(timeout, TLS_CHECK_TIMEOUT))
     report.facts["tls_intercepted"] = found.intercepted
     host, store = endpoint.host, _trust_source(settings)
     if found.intercepted is None:
@@ -371,8 +358,6 @@ def _check_interception(settings: Settings, report: Report, endpoint: Endpoint, 
 
 
 def _trust_source(settings: Settings) -> str:
-    from . import network
-
     try:
         return network.ssl_context(settings.env)[1]
     except QwenOpsError:

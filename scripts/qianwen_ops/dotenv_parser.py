@@ -23,19 +23,17 @@ the path, never a value.
 from __future__ import annotations
 
 import codecs
-import os
 import re
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import CONFIG, QwenOpsError
+from .fsutil import read_regular
 from .named_tuple import NamedTuple
 
 MAX_DOTENV_BYTES = 1024 * 1024
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 _WIDE_ENCODINGS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
                    (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
 
@@ -171,22 +169,10 @@ def read_dotenv(path: Path) -> DotenvText | None:
     A FIFO or device is never read (opened non-blocking, then ``fstat``), so never waited on.
     """
     try:
-        fd = os.open(path, _READ_FLAGS)
-    except FileNotFoundError:
-        return None
+        found = read_regular(path, MAX_DOTENV_BYTES)
     except OSError as exc:
         raise QwenOpsError(f"cannot read {path}: {exc.strerror or 'unreadable'}", CONFIG) from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            raw = handle.read(MAX_DOTENV_BYTES + 1)
-    except OSError as exc:
-        raise QwenOpsError(f"cannot read {path}: {exc.strerror or 'unreadable'}", CONFIG) from None
-    finally:
-        os.close(fd)
-    return DotenvText(decode_dotenv(raw, path), stat.S_IMODE(info.st_mode))
+    return DotenvText(decode_dotenv(found[0], path), found[1]) if found is not None else None
 
 
 def read_dotenv_file(path: Path) -> dict[str, str | None]:

@@ -15,24 +15,22 @@ Order, first set wins (each from the environment, then the ``.env`` files):
 
 ``app_settings`` says what the user's own code must set to call the same host.
 
-``parse_url`` is the one URL validator, for the API base and the custom-OSS endpoint alike.
-Values read from a ``.env`` file are judged by where they came from: such a file may name only
-documented hosts (DashScope's, the Token Plan and Coding Plan hosts, the ``*.maas.aliyuncs.com``
-family for the API; ``*.aliyuncs.com`` for OSS), and a ``.env`` that git tracks (a cloned
-repository's) may not redirect anything at all.
+Values read from a ``.env`` file are judged by where they came from (``provenance``): such a file
+may name only documented hosts (``is_documented_host``: DashScope's, the Token Plan and Coding Plan
+hosts, the ``*.maas.aliyuncs.com`` family), and a ``.env`` that git tracks (a cloned repository's)
+may not redirect anything at all. URLs are parsed by ``urls.parse_url``.
 """
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import network
 from .errors import CONFIG, QwenOpsError, public
 from .named_tuple import NamedTuple
+from .provenance import check_file_sourced_host, check_not_tracked
 from .settings import Settings
+from .urls import parse_url, valid_host
 
 REGION_ROOTS = {
     "cn": "https://dashscope.aliyuncs.com",
@@ -45,7 +43,6 @@ TOKEN_PLAN_ROOTS = {
     "cn-beijing": "https://token-plan.cn-beijing.maas.aliyuncs.com",
     "ap-southeast-1": "https://token-plan.ap-southeast-1.maas.aliyuncs.com",
 }
-TOKEN_PLAN_ROOT = TOKEN_PLAN_ROOTS["cn-beijing"]  # noqa: S105 - a host
 CODING_PLAN_ROOTS = ("https://coding.dashscope.aliyuncs.com", "https://coding-intl.dashscope.aliyuncs.com")
 # The official SDK (dashscope 2.0.2, dashscope/common/env.py): DASHSCOPE_API_REGION in MAAS_REGIONS
 # selects https://{DASHSCOPE_WORKSPACE_ID}.{region}.maas.aliyuncs.com; cn-beijing (its default) and any
@@ -94,56 +91,6 @@ class Endpoint(NamedTuple):
         return ""
 
 
-def is_loopback_host(host: str) -> bool:
-    """localhost, 127.0.0.0/8 or ::1 (written out to keep ipaddress off the probe's start-up path)."""
-    host = host.lower().strip("[]")
-    if host in ("localhost", "::1", "0:0:0:0:0:0:0:1"):
-        return True
-    parts = host.split(".")
-    return (len(parts) == 4 and parts[0] == "127"
-            and all(p.isdigit() and p.isascii() and int(p) <= 255 for p in parts))
-
-
-def parse_url(raw: str, what: str, paths: tuple = ("", "/"), default_scheme: str = "") -> tuple:
-    """Validate an endpoint URL; return ``(root, path)`` with root ``scheme://host[:port]``.
-
-    ``paths`` are the paths allowed after the host (anything else is refused, never dropped);
-    ``default_scheme`` lets a bare host name stand for ``default_scheme://host``.
-    """
-    raw = raw.strip()
-    if default_scheme and "://" not in raw:
-        raw = f"{default_scheme}://{raw}"
-    try:
-        parts = urlsplit(raw)
-        port = parts.port  # raises ValueError on a bad port
-    except ValueError:
-        raise QwenOpsError(f"{what} is not a valid URL", CONFIG) from None
-    if parts.scheme not in ("http", "https"):
-        raise QwenOpsError(f"{what} must start with https:// (got a non-http(s) URL)", CONFIG)
-    if not parts.hostname:
-        raise QwenOpsError(f"{what} has no host name", CONFIG)
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise QwenOpsError(f"{what} must not carry a user name or password", CONFIG)
-    if parts.query or parts.fragment:
-        raise QwenOpsError(f"{what} must not have a query string or fragment", CONFIG)
-    host = parts.hostname
-    if not network.valid_host(host):
-        raise QwenOpsError(f"{what} has a malformed host name (an empty label, a label over 63 characters "
-                           "or starting or ending with '-', characters other than letters, digits, '-' and '_', "
-                           "or an IPv6 zone)", CONFIG)
-    path = parts.path.rstrip("/")
-    if path not in paths:
-        shown = ", ".join(p for p in paths if p not in ("", "/"))
-        raise QwenOpsError(f"{what} path must be empty" + (f", {shown}" if shown else "")
-                           + " (other paths are not used, so they are refused)", CONFIG)
-    if parts.scheme == "http" and not is_loopback_host(host):
-        raise QwenOpsError(f"{what} uses plain http:// to a remote host; use https://", CONFIG)
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None:
-        netloc += f":{port}"
-    return f"{parts.scheme}://{netloc}", path
-
-
 def parse_base_url(raw: str, what: str = "QWEN_BASE_URL") -> str:
     """Validate an API base URL and return its ``scheme://host[:port]`` root."""
     return parse_url(raw, what, _ALLOWED_PATHS)[0]
@@ -157,52 +104,7 @@ DOCUMENTED_SUFFIXES = (MAAS_SUFFIX,)  # the MaaS gateways: {workspace}.{region}.
 def is_documented_host(host: str) -> bool:
     """A DashScope host from the documentation or the official SDK (the key may go there)."""
     host = host.lower()
-    return host in KNOWN_HOSTS or (host.endswith(DOCUMENTED_SUFFIXES) and network.valid_host(host))
-
-
-def check_file_sourced_host(name: str, url: str, source: str, trusted_suffixes: tuple = ()) -> None:
-    """A .env file (possibly from a cloned repository) may not send credentials to an unknown host.
-
-    From a file only documented hosts pass (plus ``trusted_suffixes``), on the https port; loopback,
-    any other host and any other port must be set in the process environment, where only the user
-    puts it.
-    """
-    if source.startswith("env:"):
-        return
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if not (is_documented_host(host) or (trusted_suffixes and host.endswith(trusted_suffixes))):
-        kind = "a loopback host" if is_loopback_host(host) else "not a documented host"
-        raise QwenOpsError(f"{name} in {source} points to {host}, which is {kind}; a .env file may only name "
-                           "documented hosts: set it in the environment instead if you really mean it", CONFIG)
-    if parts.port not in (None, 443):
-        raise QwenOpsError(f"{name} in {source} names port {parts.port}; a .env file may only name documented "
-                           "hosts on the https port: set it in the environment instead if you really mean it",
-                           CONFIG)
-
-
-@lru_cache(maxsize=16)
-def is_git_tracked(path: Path) -> bool:
-    """True when git tracks ``path`` (a committed file: whoever commits to that repository wrote it).
-
-    Runs git only when asked, i.e. only when a redirecting value really came from a .env file.
-    Without git, or outside a work tree, the answer is False. git runs through ``gitrun.run_git``,
-    so a cloned repository's configuration cannot make this check run a program.
-    """
-    from .gitrun import run_git
-
-    path = Path(path)
-    done = run_git(path.parent, "ls-files", "--error-unmatch", "--", path.name)
-    return done is not None and done.returncode == 0
-
-
-def check_not_tracked(name: str, source: str) -> None:
-    """Refuse a redirecting value (endpoint, bucket) that comes from a git-tracked .env file."""
-    if source.startswith("env:") or not is_git_tracked(Path(source).absolute()):
-        return
-    raise QwenOpsError(f"{name} in {source} is not used: git tracks that file, so whoever commits to the "
-                       f"repository would choose where your data goes; set {name} in the environment "
-                       "(export it) or in a .env that git ignores", CONFIG)
+    return host in KNOWN_HOSTS or (host.endswith(DOCUMENTED_SUFFIXES) and valid_host(host))
 
 
 @public
@@ -210,7 +112,7 @@ def resolve_endpoint(settings: Settings) -> Endpoint:
     found = settings.get("QWEN_BASE_URL")
     if found is not None:
         root = parse_base_url(found.value)
-        check_file_sourced_host("QWEN_BASE_URL", root, found.source)
+        check_file_sourced_host("QWEN_BASE_URL", root, found.source, is_documented_host)
         check_not_tracked("QWEN_BASE_URL", found.source)
         return Endpoint(root, "custom", f"QWEN_BASE_URL ({found.source})")
     region_found = settings.get("QWEN_REGION")
@@ -239,7 +141,7 @@ def maas_root(workspace: str, region: str) -> str:
 
 
 def workspace_id(settings: Settings):
-    """``DASHSCOPE_WORKSPACE_ID`` (a ``settings.Found``) checked as the SDK checks it, or None when unset.
+    """``DASHSCOPE_WORKSPACE_ID`` (a ``settings.SourcedValue``) checked as the SDK checks it, or None when unset.
 
     It chooses a host, so a git-tracked .env may not set it.
     """
@@ -260,7 +162,7 @@ def sdk_endpoint(settings: Settings) -> Endpoint:
     found = settings.get("DASHSCOPE_HTTP_BASE_URL")
     if found is not None:
         root = parse_base_url(found.value, "DASHSCOPE_HTTP_BASE_URL")
-        check_file_sourced_host("DASHSCOPE_HTTP_BASE_URL", root, found.source)
+        check_file_sourced_host("DASHSCOPE_HTTP_BASE_URL", root, found.source, is_documented_host)
         check_not_tracked("DASHSCOPE_HTTP_BASE_URL", found.source)
         return Endpoint(root, "custom", f"DASHSCOPE_HTTP_BASE_URL ({found.source})")
     region_found = settings.get("DASHSCOPE_API_REGION")

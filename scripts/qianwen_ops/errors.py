@@ -6,6 +6,10 @@ it from here so the documentation and the code cannot drift apart.
 
 from __future__ import annotations
 
+import functools
+
+from .redaction import one_line, redact
+
 OK = 0
 INTERNAL = 1          # a bug: reported in one line, never a traceback
 USAGE = 2             # bad command-line arguments (argparse uses 2 as well)
@@ -84,10 +88,10 @@ def error_object(exit_code: int, message: str) -> dict:
 
     ``message`` is redacted and made one printable line here, whoever calls.
     """
-    from .redaction import one_line, redact
-
     return {"error": {"code": ERROR_NAMES.get(exit_code, "internal"), "message": one_line(redact(message)),
                       "exit_code": exit_code}}
+
+
 def detached(exc: QwenOpsError) -> QwenOpsError:
     """A fresh copy of ``exc``: same message and fields, no traceback, no ``__cause__`` or ``__context__``.
 
@@ -107,8 +111,6 @@ def public(function):
     exception chain. Tracebacks with locals (``traceback``'s ``capture_locals``, loguru's
     ``diagnose``, Sentry, IPython) then show this frame's locals only: the function, the error.
     """
-    import functools
-
     @functools.wraps(function)
     def boundary(*args, **kwargs):
         try:

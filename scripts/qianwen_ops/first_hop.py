@@ -15,7 +15,7 @@ import socket
 import threading
 from collections.abc import Mapping
 
-from . import network
+from . import network, urls
 from .errors import QwenOpsError
 
 
@@ -87,7 +87,7 @@ def first_hop_address(url: str, env: Mapping[str, str] | None = None) -> tuple |
     is sent on it.)
     """
     try:
-        scheme, host, port, _ = network.split_url(url)
+        scheme, host, port, _ = urls.split_url(url)
         proxy = network.proxy_for(scheme, host, port, env)
         if scheme == "http" and proxy is not None:
             return None

@@ -1,8 +1,11 @@
-"""Writing files the user (or a cloned repository) may have prepared: the one place that decides how.
+"""Reading and writing files the user (or a cloned repository) may have prepared: the one place that decides how.
 
-Rules every writer in the bundle follows:
+Rules every reader and writer in the bundle follows:
 
-* never follow a symbolic link, neither the file itself nor any folder created on the way;
+* a file is read only when it is a regular file, opened without blocking and checked with ``fstat``
+  (``open_for_reading``; bounded: ``read_regular``, ``read_limited``), so a FIFO or device is never
+  waited on;
+* never follow a symbolic link when writing, neither the file itself nor any folder created on the way;
 * never open anything but a regular file for writing (a FIFO, device or socket is refused
   without blocking: ``O_NONBLOCK`` on open, then ``fstat``);
 * replacing a file's content is atomic (private temp file, fsync, rename);
@@ -29,9 +32,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 APP_DIR = "qianwen-ops-auth"
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-O_BINARY = getattr(os, "O_BINARY", 0)   # every os.open of a file ORs this in (see the module docstring)
+# The open flags of the whole bundle (0 where the platform lacks one); skill_state.py keeps its own copies,
+# as it must work in the sibling skill without this package.
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)   # never through a link
+O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)   # a FIFO or device is never waited on (then fstat says what it is)
+O_BINARY = getattr(os, "O_BINARY", 0)       # every os.open of a file ORs this in (see the module docstring)
 REPLACE_RETRY_SECONDS = 1.0             # how long a rename blocked by another handle is retried (Windows)
 _SHARING_ERRORS = (5, 32, 33)           # winerror: access denied, sharing violation, lock violation
 
@@ -51,6 +56,11 @@ def user_dir(kind: str, env: Mapping[str, str] | None = None) -> Path:
     variable, default = {"cache": ("XDG_CACHE_HOME", ".cache"), "state": ("XDG_STATE_HOME", ".local/state")}[kind]
     base = env.get(variable) or str(home_dir(env) / default)
     return Path(base) / APP_DIR
+
+
+def is_within(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or lies below it, compared as written (resolve both first where links matter)."""
+    return path == folder or folder in path.parents
 
 
 def make_dirs(base: Path, *parts: str, mode: int = 0o700) -> Path:
@@ -74,7 +84,7 @@ def make_dirs(base: Path, *parts: str, mode: int = 0o700) -> Path:
 
 def _open_regular(path: Path, flags: int, mode: int) -> int:
     try:
-        fd = os.open(path, flags | _NOFOLLOW | _NONBLOCK | O_BINARY, mode)
+        fd = os.open(path, flags | O_NOFOLLOW | O_NONBLOCK | O_BINARY, mode)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.EMLINK) or os.path.islink(path):
             raise UnsafeTarget(errno.ELOOP, "is a symbolic link; refusing to write through it", str(path)) from None
@@ -84,7 +94,7 @@ def _open_regular(path: Path, flags: int, mode: int) -> int:
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise UnsafeTarget(errno.EINVAL, "is not a regular file", str(path))
-    if _NONBLOCK:
+    if O_NONBLOCK:
         os.set_blocking(fd, True)
     return fd
 
@@ -128,7 +138,7 @@ def replace_file(path: Path, data: bytes, mode: int = 0o600) -> None:
     """
     check_writable_target(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | O_BINARY, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_BINARY, mode)
     try:
         _set_mode(fd, tmp, mode)  # exactly ``mode``, whatever the umask took away, before the file is visible
         with os.fdopen(fd, "wb") as handle:
@@ -174,35 +184,60 @@ def read_at(fd: int, size: int, offset: int) -> bytes:
     return os.read(fd, size)
 
 
-def read_limited(path: Path, limit: int) -> bytes | None:
-    """Up to ``limit`` bytes of a regular file, or None when it is missing, special, or larger."""
+def open_for_reading(path: Path, follow_links: bool = True) -> int:
+    """A read-only descriptor of the regular file ``path``, for a file a user or a cloned repository may have
+    prepared (a ``.env``, a key or config file, the cache, a file to inline).
+
+    Opened non-blocking, so a FIFO or device is never waited on, then checked with ``fstat``: anything
+    but a regular file raises ``UnsafeTarget``; ``follow_links=False`` refuses a link too (``ELOOP``).
+    Other failures raise as ``os.open`` does (``FileNotFoundError``, ``PermissionError``...).
+    """
+    fd = os.open(path, os.O_RDONLY | O_NONBLOCK | O_BINARY | (0 if follow_links else O_NOFOLLOW))
     try:
-        fd = os.open(path, os.O_RDONLY | _NONBLOCK | O_BINARY)
-    except OSError:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not regular:
+        os.close(fd)
+        raise UnsafeTarget(errno.EINVAL, "is not a regular file", str(path))
+    return fd
+
+
+def read_regular(path: Path, limit: int) -> tuple[bytes, int] | None:
+    """(up to ``limit + 1`` bytes, permission bits) of the regular file ``path``; None when it is missing or
+    not a regular file (then nothing is read). Any other failure raises ``OSError``."""
+    try:
+        fd = open_for_reading(path)
+    except (FileNotFoundError, UnsafeTarget):
         return None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
-            return None
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
         with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read(limit + 1)
-    except OSError:
-        return None
+            return handle.read(limit + 1), mode
     finally:
         os.close(fd)
-    return data if len(data) <= limit else None
+
+
+def read_limited(path: Path, limit: int) -> bytes | None:
+    """Up to ``limit`` bytes of a regular file, or None when it is missing, special, larger or unreadable."""
+    try:
+        found = read_regular(path, limit)
+    except OSError:
+        return None
+    return found[0] if found is not None and len(found[0]) <= limit else None
 
 
 def _lock_api():
     """``("fcntl", module)``, ``("msvcrt", module)`` (Windows) or ``(None, None)``: how files are locked here."""
     try:
-        import fcntl
+        import fcntl  # POSIX only
 
         return "fcntl", fcntl
     except ImportError:
         pass
     try:
-        import msvcrt
+        import msvcrt  # Windows only
 
         return "msvcrt", msvcrt
     except ImportError:

@@ -25,14 +25,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .redaction import child_env
+
 GIT_TIMEOUT_SECONDS = 10
 SAFE_OPTIONS = ("--no-pager", "-c", "core.fsmonitor=false")
 
 
 def git_env(env=None) -> dict:
     """``env`` (default: the process environment) without credentials and without ``GIT_*``."""
-    from .redaction import child_env  # the credential rule, written once
-
     kept = {k: v for k, v in child_env(os.environ if env is None else env).items()
             if not k.upper().startswith("GIT_")}
     kept.update(GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0")
@@ -52,3 +52,26 @@ def run_git(folder: Path, *args: str, timeout: float = GIT_TIMEOUT_SECONDS):
                               env=git_env(), timeout=timeout, check=False)
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
+
+
+def tracks(path: Path) -> bool:
+    """Does git track ``path`` (a committed file: whoever commits to that repository wrote it)?
+
+    The one way the bundle asks: from the file's own folder, so the repository that holds it answers.
+    False without git, outside a work tree, or for a file git does not know.
+    """
+    path = Path(path)
+    done = run_git(path.parent, "ls-files", "--error-unmatch", "--", path.name)
+    return done is not None and done.returncode == 0
+
+
+def ignores(folder: Path, name: str) -> bool | None:
+    """Does git ignore ``name`` (relative to ``folder``)? None when git cannot tell (no git, no work tree)."""
+    done = run_git(folder, "check-ignore", "-q", "--", name)
+    return None if done is None or done.returncode not in (0, 1) else done.returncode == 0
+
+
+def in_work_tree(folder: Path) -> bool:
+    """Is ``folder`` inside a git work tree?"""
+    done = run_git(folder, "rev-parse", "--is-inside-work-tree")
+    return done is not None and done.returncode == 0 and done.stdout.strip() == "true"

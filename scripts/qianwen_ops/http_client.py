@@ -28,9 +28,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from . import network
+from . import network, urls
 from .errors import CONFIG, NETWORK, QwenOpsError
-from .limits import MIN_UPLOAD_RATE, RETRY_DEADLINE_FACTOR
+from .limits import MIN_UPLOAD_RATE, REQUEST_TIMEOUT, RETRY_DEADLINE_FACTOR, TLS_CHECK_TIMEOUT
 from .named_tuple import NamedTuple
 from .redaction import server_said, server_token
 
@@ -60,7 +60,7 @@ class Response(NamedTuple):
         return data if isinstance(data, dict) else None
 
     def header(self, name: str, default: str = "") -> str:
-        """A header as the server sent it: untrusted text (pass it through ``redaction.untrusted``)."""
+        """A header as the server sent it: untrusted text (pass it through ``redaction.safe_line``)."""
         return self.headers.get(name.lower(), default)
 
 
@@ -145,7 +145,7 @@ class _Connection(http.client.HTTPConnection):
                  read_timeout: float, first_hop=None):
         super().__init__(host, port, timeout=connect_timeout)
         self.first_hop = first_hop  # a first_hop.FirstHop that may already hold the TCP connection
-        self.default_port = network.DEFAULT_PORTS[scheme]
+        self.default_port = urls.DEFAULT_PORTS[scheme]
         self.scheme = scheme
         self.proxy = proxy
         self.context = context
@@ -224,7 +224,7 @@ class HttpSession:
     first connection to the same address uses it.
     """
 
-    def __init__(self, timeout: float = 15.0, connect_timeout: float | None = None,
+    def __init__(self, timeout: float = REQUEST_TIMEOUT, connect_timeout: float | None = None,
                  env: Mapping[str, str] | None = None, first_hop=None):
         self.first_hop = first_hop
         self.timeout = timeout
@@ -285,7 +285,7 @@ class HttpSession:
             pool.clear()
 
     def _failure(self, exc: BaseException, conn: _Connection, host: str) -> QwenOpsError:
-        import ssl
+        import ssl  # deferred: only a failure is sorted by its TLS kind; a plain-http run never loads ssl
 
         if isinstance(exc, ssl.SSLCertVerificationError):
             reason = getattr(exc, "verify_message", "") or ""
@@ -306,7 +306,7 @@ class HttpSession:
     def request(self, method: str, url: str, headers: dict | None = None, body=None) -> Response:
         """Send one request; ``body`` is bytes or an object with ``length`` and ``chunks()``
         (an iterator of bytes that can be called again for a retry, e.g. temp_storage.MultipartFile)."""
-        scheme, host, port, path = network.split_url(url)
+        scheme, host, port, path = urls.split_url(url)
         key = (scheme, host, port)
         proxy = self.route(scheme, host, port)
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
@@ -376,7 +376,7 @@ def backoff_delay(policy: RetryPolicy, attempt: int, rand: Callable[[], float] |
     one-second rate-limit window (getPolicy's 100 QPS), short enough never to stall an agent.
     """
     if rand is None:
-        import random
+        import random  # deferred: only a retry waits
 
         rand = random.random
     cap = min(policy.max_delay, policy.base_delay * 2 ** attempt)
@@ -390,7 +390,7 @@ def retry_after_seconds(value: str, now: Callable[[], float] = time.time) -> flo
         return float(value[:9])
     if not value or not value.isascii():
         return None
-    from email.utils import parsedate_to_datetime
+    from email.utils import parsedate_to_datetime  # deferred: only a Retry-After given as an HTTP date
 
     try:
         when = parsedate_to_datetime(value)
@@ -465,30 +465,44 @@ def error_fields(response: Response) -> tuple[str, str, str]:
     return server_token(found["Code"]), server_said(found["Message"]), server_token(found["RequestId"])
 
 
-def xml_field(text: str, tag: str) -> str:
-    """The text between the first ``<tag>`` and the first ``</tag>`` after it, or "".
+def xml_values(text: str, tag: str) -> list:
+    """The text of every ``<tag>...</tag>`` in ``text``, in order (OSS's answers and errors).
 
-    Two ``str.find`` calls, so linear in ``text`` (a lazy regex was quadratic: a 64 KiB body
+    ``str.find`` from left to right, so linear in ``text`` (a lazy regex was quadratic: a 64 KiB body
     repeating ``<Code>`` without a closing tag once cost seconds of CPU per answer).
     """
-    start = text.find(f"<{tag}>")
-    if start < 0:
-        return ""
-    start += len(tag) + 2
-    end = text.find(f"</{tag}>", start)
-    return text[start:end].strip() if end >= 0 else ""
+    opening, closing = f"<{tag}>", f"</{tag}>"
+    found, at = [], 0
+    while True:
+        start = text.find(opening, at)
+        if start < 0:
+            return found
+        start += len(opening)
+        end = text.find(closing, start)
+        if end < 0:
+            return found
+        found.append(text[start:end])
+        at = end + len(closing)
 
 
-def tls_handshake(url: str, context, env: Mapping[str, str] | None = None, timeout: float = 10.0) -> dict:
+
+def xml_field(text: str, tag: str) -> str:
+    """The first ``xml_values`` of ``tag``, stripped, or ""."""
+    found = xml_values(text, tag)
+    return found[0].strip() if found else ""
+
+
+def tls_handshake(url: str, context, env: Mapping[str, str] | None = None,
+                  timeout: float = TLS_CHECK_TIMEOUT) -> dict:
     """Open a TLS connection to ``url``'s host as a request would (the same proxy route, CONNECT
     tunnel included) but verified with ``context``, then close it: nothing is sent inside.
 
     Returns the peer certificate as ``getpeercert()`` gives it. A certificate ``context`` does
     not accept raises ``ssl.SSLCertVerificationError``; anything else a one-line ``QwenOpsError``.
     """
-    import ssl
+    import ssl  # deferred: doctor's TLS check only
 
-    scheme, host, port, _ = network.split_url(url)
+    scheme, host, port, _ = urls.split_url(url)
     conn = _Connection(scheme, host, port, network.proxy_for(scheme, host, port, env), context, timeout, timeout)
     try:
         conn.connect()

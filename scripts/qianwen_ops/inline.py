@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import base64
 import os
-import stat
 
 from . import errors
 from .errors import QwenOpsError
+from .fsutil import open_for_reading
 from .local_files import HashedReader, LocalFile, display
 
 MAX_DATA_URL_BYTES = 10 * 1024 * 1024   # DashScope's limit per data-uri item (the whole URL, here)
@@ -48,11 +48,11 @@ def mime_type(local: LocalFile) -> str:
 def _first_bytes(local: LocalFile, count: int) -> bytes:
     """Up to ``count`` bytes from the start of a regular file (never a read that blocks); b"" on failure."""
     try:
-        fd = os.open(local.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        fd = open_for_reading(local.path)
     except OSError:
         return b""
     try:
-        return os.read(fd, count) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+        return os.read(fd, count)
     except OSError:
         return b""
     finally:

@@ -14,12 +14,15 @@ the configured trust (the certificate is shown only once a store accepts it).
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 
 from . import network
 from .errors import QwenOpsError
+from .http_client import tls_handshake
+from .limits import TLS_CHECK_TIMEOUT
 from .named_tuple import NamedTuple
-from .redaction import untrusted
+from .redaction import safe_line
 
 
 class Inspection(NamedTuple):
@@ -31,10 +34,8 @@ class Inspection(NamedTuple):
 
 def public_roots():
     """(SSLContext, label) that trusts public roots only, or (None, "")."""
-    import ssl
-
     try:
-        import certifi
+        import certifi  # optional package
 
         return ssl.create_default_context(cafile=certifi.where()), "certifi's public roots"
     except ImportError:
@@ -57,15 +58,11 @@ def issuer_name(cert: dict) -> str:
             if len(pair) == 2:
                 fields.setdefault(pair[0], pair[1])
     name = fields.get("commonName") or fields.get("organizationName") or fields.get("organizationalUnitName")
-    return untrusted(name, 80) if name else "an unnamed CA"
+    return safe_line(name, 80) if name else "an unnamed CA"
 
 
-def inspect(url: str, env: Mapping[str, str] | None = None, timeout: float = 10.0) -> Inspection:
+def inspect(url: str, env: Mapping[str, str] | None = None, timeout: float = TLS_CHECK_TIMEOUT) -> Inspection:
     """Verify ``url``'s host against public roots only (see the module's text); never raises."""
-    import ssl
-
-    from .http_client import tls_handshake
-
     context, label = public_roots()
     if context is None:
         return Inspection(None, "", why="no public root store to compare with (pip install certifi)")

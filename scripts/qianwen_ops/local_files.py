@@ -8,16 +8,18 @@ changes while it is being sent is reported, never uploaded half-way.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import stat
+import threading
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .errors import INPUT_FILE, QwenOpsError
-from .fsutil import O_BINARY
+from .fsutil import UnsafeTarget, open_for_reading
 from .named_tuple import NamedTuple
 from .redaction import one_line, redact
 
@@ -208,21 +210,15 @@ def check_size(local: LocalFile, max_bytes: int | None) -> None:
 
 
 def open_regular(local: LocalFile) -> int:
-    """A read-only descriptor of a checked file, refused when it is no longer a regular file (the caller closes it)."""
-    return _open_regular(local)
-
-
-def _open_regular(local: LocalFile) -> int:
-    shown = display(str(local.path))
+    """A read-only descriptor of a checked file (``fsutil.open_for_reading``), refused when it is no longer a
+    regular file; the caller closes it."""
     try:
-        fd = os.open(local.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | O_BINARY)
+        return open_for_reading(local.path)
+    except UnsafeTarget:
+        raise QwenOpsError(f"{display(str(local.path))}: not a regular file (FIFO, socket or device)",
+                           INPUT_FILE) from None
     except OSError as exc:
-        raise QwenOpsError(f"{shown}: {exc.strerror or 'cannot open'}", INPUT_FILE) from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise QwenOpsError(f"{shown}: not a regular file (FIFO, socket or device)", INPUT_FILE)
-    return fd
+        raise QwenOpsError(f"{display(str(local.path))}: {exc.strerror or 'cannot open'}", INPUT_FILE) from None
 
 
 THREAD_HASH_BYTES = 4 * 1024 * 1024   # below this, hashing inline costs less than a thread
@@ -248,12 +244,9 @@ class HashedReader:
         self._digest: str | None = None
 
     def __iter__(self) -> Iterator[memoryview]:
-        import io
-
         threaded = self._buffers > 1
         if threaded:
-            import queue
-            import threading
+            import queue  # deferred: only a large file is hashed beside its reading; a cache hit never is
 
             free: queue.Queue = queue.Queue()
             todo: queue.Queue = queue.Queue()
@@ -272,7 +265,7 @@ class HashedReader:
             worker.start()
         else:
             single = bytearray(self._chunk_size)
-        fd = _open_regular(self._local)
+        fd = open_regular(self._local)
         raw = io.FileIO(fd, closefd=False)
         left = self._local.size
         try:
@@ -340,10 +333,8 @@ class FileSlice:
         return self.size
 
     def __iter__(self) -> Iterator[memoryview]:
-        import io
-
         shared = self._fd is not None
-        fd = self._fd if shared else _open_regular(self.local)
+        fd = self._fd if shared else open_regular(self.local)
         try:
             raw = None if shared else io.FileIO(fd, closefd=False)
             if raw is not None:

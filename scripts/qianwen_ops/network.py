@@ -48,6 +48,10 @@ TLS trust, first that is set wins (and why):
     A variable that names a file or folder replaces the system store (as in curl and requests).
     One ``SSLContext`` per trust setting per process (creating one costs ~35 ms).
 
+Start-up: the probe loads this module before its one request, and ``first_hop`` opens the TCP
+connection meanwhile; so ``ssl`` (and ``ipaddress``, ``urllib.request``) are imported inside the
+functions that need them, overlapping that round trip instead of preceding it.
+
 Every request of the bundle (custom OSS included) goes through ``http_client``, which asks here;
 ``check_update.py`` (stdlib only, a separate skill) repeats the CA order in a few lines.
 """
@@ -61,17 +65,21 @@ import threading
 from collections.abc import Callable, Mapping
 from urllib.parse import quote, unquote, urlsplit
 
-from .errors import CONFIG, NETWORK, QwenOpsError
+from .errors import CONFIG, QwenOpsError
 from .named_tuple import NamedTuple
-from .redaction import remember, untrusted
+from .redaction import remember, safe_line
+from .urls import DEFAULT_PORTS, NAME_CHARS, ip_or_none, valid_host
 
 PROXY_VARIABLES = {
     "https": ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"),
     "http": ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"),
 }
-CA_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-DEFAULT_PORTS = {"http": 80, "https": 443}
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+NO_PROXY_VARIABLES = ("no_proxy", "NO_PROXY")
+# Every variable that decides a proxy, for ``provenance``: the per-scheme ones (each once), then NO_PROXY.
+ALL_PROXY_VARIABLES = tuple(dict.fromkeys(PROXY_VARIABLES["https"] + PROXY_VARIABLES["http"])) + NO_PROXY_VARIABLES
+OPENSSL_CA_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR")          # both are loaded when both are set
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")    # else the first set: a file or a folder
+CA_VARIABLES = OPENSSL_CA_VARIABLES + CA_BUNDLE_VARIABLES
 
 
 class Proxy(NamedTuple):
@@ -92,39 +100,6 @@ class Proxy(NamedTuple):
     def label(self) -> str:
         shown = f"[{self.host}]" if ":" in self.host else self.host
         return f"proxy {shown}:{self.port} (from {self.variable})"
-
-
-def valid_host(host: str) -> bool:
-    """A DNS name (253 characters at most; labels of 1-63 letters, digits, '-' or '_', no '-' at either
-    end; one trailing dot allowed) or an IP literal (IPv6 with or without brackets)."""
-    if ":" in host:  # an IPv6 literal; a zone ("%eth0") names an interface, not a host
-        return "%" not in host and _ip(host.strip("[]")) is not None
-    name = host[:-1] if host.endswith(".") else host
-    if not name or len(name) > 253 or not set(name.lower()) <= _NAME_CHARS:
-        return False
-    return all(0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-" for label in name.split("."))
-
-
-def split_url(url: str) -> tuple[str, str, int, str]:
-    """(scheme, host, port, origin-form path) of an http(s) URL; IPv6 literals without brackets.
-
-    The one parser for where a request goes (``http_client`` and ``first_hop``); a bad URL or host
-    is a one-line ``QwenOpsError``.
-    """
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
-        raise QwenOpsError("refusing to send a request to a non-http(s) URL", NETWORK)
-    host = parts.hostname
-    if not valid_host(host):
-        shown = host if host.isascii() and host.isprintable() and len(host) <= 80 else "(not shown)"
-        raise QwenOpsError(f"the host name {shown} is not valid (empty or over-long label, or unusual characters)",
-                           CONFIG)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return parts.scheme, host, port or DEFAULT_PORTS[parts.scheme], path
 
 
 def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -187,17 +162,8 @@ class _Rule(NamedTuple):
     port: int | None
 
 
-def _ip(text: str):
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
 def _parse_rule(entry: str, variable: str) -> _Rule:
-    bad = QwenOpsError(f"{variable} entry {untrusted(entry, 60)!r} is not a host name, domain, "
+    bad = QwenOpsError(f"{variable} entry {safe_line(entry, 60)!r} is not a host name, domain, "
                        "IP address or CIDR range", CONFIG)
     text = entry.lower()
     if text == "*":
@@ -219,28 +185,28 @@ def _parse_rule(entry: str, variable: str) -> _Rule:
     if port is not None and not 0 < port < 65536:
         raise bad
     if "/" in text:
-        import ipaddress
+        import ipaddress  # deferred: start-up, only for a NO_PROXY address rule
 
         try:
             return _Rule("net", ipaddress.ip_network(text, strict=False), port)
         except ValueError:
             raise bad from None
     if ":" in text or text.replace(".", "").isdigit():
-        address = _ip(text)
+        address = ip_or_none(text)
         if address is None:
             raise bad
         return _Rule("ip", address, port)
     if text.startswith("*."):
         text = text[1:]
     name = text.strip(".")
-    if not name or not set(name) <= _NAME_CHARS or ".." in name:
+    if not name or not set(name) <= NAME_CHARS or ".." in name:
         raise bad
     return _Rule("name", name, port)
 
 
 def no_proxy_rules(env: Mapping[str, str] | None = None) -> list:
     env = _env(env)
-    for variable in ("no_proxy", "NO_PROXY"):
+    for variable in NO_PROXY_VARIABLES:
         value = env.get(variable)
         if value and value.strip():
             entries = [e for e in value.replace(",", " ").split() if e]
@@ -262,7 +228,7 @@ def bypasses_proxy(host: str, port: int, rules: list) -> bool:
                 return True
             continue
         if address is None:
-            address = _ip(host) if (":" in host or host.replace(".", "").isdigit()) else False
+            address = ip_or_none(host) if (":" in host or host.replace(".", "").isdigit()) else False
         if not address:
             continue
         if rule.kind == "ip" and address == rule.value:
@@ -323,13 +289,13 @@ def registry_proxies(winreg) -> dict:
 
 
 def _bypass_registry(host: str) -> bool:
-    import urllib.request  # only once a system proxy is in play: the probe's start-up never pays for it
+    import urllib.request  # deferred: only once a system proxy is in play
 
     return bool(urllib.request.proxy_bypass_registry(host))
 
 
 def _bypass_macos(host: str) -> bool:
-    import urllib.request
+    import urllib.request  # deferred: only once a system proxy is in play
 
     return bool(urllib.request.proxy_bypass_macosx_sysconf(host))
 
@@ -345,11 +311,11 @@ def system_proxies() -> SystemProxies | None:
         found = None
         try:
             if os.name == "nt":
-                import winreg
+                import winreg  # Windows only
 
                 found = SystemProxies(registry_proxies(winreg), _bypass_registry)
             elif sys.platform == "darwin":
-                from _scproxy import _get_proxies
+                from _scproxy import _get_proxies  # macOS only (what urllib uses)
 
                 found = SystemProxies(dict(_get_proxies() or {}), _bypass_macos)
         except Exception:  # noqa: BLE001 - a broken store means "no system proxy", as urllib treats it
@@ -440,10 +406,10 @@ class Trust(NamedTuple):
 def trust_setting(env: Mapping[str, str] | None = None) -> Trust:
     """Which CA certificates to trust, by the documented order (no file is opened here)."""
     env = _env(env)
-    cafile, capath = env.get("SSL_CERT_FILE") or None, env.get("SSL_CERT_DIR") or None
+    cafile, capath = (env.get(name) or None for name in OPENSSL_CA_VARIABLES)
     if cafile or capath:
-        return Trust(cafile, capath, "+".join(n for n, v in (("SSL_CERT_FILE", cafile), ("SSL_CERT_DIR", capath)) if v))
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        return Trust(cafile, capath, "+".join(n for n, v in zip(OPENSSL_CA_VARIABLES, (cafile, capath)) if v))
+    for name in CA_BUNDLE_VARIABLES:
         value = env.get(name)
         if value:
             return Trust(None, value, name) if os.path.isdir(value) else Trust(value, None, name)
@@ -469,7 +435,7 @@ def check_readable(trust: Trust) -> None:
 
 
 def _has_roots(context) -> bool:
-    import ssl
+    import ssl  # deferred: start-up (module docstring)
 
     if context.cert_store_stats().get("x509_ca", 0):
         return True
@@ -483,17 +449,17 @@ def _has_roots(context) -> bool:
 def _fallback_context():
     """(context, source) for a Python without usable roots, or (None, "")."""
     try:
-        import ssl
+        import ssl  # deferred: start-up (module docstring)
 
-        import truststore  # the OS verifier: Keychain / Windows store / system bundle
+        import truststore  # optional package: the OS verifier: Keychain / Windows store / system bundle
 
         return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT), "truststore"
     except ImportError:
         pass
     try:
-        import ssl
+        import ssl  # deferred: start-up (module docstring)
 
-        import certifi
+        import certifi  # optional package
 
         return ssl.create_default_context(cafile=certifi.where()), "certifi"
     except ImportError:
@@ -511,7 +477,7 @@ def ssl_context(env: Mapping[str, str] | None = None):
         cached = _contexts.get(trust)
         if cached is not None:
             return cached
-        import ssl
+        import ssl  # deferred: start-up (module docstring)
 
         if trust.source == "system":
             context, source = ssl.create_default_context(), "system"
@@ -542,7 +508,7 @@ def certificate_advice(host: str, source: str, reason: str, proxy: Proxy | None 
     of the system CAs plus the company root, and the variable each common client reads
     (references/company-networks.md has the steps).
     """
-    why = f" ({untrusted(reason, 120)})" if reason else ""
+    why = f" ({safe_line(reason, 120)})" if reason else ""
     store = trust_store_label(source, env)
     if source in ("system", "system (empty)", "truststore", "certifi"):
         head = f"the TLS certificate of {host} is not trusted{why} by {store}"
@@ -569,10 +535,10 @@ def certificate_advice(host: str, source: str, reason: str, proxy: Proxy | None 
 def trust_store_label(source: str, env: Mapping[str, str] | None = None) -> str:
     """The CA certificates in use, as one short phrase: a variable and its path, or the built-in store."""
     if source in ("system", "system (empty)"):
-        import ssl
+        import ssl  # deferred: start-up (module docstring)
 
         cafile = ssl.get_default_verify_paths().openssl_cafile
-        shown = f" ({untrusted(cafile, 120)})" if cafile and os.path.isfile(cafile) else ""
+        shown = f" ({safe_line(cafile, 120)})" if cafile and os.path.isfile(cafile) else ""
         return ("this Python's empty store" if source == "system (empty)" else "the system store") + shown
     if source == "truststore":
         return "the operating system's store (truststore)"
@@ -580,4 +546,4 @@ def trust_store_label(source: str, env: Mapping[str, str] | None = None) -> str:
         return "certifi's public roots"
     trust = trust_setting(env)
     paths = [p for p in (trust.cafile, trust.capath) if p]
-    return f"{source} ({untrusted(', '.join(paths), 160)})" if paths and trust.source == source else source
+    return f"{source} ({safe_line(', '.join(paths), 160)})" if paths and trust.source == source else source

@@ -23,6 +23,8 @@ import hmac
 import time
 from urllib.parse import quote, urlsplit
 
+from .urls import ip_or_none
+
 ALGORITHM = "OSS4-HMAC-SHA256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 _ALWAYS_SIGNED = ("content-type", "content-md5")
@@ -60,15 +62,7 @@ def signature(secret: str, region: str, method: str, bucket: str, key: str, quer
 
 def _path_style(host: str) -> bool:
     """oss2's rule: an IP address or ``localhost`` cannot carry the bucket in its name."""
-    if host == "localhost":
-        return True
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+    return host == "localhost" or ip_or_none(host) is not None
 
 
 def _now() -> str:
@@ -118,22 +112,6 @@ class OssV4:
         query["x-oss-signature"] = signature(self._sk.reveal(), self.region, method, self.bucket, key, query, {},
                                              date_time)
         return self.url(key, query)
-
-
-def xml_values(text: str, tag: str) -> list:
-    """The text of every ``<tag>...</tag>`` in ``text``, in order, found in one pass (linear on any input)."""
-    opening, closing = f"<{tag}>", f"</{tag}>"
-    found, at = [], 0
-    while True:
-        start = text.find(opening, at)
-        if start < 0:
-            return found
-        start += len(opening)
-        end = text.find(closing, start)
-        if end < 0:
-            return found
-        found.append(text[start:end])
-        at = end + len(closing)
 
 
 def xml_escape(text: str) -> str:

@@ -9,6 +9,7 @@ from . import errors
 from .credentials import ApiKey, find_api_key, key_advice, key_exit_code
 from .endpoints import Endpoint, region_endpoints, resolve_endpoint
 from .errors import public
+from .limits import REQUEST_TIMEOUT
 from .named_tuple import NamedTuple
 from .redaction import Concealed, server_token
 from .settings import Settings
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 # the TCP connection first, so that its round trip overlaps loading the HTTP stack.
 
 DEFAULT_MODEL = "qwen-turbo"
-DEFAULT_TIMEOUT = 15.0
 
 
 class ProbeResult(NamedTuple):
@@ -53,7 +53,7 @@ class ProbeResult(NamedTuple):
 
 def probe_endpoint(key: ApiKey, endpoint: Endpoint, model: str, session: HttpSession) -> ProbeResult:
     """The tiny request with a usable key; every field taken from the answer is untrusted text."""
-    from .http_client import error_fields
+    from .http_client import error_fields  # deferred: see the note above DEFAULT_MODEL
 
     body = json.dumps({"model": model, "max_tokens": 1,
                        "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -78,7 +78,7 @@ def probe_endpoint(key: ApiKey, endpoint: Endpoint, model: str, session: HttpSes
 
 
 @public
-def run_probe(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = DEFAULT_TIMEOUT,
+def run_probe(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = REQUEST_TIMEOUT,
               session: HttpSession | None = None, key: ApiKey | None = None,
               endpoint: Endpoint | None = None) -> ProbeResult:
     """Probe the configured endpoint (``key``/``endpoint`` when the caller has resolved them)."""
@@ -87,10 +87,10 @@ def run_probe(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = D
     if key_exit_code(key) != errors.OK:
         return ProbeResult(key_exit_code(key), key, endpoint, error_message=key_advice(key))
     if session is None:
-        from .first_hop import open_first_hop
+        from .first_hop import open_first_hop  # deferred: see the note above DEFAULT_MODEL
 
         early = open_first_hop(endpoint.compatible_base, timeout, settings.env)  # before the imports below
-        from .http_client import HttpSession
+        from .http_client import HttpSession  # after open_first_hop: the imports overlap its round trip
 
         session = HttpSession(timeout=timeout, env=settings.env, first_hop=early)
     try:
@@ -100,21 +100,21 @@ def run_probe(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = D
 
 
 @public
-def probe_regions(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = DEFAULT_TIMEOUT,
+def probe_regions(settings: Settings, model: str = DEFAULT_MODEL, timeout: float = REQUEST_TIMEOUT,
                   key: ApiKey | None = None) -> list:
     """[(region, ProbeResult)] for the documented region hosts, in parallel; never a custom host.
 
     The key goes only to ``endpoints.region_endpoints``: cn, intl and us, and the SDK's MaaS regions
     when a workspace id is known, whatever QWEN_BASE_URL says.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor  # deferred: only --all-regions runs threads
 
     key = key or find_api_key(settings)
     endpoints = region_endpoints(settings)
     if key_exit_code(key) != errors.OK:
         return [(e.region, ProbeResult(key_exit_code(key), key, e, error_message=key_advice(key)))
                 for e in endpoints]
-    from .http_client import HttpSession
+    from .http_client import HttpSession  # deferred: see the note above DEFAULT_MODEL
 
     session = HttpSession(timeout=timeout, env=settings.env)
     pool = ThreadPoolExecutor(max_workers=len(endpoints))

@@ -7,7 +7,7 @@ Two tools:
   piece), OSS signatures and policies) and every secret this process has loaded (see
   ``remember``), with and without its ``sk-``/``sk-sp-`` prefix, and any 6-character piece of
   one in any letter case.
-* ``untrusted(text)`` is for anything a server sent (a JSON ``code``, a ``request_id``, a
+* ``safe_line(text)`` is for anything a server sent (a JSON ``code``, a ``request_id``, a
   header, an XML message): ``redact``, then one printable line (newlines, control and
   format characters escaped, so a server cannot forge a line such as "SUCCESS" into an
   agent's context), then cut to a length. Every field taken from a response passes
@@ -25,7 +25,7 @@ import threading
 from collections.abc import Mapping
 
 MIN_PIECE = 6          # a run this long taken from a secret counts as showing it
-DEFAULT_LIMIT = 300    # characters of one untrusted field
+DEFAULT_LIMIT = 300    # characters of one field from outside (safe_line)
 _KEY_PREFIXES = ("sk-sp-", "sk-ws-", "sk-")
 
 _RULES = [
@@ -187,30 +187,32 @@ def one_line(text: str) -> str:
     return "".join(out)
 
 
-def cap(text: str, limit: int = DEFAULT_LIMIT) -> str:
+def truncate(text: str, limit: int = DEFAULT_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, the last one an ellipsis when anything was cut."""
     return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
 
 
-def untrusted(value: object, limit: int = DEFAULT_LIMIT) -> str:
-    """A field a server sent, made safe to show: no secret, one printable line, at most ``limit`` chars."""
+def safe_line(value: object, limit: int = DEFAULT_LIMIT) -> str:
+    """A value from outside (a server's field, a setting), made safe to show: no secret, one printable line, at
+    most ``limit`` characters."""
     if value is None:
         return ""
     text = value if isinstance(value, str) else str(value)
     text = text[: limit * 8]  # bound the work on hostile input before anything else
-    return cap(one_line(redact(text)), limit)
+    return truncate(one_line(redact(text)), limit)
 
 
 def server_said(value: object, limit: int = DEFAULT_LIMIT, who: str = "server said") -> str:
     """Prose a server sent, marked as its words: ``server said: "..."``; "" when there is none.
 
-    Redacted, ``\\`` and ``"`` escaped, then one line and capped (as ``untrusted``): the quote cannot
+    Redacted, ``\\`` and ``"`` escaped, then one line and capped (as ``safe_line``): the quote cannot
     be closed early, so nothing after it reads as the tool's own words.
     """
     if value is None or value == "":
         return ""
     text = value if isinstance(value, str) else str(value)
     text = redact(text[: limit * 8]).replace("\\", "\\\\").replace('"', '\\"')  # before one_line: "\\n" stays apart
-    return f'{who}: "' + cap(one_line(text), limit) + '"'
+    return f'{who}: "' + truncate(one_line(text), limit) + '"'
 
 
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,79}")
@@ -218,7 +220,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,79}")
 
 def server_token(value: object, limit: int = 80) -> str:
     """An identifier a server sent (error code, request id): as it is when shaped like one, else marked."""
-    text = untrusted(value, limit)
+    text = safe_line(value, limit)
     return text if not text or _TOKEN.fullmatch(text) else server_said(value, limit)
 
 

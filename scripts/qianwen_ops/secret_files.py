@@ -32,7 +32,8 @@ from pathlib import Path
 
 from . import errors, redaction
 from .errors import QwenOpsError
-from .fsutil import read_limited
+from .fsutil import is_within, read_limited
+from .local_files import display
 
 SCAN_LIMIT = 1024 * 1024
 CREDENTIAL_NAMES = frozenset({
@@ -105,8 +106,6 @@ def credential_stores(home: Path, env: Mapping[str, str]) -> tuple:
 
 
 def _store_label(real: str, home: Path) -> str:
-    from .local_files import display
-
     home_real = os.path.realpath(str(home))
     return display("~" + real[len(home_real):] if real.startswith(home_real + os.sep) else real)
 
@@ -118,7 +117,7 @@ def place_reason(path: Path, home: Path, env: Mapping[str, str]) -> str:
         return "" if real == os.path.abspath(path) else f"it is {_store_label(real, home)}"
     real = os.path.normcase(real)
     for store, subtree in credential_stores(home, env):
-        if real == store or (subtree and real.startswith(store + os.sep)):
+        if is_within(Path(real), Path(store)) if subtree else real == store:
             return f"it is {_store_label(real, home)}, a credential store"
     return ""
 

@@ -20,10 +20,13 @@ from pathlib import Path
 
 from .fsutil import home_dir
 from .named_tuple import NamedTuple
-from .project import SKILL_DIR, Layout, locate, trusted
+from .ownership import trusted
+from .project import Layout, locate
+from .provenance import copied_from_tracked_files
+from .skill_paths import SKILL_DIR
 
 
-class Found(NamedTuple):
+class SourcedValue(NamedTuple):
     """A value and where it came from (``env:NAME`` or a ``.env`` path)."""
 
     value: str
@@ -54,8 +57,6 @@ class Settings:
     def env(self) -> Mapping[str, str]:
         """The process environment without the values a git-tracked ``.env`` put there (see ``provenance``)."""
         if self._env is None:
-            from .provenance import copied_from_tracked_files
-
             self._env = self._process_env  # what the .env lookups below see while this is worked out
             copied = copied_from_tracked_files(self, self._process_env)
             if copied:
@@ -65,7 +66,7 @@ class Settings:
     @property
     def layout(self) -> Layout:
         if self._layout is None:
-            self._layout = locate(Path(self.cwd), self.env, self.skill_dir)
+            self._layout = locate(Path(self.cwd), self.skill_dir)
         return self._layout
 
     @property
@@ -77,7 +78,8 @@ class Settings:
         """The ``.env`` files consulted, in order (each is used only when it exists and is trusted)."""
         return self.layout.dotenv_paths()
 
-    def _dotenv(self, path: Path) -> dict:
+    def dotenv_values(self, path: Path) -> dict:
+        """What the ``.env`` file ``path`` sets, read once; {} when it is missing or not trusted (``ownership``)."""
         if path not in self._dotenv_cache:
             values: dict = {}
             if path.is_file() and trusted(path):
@@ -87,18 +89,18 @@ class Settings:
             self._dotenv_cache[path] = values
         return self._dotenv_cache[path]
 
-    def get(self, *names: str) -> Found | None:
+    def get(self, *names: str) -> SourcedValue | None:
         """First non-empty value for any of ``names`` (earlier names win at each level)."""
         for name in names:
             value = self.env.get(name)
             if value:
-                return Found(value, f"env:{name}")
+                return SourcedValue(value, f"env:{name}")
         for path in self.dotenv_paths():
-            values = self._dotenv(path)
+            values = self.dotenv_values(path)
             for name in names:
                 value = values.get(name)
                 if value:
-                    return Found(value, str(path))
+                    return SourcedValue(value, str(path))
         return None
 
     def value(self, name: str, default: str = "") -> str:

@@ -26,7 +26,7 @@ from urllib.parse import quote, urlsplit
 
 from . import errors
 from .credentials import Secret
-from .endpoints import Endpoint, is_loopback_host, parse_url
+from .endpoints import Endpoint
 from .errors import QwenOpsError
 from .http_client import (
     DEFAULT_RETRY,
@@ -39,7 +39,7 @@ from .http_client import (
 )
 from .local_files import HashedReader, LocalFile, display, readable_name
 from .redaction import Concealed, server_said
-from .upload_cache import temp_storage_scope
+from .urls import is_loopback_host, parse_url
 
 MEDIA_TTL_SECONDS = 48 * 3600
 POLICY_MARGIN_SECONDS = 30
@@ -180,10 +180,6 @@ class TempStorage:
 
     backend = "temp-storage"
     needs_resolve_header = True
-
-    @property
-    def cache_scope(self) -> str:
-        return temp_storage_scope(self.endpoint.root, self.api_key)
 
     def _deadline(self, body_bytes: int = 0) -> float | None:
         """When one request's retries must end: a few ``--timeout`` (plus the body's send time)."""

@@ -22,8 +22,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from .project import script_command
-from .redaction import child_env, redact
+from .redaction import child_env, redact, server_said
+from .skill_paths import SKILL_DIR, script_command
 from .skill_state import (
     DAY_SECONDS,
     MAIN_SKILL,
@@ -38,13 +38,11 @@ from .skill_state import (
     update_state,
 )
 
-SKILL_DIR = Path(__file__).resolve().parents[2]
 CHECK_TIMEOUT_SECONDS = 10  # check_update.py's own deadline (5 s) plus interpreter start, with room to spare
 
 
-def find_update_skill(skill_dir: Path = SKILL_DIR, env: Mapping[str, str] | None = None) -> Path | None:
+def find_update_skill(skill_dir: Path = SKILL_DIR) -> Path | None:
     """The sibling skill's folder (installed next to this one, or under ``skills/`` in a git checkout)."""
-    del env  # where the sibling is depends on this skill's folder only
     candidates = []
     for base in (Path(os.path.abspath(skill_dir)), Path(os.path.realpath(skill_dir))):
         candidates.append(base.parent / UPDATE_SKILL)
@@ -99,7 +97,7 @@ def status(env: Mapping[str, str] | None = None) -> dict:
     state = read_state(path)
     now = now_seconds(env)
     suppressed, reason, next_at = suppression(state, now)
-    sibling = find_update_skill(SKILL_DIR, env)
+    sibling = find_update_skill(SKILL_DIR)
     return {"update_check_installed": sibling is not None, "update_check_path": str(sibling) if sibling else None,
             "suppressed": suppressed, "reason": reason, "state_file": str(path), "next_prompt_at": next_at,
             "last_check": last_outcome(state), "summary": summary(sibling is not None, state, now)}
@@ -163,6 +161,4 @@ def failure_line(why: object) -> str:
 
 def release_notes(info: object) -> str:
     """version.json's ``info``, marked as the repository's words (quoted, redacted, one line, 200 characters)."""
-    from .redaction import server_said
-
     return server_said(info, 200, who="release notes say") or "(no release notes)"

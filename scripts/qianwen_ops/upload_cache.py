@@ -27,13 +27,12 @@ import hashlib
 import json
 import os
 import re
-import stat
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from .fsutil import O_BINARY, FileLock, make_dirs, open_append, read_at, replace_file, user_dir
+from .fsutil import FileLock, make_dirs, open_append, open_for_reading, read_at, replace_file, user_dir
 from .local_files import LocalFile
 
 CACHE_VERSION = 2
@@ -42,23 +41,10 @@ MARGIN_FRACTION = 0.1
 COMPACT_MIN_BYTES = 256 * 1024   # never bother compacting a file smaller than this
 COMPACT_FACTOR = 2.5             # compact when the file is this many times its live lines
 MAX_CACHE_BYTES = 64 * 1024 * 1024
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 def cache_path(env: Mapping[str, str] | None = None) -> Path:
     return user_dir("cache", env) / "uploads.jsonl"
-
-
-def temp_storage_scope(endpoint_root: str, api_key) -> str:
-    """The cache scope of DashScope temporary storage: endpoint and a salted account fingerprint."""
-    return f"temp:{endpoint_root}:{api_key.fingerprint()}"
-
-
-def custom_oss_scope(config) -> str:
-    """The cache scope of the user's bucket: endpoint, bucket, prefix and a fingerprint of the AccessKey ID."""
-    fingerprint = hashlib.sha256(("oss\0" + config.access_key_id.reveal()).encode()).hexdigest()[:16]
-    return f"oss:{config.endpoint}/{config.bucket}/{config.prefix}:{fingerprint}"
 
 
 def entry_key(local: LocalFile, model: str, scope: str) -> str:
@@ -129,16 +115,9 @@ def _alive(line: bytes, now: float) -> bool:
 def _open_read(path: Path) -> int | None:
     """A read-only descriptor of the cache file, or None when it is missing, a link or not a regular file."""
     try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | O_BINARY)
+        return open_for_reading(path, follow_links=False)
     except OSError:
         return None
-    try:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            return fd
-    except OSError:
-        pass
-    os.close(fd)
-    return None
 
 
 class UploadCache:

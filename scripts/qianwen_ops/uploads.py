@@ -10,6 +10,7 @@ without a request.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
@@ -17,16 +18,18 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from . import errors
-from .credentials import TOKEN_PLAN, find_api_key, key_advice, key_exit_code
-from .custom_oss import load_config
+from .credentials import TOKEN_PLAN, find_api_key, key_advice, key_candidates, key_exit_code
 from .endpoints import resolve_endpoint
 from .errors import QwenOpsError, detached, public
+from .inline import data_url
+from .limits import UPLOAD_TIMEOUT
 from .local_files import LocalFile, check_file, check_size, display, is_remote, local_path, looks_like_key
 from .named_tuple import NamedTuple
+from .oss_settings import load_config
 from .redaction import redact
 from .secret_files import refuse_by_place, refuse_credentials
 from .settings import Settings
-from .upload_cache import UploadCache, cache_path, custom_oss_scope, entry_key, temp_storage_scope
+from .upload_cache import UploadCache, cache_path, entry_key
 
 RESOLVE_HEADER = "X-DashScope-OssResourceResolve"
 # bench/run.py, 100 x 64 KiB over a 50 ms round trip: 1.92 s at 4 in flight, 1.32 s at 8, 1.03 s at 16 (and 16
@@ -35,7 +38,6 @@ RESOLVE_HEADER = "X-DashScope-OssResourceResolve"
 DEFAULT_CONCURRENCY = 16
 LARGE_FILE_BYTES = 8 * 1024 * 1024
 LARGE_IN_FLIGHT = 4
-DEFAULT_TIMEOUT = 60.0       # seconds without progress on one request
 MAX_CONCURRENCY = 16
 MAX_TIMEOUT = 3600.0
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
@@ -48,10 +50,6 @@ class UploadBackend:
 
     backend: str                   # "temp-storage" or "custom-oss": reported and cached with each URL
     needs_resolve_header: bool     # True: a model call must send X-DashScope-OssResourceResolve: enable
-
-    @property
-    def cache_scope(self) -> str:
-        """Which account and destination a cached URL belongs to (a salted fingerprint, never a secret)."""
 
     def max_bytes(self, model: str) -> int | None:
         """The largest file this destination takes for ``model``; None for no limit."""
@@ -116,20 +114,23 @@ def _custom_config(settings: Settings, temp_storage: bool = False):
 def cache_scope(settings: Settings, temp_storage: bool = False) -> str:
     """Where this call's uploads go, as the reuse cache names it; checked before any request.
 
-    Cheap on purpose (no HTTP stack): a batch of cache hits never opens a backend.
+    Temporary storage: the endpoint and a salted fingerprint of the account's key; the user's bucket:
+    endpoint, bucket, prefix and a fingerprint of the AccessKey ID. Never a secret. Cheap on purpose
+    (no HTTP stack): a batch of cache hits never opens a backend.
     """
     custom = _custom_config(settings, temp_storage)
     if custom is not None:
         find_api_key(settings)  # not used here, but loaded so that a file holding it is never uploaded
-        return custom_oss_scope(custom)
-    return temp_storage_scope(resolve_endpoint(settings).root, _usable_key(settings).secret)
+        fingerprint = hashlib.sha256(("oss\0" + custom.access_key_id.reveal()).encode()).hexdigest()[:16]
+        return f"oss:{custom.endpoint}/{custom.bucket}/{custom.prefix}:{fingerprint}"
+    return f"temp:{resolve_endpoint(settings).root}:{_usable_key(settings).secret.fingerprint()}"
 
 
 def open_backend(settings: Settings, session, temp_storage: bool = False) -> UploadBackend:
     """The backend every local upload in this call goes to (``session``: an ``HttpSession``)."""
     custom = _custom_config(settings, temp_storage)
     if custom is not None:
-        from .custom_oss import CustomOss
+        from .custom_oss import CustomOss  # deferred: a batch of cache hits opens no backend
 
         find_api_key(settings)  # not used here, but loaded so that a file holding it is never uploaded
         return CustomOss(custom, cache_path(settings.env).parent, timeout=session.timeout, env=settings.env,
@@ -139,7 +140,7 @@ def open_backend(settings: Settings, session, temp_storage: bool = False) -> Upl
     return TempStorage(resolve_endpoint(settings), _usable_key(settings).secret, session)
 
 
-def check_options(model: str, concurrency: int = DEFAULT_CONCURRENCY, timeout: float = DEFAULT_TIMEOUT,
+def check_options(model: str, concurrency: int = DEFAULT_CONCURRENCY, timeout: float = UPLOAD_TIMEOUT,
                   inline: bool = False) -> None:
     """The one place that checks a batch's options (library calls and upload_file.py alike).
 
@@ -181,7 +182,7 @@ class _Batch:
     def session(self):
         with self._lock:
             if self._session is None:
-                from .http_client import HttpSession
+                from .http_client import HttpSession  # deferred: cache hits need no HTTP stack
 
                 self._session = HttpSession(timeout=self.timeout, env=self.settings.env)
             return self._session
@@ -194,8 +195,6 @@ class _Batch:
         """Load the key (and custom-OSS secrets) now, so redaction knows them before any input is shown
         and a file holding one is never sent or inlined."""
         if self.inline:  # nothing is sent, so the key need not be usable: every configured secret still counts
-            from .credentials import key_candidates
-
             for load in (lambda: key_candidates(self.settings, "inline"), lambda: load_config(self.settings)):
                 try:
                     load()
@@ -231,7 +230,7 @@ class _Batch:
                 raise self._backend_error
             return self._backend
 
-    def one(self, source: str, model: str, cached_only: bool = False) -> Upload | None:
+    def resolve(self, source: str, model: str, cached_only: bool = False) -> Upload | None:
         """The upload for ``source``; with ``cached_only``, None when that needs the network (the checks
         done so far are kept for the call that uploads it)."""
         if is_remote(source):
@@ -263,8 +262,6 @@ class _Batch:
 
     def _inline(self, source: str, local: LocalFile) -> Upload:
         """A ``data:`` URL (nothing sent, nothing cached); a file holding a configured secret is refused."""
-        from .inline import data_url
-
         refuse_credentials(local.path, local.size, display(source), self.allow_credential_files)
         url, _, sha = data_url(local)
         return Upload(url, None, "inline", local.size, sha, False, source)
@@ -375,7 +372,7 @@ def _in_parallel(run: Callable[[int], Outcome], count: int, workers: int,
 @public
 def upload_many(sources: Sequence[str], model: str, settings: Settings | None = None,
                 use_cache: bool = True, concurrency: int = DEFAULT_CONCURRENCY,
-                progress: Callable | None = None, timeout: float = DEFAULT_TIMEOUT, inline: bool = False, *,
+                progress: Callable | None = None, timeout: float = UPLOAD_TIMEOUT, inline: bool = False, *,
                 allow_credential_files: bool = False, temp_storage: bool = False) -> list:
     """Resolve every input; one ``Outcome`` per input, in input order (errors do not stop the rest).
 
@@ -399,7 +396,7 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
                 "in .env or the environment)", errors.INPUT_FILE))
         shown_source = redact(source)  # the input as given, minus any secret it holds
         try:
-            upload = batch.one(source, model, cached_only)
+            upload = batch.resolve(source, model, cached_only)
             if upload is None:
                 return None
             return Outcome(shown_source, upload=upload if shown_source == source else

@@ -1,5 +1,5 @@
-"""The same inputs as the official dashscope SDK (key files, region, workspace, base URL), and what the
-user's own application must use once a region accepts the key."""
+"""The official dashscope SDK's own settings (key files, region, workspace, base URL) read as the SDK reads them,
+under the trust rules; and what the user's own application must use once a region accepts the key."""
 
 from __future__ import annotations
 
@@ -11,17 +11,14 @@ import pytest
 import trustme
 from forward_proxy import ForwardProxy
 
-from conftest import CANARY_KEY, leaks, run_script, sandbox_env, start_sandbox
-from qianwen_ops import api_settings
+from conftest import CANARY_KEY, OTHER_KEY, REGION_HOSTS, leaks, run_script, sandbox_env, start_sandbox
 from qianwen_ops.credentials import STANDARD, find_api_key, key_candidates
 from qianwen_ops.endpoints import MAAS_REGIONS, app_settings, region_endpoints, resolve_endpoint, sdk_endpoint
 from qianwen_ops.errors import CONFIG, QwenOpsError
 from qianwen_ops.settings import Settings
 
-OTHER_KEY = "sk-Other-Key-4f7a9c2e"
 WORKSPACE = "ws1"
 MAAS_HOSTS = tuple(f"{WORKSPACE}.{r}.maas.aliyuncs.com" for r in MAAS_REGIONS)
-REGION_HOSTS = ("dashscope.aliyuncs.com", "dashscope-intl.aliyuncs.com", "dashscope-us.aliyuncs.com")
 UNAUTHORIZED = json.dumps({"code": "InvalidApiKey", "message": "Invalid API-key provided."}).encode()
 
 
@@ -163,13 +160,6 @@ def test_a_git_tracked_dotenv_may_not_redirect_through_the_sdk_settings(tmp_path
     subprocess.run(["git", "add", "-f", ".env"], cwd=tmp_path, check=True)
     with pytest.raises(QwenOpsError, match="git tracks that file"):
         resolve_endpoint(settings(tmp_path))
-
-
-def test_api_settings_follows_the_sdk_settings(tmp_path):
-    found = api_settings(cwd=tmp_path, env={"HOME": str(tmp_path), "DASHSCOPE_API_REGION": "ap-southeast-1",
-                                            "DASHSCOPE_WORKSPACE_ID": "ws1"})
-    assert found.base_url == "https://ws1.ap-southeast-1.maas.aliyuncs.com/compatible-mode/v1"
-    assert found.native_base_url == "https://ws1.ap-southeast-1.maas.aliyuncs.com/api/v1"
 
 
 def test_app_settings_name_both_bases_and_the_sdk_variables(tmp_path):

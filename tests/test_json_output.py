@@ -1,4 +1,4 @@
-"""One JSON error shape for every script's --json output: {"error": {"code", "message", "exit_code"}}."""
+"""Every script's --json output: one error shape {"error": {"code", "message", "exit_code"}}, ASCII only."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import CANARY_KEY, SCRIPTS, UPDATE_SKILL, leaks, run_script
+from conftest import CANARY_KEY, MODEL, SCRIPTS, UPDATE_SKILL, leaks, run_script, sandbox_env
 from qianwen_ops import cli, errors
 
 ALL_SCRIPTS = sorted([*SCRIPTS.glob("*.py"), UPDATE_SKILL / "scripts" / "check_update.py"], key=lambda p: p.name)
@@ -108,3 +108,18 @@ def test_an_internal_error_under_json(capsys, monkeypatch):
     assert info.value.code == errors.INTERNAL and "internal error (RuntimeError)" in err
     assert error_of(out) == {"code": "internal", "exit_code": 1, "message": error_of(out)["message"]}
     assert not leaks(out + err)
+
+
+def test_json_output_and_evidence_are_ascii_escaped(sb, env, project):
+    name = "图片 ünï name.png"               # printable non-ASCII: escaped in JSON, never lost
+    (project / name).write_bytes(b"picture")
+    done = run_script("upload_file.py", name, "missing-\u2067.png", "--model", MODEL, "--json", "--no-cache",
+                      env=sandbox_env(env, sb), cwd=project)
+    assert done.code == 10 and done.out.isascii(), done.out
+    first, second = (json.loads(line) for line in done.out.splitlines())
+    assert first["source"] == name and "图片" in first["url"] and "error" in second
+    evidence = project / "output" / "qianwen-ops-auth"
+    texts = [path.read_bytes() for path in evidence.rglob("*") if path.is_file()]
+    assert texts and all(text.isascii() for text in texts)
+    assert any("图片" in json.loads(line).get("source", "") for line in (evidence / "uploads.jsonl").read_text()
+               .splitlines())

@@ -36,18 +36,21 @@ from . import errors
 from .credentials import KEY_NAMES, PLACEHOLDER, STANDARD, TOKEN_PLAN, Secret, classify_key
 from .dotenv_parser import LINE_BREAK, bindings, parse_dotenv_text, read_dotenv
 from .errors import QwenOpsError
-from .fsutil import UnsafeTarget, check_writable_target, replace_file
-from .gitrun import run_git
+from .evidence import EVIDENCE_SUBDIR
+from .fsutil import UnsafeTarget, check_writable_target, is_within, replace_file
+from .gitrun import ignores, in_work_tree, tracks
 from .named_tuple import NamedTuple
+from .oss_settings import valid_bucket, valid_region
+from .project_findings import tracked_dotenv_advice
 from .settings import Settings
+from .skill_paths import SKILL_DIR, is_installed_copy
 
 PLACEHOLDER_VALUE = "sk-your-key-here"
 PLACEHOLDER_LINE = f"DASHSCOPE_API_KEY={PLACEHOLDER_VALUE}"
 API_KEYS_URL = "https://platform.qianwenai.com/home/api-keys"
 OSS_AK_ID_PLACEHOLDER = "your-accesskey-id"
 OSS_AK_SECRET_PLACEHOLDER = "your-accesskey-secret"  # noqa: S105 - a template word, not a secret
-EVIDENCE_IGNORE = "/output/qianwen-ops-auth/"
-SKILL_DIR = Path(__file__).resolve().parents[2]
+EVIDENCE_IGNORE = f"/{EVIDENCE_SUBDIR.as_posix()}/"
 
 
 def _sets_name(names) -> re.Pattern:
@@ -154,16 +157,8 @@ def _write(path: Path, data: bytes, mode: int) -> None:
                            errors.REFUSED_WRITE) from None
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder)
-        return True
-    except ValueError:
-        return False
-
-
 def _check_target(path: Path) -> None:
-    if _inside(path.parent, SKILL_DIR) and not (SKILL_DIR / ".git").exists():
+    if is_within(path.parent.resolve(), SKILL_DIR) and is_installed_copy():
         raise QwenOpsError(f"{path} would be inside the installed skill folder; run setup_env.py from your "
                            "project instead, nothing written", errors.REFUSED_WRITE)
     try:
@@ -171,25 +166,6 @@ def _check_target(path: Path) -> None:
     except UnsafeTarget:
         raise QwenOpsError(f"{path} is a symbolic link or not a regular file; refusing to touch it",
                            errors.REFUSED_WRITE) from None
-
-
-def _git(folder: Path, *args: str):
-    return run_git(folder, *args)
-
-
-def _in_git_work_tree(folder: Path) -> bool:
-    done = _git(folder, "rev-parse", "--is-inside-work-tree")
-    return bool(done) and done.returncode == 0 and done.stdout.strip() == "true"
-
-
-def _git_tracks(path: Path) -> bool:
-    done = _git(path.parent, "ls-files", "-z", "--", path.name)
-    return bool(done and done.returncode == 0 and done.stdout)
-
-
-def _git_ignores(folder: Path, name: str) -> bool:
-    done = _git(folder, "check-ignore", "-q", "--", name)
-    return bool(done) and done.returncode == 0
 
 
 class _Plan:
@@ -216,13 +192,13 @@ class _Plan:
 def _gitignore(plan: _Plan, env_path: Path, project: Path) -> None:
     """Make ``.env`` (and the evidence folder) git-ignored when ``env_path`` is in a git work tree."""
     folder = env_path.parent
-    if not _in_git_work_tree(folder):
+    if not in_work_tree(folder):
         return
     wanted = []
-    if not _git_ignores(folder, env_path.name):
+    if not ignores(folder, env_path.name):
         wanted.append(".env")
-    evidence_home = project if _inside(folder, project.resolve()) else folder
-    if not _git_ignores(evidence_home, "output/qianwen-ops-auth/"):
+    evidence_home = project if is_within(folder.resolve(), project.resolve()) else folder
+    if not ignores(evidence_home, EVIDENCE_IGNORE.lstrip("/")):
         wanted.append(EVIDENCE_IGNORE)
     if not wanted:
         plan.say(f"{env_path.name} is already git-ignored")
@@ -275,7 +251,7 @@ def setup_env(cwd: Path, dry_run: bool = False, key: Secret | None = None,
         report.key_state = classify_key(from_env[1] if from_env else in_effect[1] if in_effect else None)[0]
     elif key is not None:
         target = _target(holder, settings)
-        report.key_state = _write_real_key(plan, target, key, in_effect)
+        report.key_state = _write_real_key(plan, target, key, in_effect, settings.project_root)
         if from_env:
             plan.say(f"note: the environment variable {from_env[0]} is set and overrides .env until it is unset")
     elif from_env:
@@ -304,15 +280,18 @@ def setup_env(cwd: Path, dry_run: bool = False, key: Secret | None = None,
     return report
 
 
-def _write_real_key(plan: _Plan, target: EnvText, key: Secret, in_effect: tuple[str, str] | None) -> str:
+def _write_real_key(plan: _Plan, target: EnvText, key: Secret, in_effect: tuple[str, str] | None,
+                    project: Path) -> str:
     value = key.reveal()
     status, problem = classify_key(value)
     if status not in (STANDARD, TOKEN_PLAN):
         raise QwenOpsError(f"the key read from stdin is {status}{f' ({problem})' if problem else ''}; "
                            "nothing written", errors.NO_KEY)
-    if target.exists and _in_git_work_tree(target.path.parent) and _git_tracks(target.path):
-        raise QwenOpsError(f"{target.path} is tracked by git, so a key there would be committed; untrack it "
-                           "first (git rm --cached .env), nothing written", errors.REFUSED_WRITE)
+    if target.exists and tracks(target.path):
+        # the advice doctor gives: untracking alone would make a cloned repository's settings trusted
+        relative = target.path.relative_to(project) if is_within(target.path, project) else target.path.name
+        raise QwenOpsError(f"a key in {target.path} would be committed, nothing written: "
+                           + "; ".join(tracked_dotenv_advice(target.path, str(relative))), errors.REFUSED_WRITE)
     if in_effect is not None:
         name, current = in_effect
         if current == value:
@@ -335,21 +314,16 @@ def _write_real_key(plan: _Plan, target: EnvText, key: Secret, in_effect: tuple[
     return status
 
 
-OSS_NAMES = ("QWEN_TMP_OSS_BUCKET", "QWEN_TMP_OSS_REGION", "QWEN_TMP_OSS_AK_ID", "QWEN_TMP_OSS_AK_SECRET")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-_REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
-
-
 def _add_custom_oss(plan: _Plan, target: EnvText, chain: list, settings: Settings, bucket: str, region: str) -> None:
-    if not _BUCKET.match(bucket):
+    if not valid_bucket(bucket):
         raise QwenOpsError("--bucket is not an OSS bucket name (3-63 lowercase letters, digits, hyphens)",
                            errors.USAGE)
-    if not _REGION.match(region):
+    if not valid_region(region):
         raise QwenOpsError("--region is not a region id like cn-beijing", errors.USAGE)
     wanted = {"QWEN_TMP_OSS_BUCKET": bucket, "QWEN_TMP_OSS_REGION": region,
               "QWEN_TMP_OSS_AK_ID": OSS_AK_ID_PLACEHOLDER, "QWEN_TMP_OSS_AK_SECRET": OSS_AK_SECRET_PLACEHOLDER}
     for text in {id(t): t for t in [*chain, target] if t.exists}.values():
-        _check_lines(text, OSS_NAMES)
+        _check_lines(text, wanted)
     missing = {}
     for name, value in wanted.items():
         current, where = settings.env.get(name), f"the environment variable {name}"

@@ -1,0 +1,180 @@
+"""The library inside the user's process: no secret in an exception, its chain, its frames' locals, or any repr
+(traceback with locals, loguru, Sentry), whatever entry point fails."""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+import sys
+import traceback
+
+import pytest
+
+from conftest import (
+    CANARY_KEY,
+    CANARY_OSS_SECRET,
+    MODEL,
+    leaks,
+    sandbox_env,
+)
+from qianwen_ops.errors import QwenOpsError
+from qianwen_ops.settings import Settings
+
+
+def _texts(value, depth: int = 0):
+    """Every string reachable from a local: containers walked, other objects by their repr."""
+    if depth > 5:
+        return
+    if isinstance(value, (str, bytes)):
+        yield value if isinstance(value, str) else value.decode("latin-1")
+        if type(value) not in (str, bytes):
+            yield repr(value)
+    elif isinstance(value, dict):
+        for k, v in list(value.items()):
+            yield from _texts(k, depth + 1)
+            yield from _texts(v, depth + 1)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in list(value):
+            yield from _texts(item, depth + 1)
+    else:
+        yield repr(value)
+
+
+def _chain(exc: BaseException):
+    seen = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def _everything_shown(exc: BaseException) -> str:
+    """The exception as every tool a user might run shows it: with locals, frame by frame, via loguru."""
+    parts = ["".join(traceback.TracebackException(type(exc), exc, exc.__traceback__, capture_locals=True).format())]
+    for link in _chain(exc):
+        parts += [str(link), repr(link), repr(link.args)]
+        tb = link.__traceback__
+        while tb is not None:
+            for name, value in tb.tb_frame.f_locals.items():
+                parts.append(name)
+                parts.extend(_texts(value))
+            tb = tb.tb_next
+    from loguru import logger
+
+    sink = io.StringIO()
+    logger.remove()   # the default handler would print to stderr
+    handler = logger.add(sink, diagnose=True, backtrace=True, colorize=False)
+    try:
+        try:
+            raise exc
+        except BaseException:
+            logger.exception("failed")
+    finally:
+        logger.remove(handler)
+        logger.add(sys.stderr)
+    parts.append(sink.getvalue())
+    assert "QwenOpsError" in parts[-1]
+    from sentry_sdk.consts import DEFAULT_OPTIONS
+    from sentry_sdk.utils import event_from_exception
+
+    options = dict(DEFAULT_OPTIONS, include_local_variables=True, max_value_length=100000)
+    event, _ = event_from_exception((type(exc), exc, exc.__traceback__), client_options=options)
+    assert event["exception"]["values"][-1]["stacktrace"]["frames"][-1]["vars"]
+    parts.append(json.dumps(event, default=repr))
+    return "\n".join(parts)
+
+
+def _raised(call):
+    """The error ``call`` raises, caught in a frame that holds nothing but ``call``."""
+    try:
+        call()
+    except BaseException as exc:  # noqa: BLE001 - the exception is what is examined
+        return exc
+    raise AssertionError("no exception")
+
+
+def _entry_points(box, env, project) -> list:
+    from qianwen_ops import api_settings, resolve_file, upload_file, upload_many
+    from qianwen_ops.probe import probe_regions, run_probe
+
+    (project / "f.png").write_bytes(b"a picture")
+    rejected = Settings.from_process(cwd=project, env=dict(sandbox_env(env, box), DASHSCOPE_API_KEY=CANARY_KEY))
+    oss_wrong = Settings.from_process(cwd=project, env=dict(
+        sandbox_env(env, box), QWEN_TMP_OSS_BUCKET=box.info["oss_bucket"], QWEN_TMP_OSS_REGION=box.info["oss_region"],
+        QWEN_TMP_OSS_ENDPOINT=box.info["oss_endpoint"], QWEN_TMP_OSS_AK_ID=box.info["oss_access_key_id"],
+        QWEN_TMP_OSS_AK_SECRET=CANARY_OSS_SECRET, DASHSCOPE_API_KEY=CANARY_KEY))
+    bad_host = Settings.from_process(cwd=project, env=dict(env, DASHSCOPE_API_KEY=CANARY_KEY, QWEN_BASE_URL="ftp://x"))
+    path = str(project / "f.png")
+
+    def outcome_error():
+        raise upload_many([path], MODEL, settings=rejected, use_cache=False)[0].error
+
+    return [
+        ("resolve_file 401", functools.partial(resolve_file, path, MODEL, settings=rejected, use_cache=False)),
+        ("upload_file 401", functools.partial(upload_file, path, MODEL, settings=rejected, use_cache=False)),
+        ("upload_file custom OSS 403", functools.partial(upload_file, path, MODEL, settings=oss_wrong,
+                                                        use_cache=False)),
+        ("upload_many outcome", outcome_error),
+        ("api_settings().headers, Token Plan key", lambda: api_settings(cwd=project).headers),
+        ("api_settings().api_key, Token Plan key", lambda: api_settings(cwd=project).api_key),
+        ("api_settings() bad host", lambda: api_settings(cwd=project, env={"QWEN_BASE_URL": "ftp://x",
+                                                                           "DASHSCOPE_API_KEY": CANARY_KEY})),
+        ("run_probe bad host", functools.partial(run_probe, bad_host)),
+        ("probe_regions, a bug inside", functools.partial(probe_regions, object())),
+    ]
+
+
+def test_no_secret_survives_in_exceptions_chains_or_frames(sb, env, project, monkeypatch):
+    monkeypatch.chdir(project)
+    for name in [k for k in os.environ if k.startswith(("DASHSCOPE_", "QIANWEN_", "QWEN_", "OSS_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-sp-" + CANARY_KEY[3:])   # a Token Plan key: headers refuse it
+    checked = []
+    for name, call in _entry_points(sb, env, project):
+        exc = _raised(call)
+        assert isinstance(exc, QwenOpsError), (name, exc)
+        assert exc.__traceback__ is not None and exc.__cause__ is None and exc.__context__ is None, name
+        shown = _everything_shown(exc)
+        assert leaks(shown, (CANARY_KEY, CANARY_OSS_SECRET)) == [], (name, leaks(shown))
+        checked.append((name, exc.exit_code))
+    codes = dict(checked)
+    assert codes["resolve_file 401"] == 5 and codes["upload_file custom OSS 403"] == 5
+    assert codes["api_settings().headers, Token Plan key"] == 4 and codes["run_probe bad host"] == 9
+    assert codes["api_settings() bad host"] == 9 and codes["probe_regions, a bug inside"] == 1
+
+
+def test_upload_many_errors_carry_no_traceback(sb, env, project):
+    from qianwen_ops.uploads import upload_many
+
+    (project / "f.png").write_bytes(b"a picture")
+    settings = Settings.from_process(cwd=project, env=dict(sandbox_env(env, sb), DASHSCOPE_API_KEY=CANARY_KEY))
+    for outcome in upload_many([str(project / "f.png"), "missing.png"], MODEL, settings=settings, use_cache=False):
+        error = outcome.error
+        assert error is not None and error.__traceback__ is None
+        assert error.__cause__ is None and error.__context__ is None
+
+
+def test_header_values_hide_in_any_repr():
+    from qianwen_ops.redaction import Concealed
+
+    value = Concealed(f"Bearer {CANARY_KEY}")
+    headers = {"Authorization": value}
+    assert leaks(repr(headers) + repr([value]) + f"{value!r}", (CANARY_KEY,)) == []
+    assert str(value) == f"Bearer {CANARY_KEY}" and f"{value}" == str(value) and value.encode() == str(value).encode()
+    with pytest.raises(TypeError):
+        import pickle
+
+        pickle.dumps(value)
+
+
+def test_api_settings_headers_hold_a_concealed_value(env, project, monkeypatch):
+    from qianwen_ops import api_settings
+
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("DASHSCOPE_API_KEY", CANARY_KEY)
+    monkeypatch.delenv("QWEN_BASE_URL", raising=False)
+    settings = api_settings(cwd=project)
+    assert leaks(repr(settings.headers) + repr(settings.api_key), (CANARY_KEY,)) == []
+    assert settings.headers["Authorization"] == f"Bearer {CANARY_KEY}" and settings.api_key == CANARY_KEY
