@@ -64,13 +64,20 @@ class Interrupted(Exception):
 
 
 def interrupted_upload(backend: CustomOss, local, stable_id: str) -> None:
-    """Stop a multipart upload once two parts are stored (as Ctrl-C would), leaving its checkpoint."""
+    """Stop a multipart upload once two parts are stored (as Ctrl-C would), leaving its checkpoint.
+
+    One part at a time, so no part is still in flight when it stops: an abandoned part landing later
+    would be counted among the requests of the upload that resumes (a race that once failed CI)."""
     def stop_after_two_parts(sent: int) -> None:
         if sent >= 2 * SMALL_PART:
             raise Interrupted()
 
-    with pytest.raises(Interrupted):
-        backend.upload(local, MODEL, progress=stop_after_two_parts, stable_id=stable_id)
+    threads, backend.threads = backend.threads, 1
+    try:
+        with pytest.raises(Interrupted):
+            backend.upload(local, MODEL, progress=stop_after_two_parts, stable_id=stable_id)
+    finally:
+        backend.threads = threads
 
 
 # ---------------------------------------------------------------- the policy engine
