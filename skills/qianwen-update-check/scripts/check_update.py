@@ -162,10 +162,13 @@ def trust_store(env=None, with_path: bool = True) -> str:
 
 def main_skill_doc(name: str, cwd: Path | None = None) -> str:
     """qianwen-ops-auth's ``references/<name>`` as a path that works from ``cwd`` (relative below it,
-    else absolute), when that skill is installed next to this one; else a description."""
-    path = SKILL_DIR.parent / MAIN_SKILL / "references" / name
-    if not path.is_file():
+    else absolute), when that skill is installed next to this one (or this is ``skills/`` of its
+    checkout); else a description."""
+    found = [p for p in (SKILL_DIR.parent / MAIN_SKILL / "references" / name,
+                         SKILL_DIR.parent.parent / "references" / name) if p.is_file()]
+    if not found:
         return f"references/{name} in the {MAIN_SKILL} skill"
+    path = found[0]
     try:
         return str(path.relative_to(Path(os.path.abspath(cwd or os.getcwd())).resolve()))
     except ValueError:
