@@ -926,3 +926,13 @@ def test_a_linked_worktree_uses_the_common_exclude(tmp_path):
     porcelain = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=tmp_path / "wt",
                                capture_output=True, text=True, check=True).stdout
     assert porcelain == "" and "/.agents/state.json" in (main / ".git" / "info" / "exclude").read_text()
+
+
+def test_every_skill_is_one_word_in_cmd_too():
+    """cmd.exe passes '*' with its quotes to the installer; "*" is `*` in cmd, PowerShell and POSIX shells."""
+    import shlex
+
+    from qianwen_ops.skill_state import all_skills
+
+    assert all_skills(windows=True) == '"*"' and all_skills(windows=False) == "'*'"
+    assert shlex.split(f"--skill {all_skills(windows=True)}") == shlex.split(f"--skill {all_skills(windows=False)}")

@@ -37,6 +37,7 @@ from .skill_state import (
     UPDATE_SKILL,
     VERSION,
     add_command,
+    all_skills,
     epoch,
     last_outcome,
     now_seconds,
@@ -70,7 +71,7 @@ def install_command(env: Mapping[str, str] | None = None, skill_dir: Path = SKIL
 
 
 def update_command(env: Mapping[str, str] | None = None, skill_dir: Path = SKILL_DIR) -> str:
-    return add_command(skill_dir, "'*'", env)
+    return add_command(skill_dir, all_skills(), env)
 
 
 def _with_note(label: str, env: Mapping[str, str] | None, skill_dir: Path = SKILL_DIR) -> str:

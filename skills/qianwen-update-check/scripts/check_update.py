@@ -33,6 +33,7 @@ from skill_state import (  # noqa: E402
     UPDATE_SKILL,
     VERSION,
     add_command,
+    all_skills,
     epoch,
     now_seconds,
     one_line,
@@ -314,7 +315,7 @@ def main() -> int:
     elif result.get("error"):
         _emit(one_line(f"update check: {result['error']} (current {result['current']})", 1000))
     elif result["has_update"]:
-        note, command = source_note(SKILL_DIR), add_command(SKILL_DIR, "'*'")
+        note, command = source_note(SKILL_DIR), add_command(SKILL_DIR, all_skills())
         with_note = f" ({note})" if note else ""
         _emit(one_line(f"update available: {result['current']} -> {result['latest']}. Update with{with_note}: "
                        f"{command}", 1000))

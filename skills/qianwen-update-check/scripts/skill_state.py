@@ -520,8 +520,14 @@ def source_note(skill_dir: Path, env: Mapping[str, str] | None = None) -> str:
     return f"{source} is from {where}, not the official {DEFAULT_REPO}: check it is the source you meant"
 
 
+def all_skills(windows: bool = os.name == "nt") -> str:
+    """``--skill``'s "every skill" as one shell word: ``"*"`` on Windows, where cmd.exe would pass single
+    quotes on to the installer (PowerShell, Git Bash and POSIX shells read both forms as ``*``)."""
+    return '"*"' if windows else "'*'"
+
+
 def add_command(skill_dir: Path, skill: str, env: Mapping[str, str] | None = None) -> str:
-    """The ``npx skills add`` line that installs ``skill`` (a name, or ``'*'``) from ``install_source``
+    """The ``npx skills add`` line that installs ``skill`` (a name, or ``all_skills()``) from ``install_source``
     where this skill is installed (``installer_args``). ``--full-depth`` only for a ref other than
     ``RELEASE_REF`` (a branch laid out like the development checkout, with a root SKILL.md)."""
     source = install_source(skill_dir, env)
