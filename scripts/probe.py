@@ -12,7 +12,8 @@ from the current directory up (else the current directory); doctor.py prints it.
 DASHSCOPE_WORKSPACE_ID is set, to that workspace's MaaS hosts in the official SDK's regions
 ap-southeast-1, us-east-1, cn-hongkong, eu-central-1, ap-northeast-1) and prints one line per
 region, "<region> <status>" (000: no answer). When a region accepts the key, "use: ..." lines
-follow: the setting for these scripts, and what your own code must use for that region (the
+follow: "unset QWEN_BASE_URL (<where it is set>)" when it is set (it wins over QWEN_REGION), the
+setting for these scripts, and what your own code must use for that region (the
 OpenAI-compatible base_url, and DASHSCOPE_HTTP_BASE_URL for the dashscope SDK). Exit 0 when any
 region accepts the key, 5 when none does but one answered 401/403, 8 when no region answered
 (network). It never sends the key to a QWEN_BASE_URL host. Proxies (HTTPS_PROXY,
@@ -25,6 +26,7 @@ from qianwen_ops.endpoints import app_settings, app_settings_lines
 from qianwen_ops.evidence import write_record
 from qianwen_ops.limits import REQUEST_TIMEOUT
 from qianwen_ops.probe import DEFAULT_MODEL, probe_regions, regions_exit_code, run_probe
+from qianwen_ops.redaction import safe_line
 from qianwen_ops.settings import Settings
 
 CODES = [errors.OK, errors.USAGE, errors.NO_KEY, errors.TOKEN_PLAN_KEY, errors.AUTH_REJECTED,
@@ -64,20 +66,26 @@ def main() -> int:
 
 
 def all_regions(args) -> int:
-    results = probe_regions(Settings.from_process(), model=args.model, timeout=args.timeout)
+    settings = Settings.from_process()
+    results = probe_regions(settings, model=args.model, timeout=args.timeout)
     records = {region: result.record() for region, result in results}
     code = regions_exit_code(results)
     write_record("probe", {"all_regions": records, "exit_code": code, "model": args.model})
     accepted = next((result.endpoint for _, result in results if result.exit_code == errors.OK), None)
+    overriding = settings.get("QWEN_BASE_URL")  # wins over QWEN_REGION: the region line alone would change nothing
     if args.json:
         found = {"exit_code": code, "regions": records}
         if accepted is not None:
             found["app"] = {"region": accepted.region, **app_settings(accepted)}
+            if overriding is not None:
+                found["app"]["unset"] = {"QWEN_BASE_URL": overriding.source}
         cli.print_json(with_error(found, code, regions_message(results)))
         return code
     for region, result in results:
         print(f"{region} {result.status if result.status is not None else '000'}")
     if accepted is not None:
+        if overriding is not None:
+            print(safe_line(f"use: unset QWEN_BASE_URL ({overriding.source}): it wins over QWEN_REGION"))
         for line in app_settings_lines(accepted):
             print(f"use: {line}")
     if code != errors.OK:

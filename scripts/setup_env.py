@@ -11,7 +11,12 @@ refused; anything ambiguous is refused (exit 12) with the file untouched.
 The key itself is never asked for or printed. --from-stdin exists only for a user who
 insists on having the script write their key, in their own terminal (an agent never runs
 it with a key: its commands are recorded): it replaces the placeholder in effect, never a
-real key (to change one, edit .env).
+real key (to change one, edit .env). Typed at a hidden prompt, the key stays out of the
+shell's history and of every process's command line (<skill-dir>: this skill's folder):
+  bash, zsh:  read -rs K; printf '%s\\n' "$K" | python3 <skill-dir>/scripts/setup_env.py --from-stdin; unset K
+  PowerShell: $s = Read-Host -AsSecureString; [System.Net.NetworkCredential]::new('', $s).Password |
+              python <skill-dir>/scripts/setup_env.py --from-stdin; Remove-Variable s
+  (or, with the key copied: Get-Clipboard | python <skill-dir>/scripts/setup_env.py --from-stdin)
 --custom-oss adds the QWEN_TMP_OSS_* lines for uploads to your own bucket, with the
 AccessKey lines as placeholders for you to fill in.
 """

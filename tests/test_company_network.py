@@ -116,3 +116,39 @@ def test_inspect_says_when_it_cannot_tell(monkeypatch):
     assert found.intercepted is None and "pip install certifi" in found.why
     monkeypatch.setattr(network, "ssl_context", lambda env=None: (platform, "certifi"))
     assert interception.inspect(f"https://{HOST}", {}, timeout=1).intercepted is False
+
+
+def test_a_loopback_host_with_an_unknown_issuer_is_not_blamed_on_a_proxy(net_env, tls_box, project):  # noqa: F811
+    """The sandbox over TLS without its CA: no proxy is configured and the host is this machine, so the
+    line says a local server's own CA, never "a company proxy that inspects HTTPS"."""
+    result = run_script("probe.py", env=dict(net_env, QWEN_BASE_URL=tls_box.base_url), cwd=project)
+    [line] = result.err.splitlines()
+    assert result.code == 8 and "is not trusted" in line and "company proxy" not in line and "inspects" not in line
+    assert "127.0.0.1 is this machine" in line and "SSL_CERT_FILE" in line
+
+
+def test_the_company_networks_guide_is_named_by_a_path_that_works_from_here(tmp_path, monkeypatch):
+    """Error lines run from the project root: the guide is named relative to it (or absolute), never as a
+    bare references/... that only works from inside the skill's folder."""
+    import os
+
+    from conftest import ROOT
+    from qianwen_ops import network
+
+    monkeypatch.chdir(tmp_path)
+    line = network.certificate_advice("dashscope.aliyuncs.com", "system", "unable to get local issuer certificate")
+    guide = line.rsplit("see ", 1)[1]
+    assert guide == str(ROOT / "references" / "company-networks.md") and os.path.isfile(guide)
+    monkeypatch.chdir(ROOT.parent)
+    line = network.certificate_advice("dashscope.aliyuncs.com", "system", "self-signed certificate in chain")
+    guide = line.rsplit("see ", 1)[1]
+    assert guide == f"{ROOT.name}/references/company-networks.md" and os.path.isfile(guide)
+
+
+def test_update_check_on_this_machine_blames_no_proxy(net_env, tls_box, project):  # noqa: F811
+    from conftest import ROOT
+
+    run_env = dict(net_env, QWEN_UPDATE_URL=f"{tls_box.base_url}/version.json")
+    data = json.loads(run_script("check_update.py", "--force", "--print-response", env=run_env, cwd=project).out)
+    assert "TLS certificate is not trusted" in data["error"] and "company proxy" not in data["error"]
+    assert f"see {ROOT / 'references' / 'company-networks.md'}" in data["error"]  # a path that works from here

@@ -472,7 +472,7 @@ def test_timeout_reaches_custom_oss(env, sb, project):
         elapsed = time.monotonic() - started
     finally:
         silent.close()
-    assert result.code == errors.NETWORK and "network error or timeout" in result.err, result.err
+    assert result.code == errors.NETWORK and "cannot reach OSS at 127.0.0.1: timed out" in result.err, result.err
     assert elapsed < 10
 
 
@@ -582,6 +582,20 @@ def test_doctor_reports_an_oss_network_failure_as_exit_8(env, sb, project):
     finally:
         silent.close()
     assert result.code == errors.NETWORK and "[FAIL] oss put" in result.out, result.out + result.err
+
+
+def test_an_oss_network_failure_says_its_cause(env, sb, project):
+    """doctor --check-oss (and uploads) give the HTTP layer's cause, as the probe does: refused, not resolved,
+    timed out, a certificate; never a bare "network error or timeout"."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()   # nothing listens there now: the connection is refused
+    run_env = oss_env(env, sb, QWEN_TMP_OSS_ENDPOINT=f"http://127.0.0.1:{port}")
+    result = run_script("doctor.py", "--check-oss", "--timeout", "5", env=run_env, cwd=project, timeout=60)
+    [line] = [line for line in result.out.splitlines() if line.startswith("[FAIL] oss put")]
+    assert result.code == errors.NETWORK and line.endswith("cannot reach OSS at 127.0.0.1: connection refused by "
+                                                           "127.0.0.1"), line
 
 
 def test_a_multipart_upload_holds_small_buffers_not_parts(sb, env, project):

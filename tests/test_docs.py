@@ -305,3 +305,81 @@ def test_docs_name_only_tests_that_exist():
     missing += [f"{doc}: {file}::{name}" for doc, file, name in named
                 if not re.search(rf"^def {name}\b", (ROOT / "tests" / file).read_text(), re.M)]
     assert not missing, missing
+
+
+# ------------------------------------------------------------------ installed docs name only installed files
+
+FILE_MENTION = re.compile(r"[\w.~<>/-]*?[\w-]+\.(?:md|py|sh|toml|json|ya?ml|cjs|txt)\b")
+INSTALLED_PREFIXES = ("<skill-dir>/", "<qianwen-ops-auth>/", "~/.agents/skills/qianwen-ops-auth/",
+                      ".agents/skills/qianwen-ops-auth/", ".claude/skills/qianwen-ops-auth/")
+
+
+def shipped() -> set:
+    """The checkout's files that the release tree holds (release/build.py decides)."""
+    sys.path.insert(0, str(ROOT / "release"))
+    import build
+
+    return {name for name in TRACKED if build.destination(name)}
+
+
+def missing_from_release(text: str, ships: set) -> list:
+    """Files of this repository that ``text`` names and the release tree lacks (a user's own files, which the
+    repository does not hold, are not counted)."""
+    found = []
+    for mention in FILE_MENTION.findall(text):
+        name = mention.lstrip("./") if mention.startswith("./") else mention
+        for prefix in INSTALLED_PREFIXES:
+            name = name[len(prefix):] if name.startswith(prefix) else name
+        name = name.replace("../qianwen-update-check/", "skills/qianwen-update-check/")
+        ours = [t for t in TRACKED if t == name or t.endswith("/" + name)] if "/" in name else \
+            [t for t in TRACKED if t.rsplit("/", 1)[-1] == name]
+        if ours and not set(ours) & ships:
+            found.append(mention)
+    return sorted(set(found))
+
+
+def test_installed_docs_and_help_name_only_files_that_are_installed():
+    """What an installed copy's agent reads (SKILL.md, references/, the sibling's SKILL.md, every shipped
+    script's --help) never sends it to a file the install lacks: README.md, tests/, the sandbox, demo.py."""
+    ships = shipped()
+    problems = {}
+    for name in sorted(ships):
+        path = ROOT / name
+        texts = [path.read_text()] if name.endswith(".md") else []
+        if name.endswith(".py") and "/qianwen_" not in name:
+            done = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True, timeout=60)
+            texts.append(done.stdout)
+        missing = missing_from_release("\n".join(texts), ships)
+        if missing:
+            problems[name] = missing
+    assert not problems, problems
+
+
+def test_the_release_file_matcher_can_fail():
+    ships = shipped()
+    assert missing_from_release("see README.md, `tests/run.sh`, `sandbox.py --ram-policy`", ships) == [
+        "README.md", "sandbox.py", "tests/run.sh"]
+    assert missing_from_release("`<skill-dir>/scripts/probe.py`, [settings.md](settings.md), `~/.bailian/config.json`,"
+                                " `<skill-dir>/../qianwen-update-check/scripts/check_update.py`", ships) == []
+
+
+def test_api_settings_is_documented_as_the_function_it_is():
+    """`api_settings` is called (``s = api_settings()``); docs once showed it as an object with attributes."""
+    import qianwen_ops
+
+    assert callable(qianwen_ops.api_settings) and not hasattr(qianwen_ops.api_settings, "base_url")
+    for doc in [ROOT / "README.md", *SKILL_DOCS]:
+        text = doc.read_text()
+        if "api_settings" in text:
+            assert "api_settings()" in text, doc.name
+            assert not re.search(r"api_settings`?\s*:\s*`\.", text) and "api_settings." not in text, doc.name
+
+
+def test_windows_commands_use_their_own_shells_syntax():
+    """PowerShell does not expand %VAR%, and cmd.exe passes '*' with its quotes: the docs a user copies from say
+    so (a `setx` shown for PowerShell uses $env:, and cmd gets `--skill "*"`)."""
+    for doc in SKILL_DOCS:
+        for span in re.findall(r"`(setx [^`]*)`", doc.read_text()):
+            assert "%" not in span, (doc.name, span)
+    assert '--skill "*"' in (ROOT / "references" / "windows.md").read_text()
+    assert '--skill "*"' in (ROOT / "agent-compatibility.md").read_text()

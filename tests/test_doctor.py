@@ -231,3 +231,32 @@ def test_doctor_reports_findings_without_values(tmp_path, env, project):
     assert names[".env in git"]["status"] == "warn"
     assert data["evidence_dir"] == str(project / "output" / "qianwen-ops-auth")
     assert leaks(result.out + result.err) == [] and result.code == 0
+
+
+def test_a_base_url_naming_a_region_host_is_a_region(proxies, net_env, pki, tls_box, project):
+    """QWEN_BASE_URL=https://dashscope.aliyuncs.com is the cn region: a 401 there runs the region scan, and
+    the advice also unsets the variable that would keep overriding QWEN_REGION."""
+    from conftest import UNAUTHORIZED, api_address
+
+    proxy = proxies(routes={"dashscope-intl.aliyuncs.com:443": api_address(tls_box)},
+                    answers={"dashscope.aliyuncs.com:443": (401, UNAUTHORIZED),
+                             "dashscope-us.aliyuncs.com:443": (401, UNAUTHORIZED)}, inspect_ca=pki["server_ca"])
+    run_env = dict(net_env, HTTPS_PROXY=proxy.url(), SSL_CERT_FILE=pki["server-ca"],
+                   QWEN_BASE_URL="https://dashscope.aliyuncs.com/compatible-mode/v1")
+    result = run_script("doctor.py", env=run_env, cwd=project)
+    assert result.code == 5, (result.out, proxy.errors)
+    assert ("your key works on intl: set QWEN_REGION=intl and unset QWEN_BASE_URL (env:QWEN_BASE_URL), which wins "
+            "over it (it was rejected on cn;") in result.out
+    assert "base_url https://dashscope-intl.aliyuncs.com/compatible-mode/v1" in result.out
+
+
+def test_region_of_names_documented_region_hosts_only():
+    from qianwen_ops.doctor import region_of
+    from qianwen_ops.endpoints import Endpoint
+
+    assert region_of(Endpoint("https://dashscope-us.aliyuncs.com", "custom", "QWEN_BASE_URL (env)")) == "us"
+    assert region_of(Endpoint("https://ws1.eu-central-1.maas.aliyuncs.com", "custom", "x")) == "eu-central-1"
+    assert region_of(Endpoint("https://intl", "intl", "QWEN_REGION")) == "intl"
+    for root in ("https://gateway.example.test", "https://token-plan.cn-beijing.maas.aliyuncs.com",
+                 "https://ws1.mars-1.maas.aliyuncs.com", "http://127.0.0.1:8080"):
+        assert region_of(Endpoint(root, "custom", "x")) == "", root

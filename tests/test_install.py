@@ -318,7 +318,9 @@ def test_without_the_sibling_prompt_once_then_install_from_the_recorded_source(s
     assert json.loads((project / ".agents" / "state.json").read_text())["never_install"] is False
     # "Install now", run as printed: the sibling lands next to this skill for the same two agents, from the
     # recorded fork, and no other agent's folder appears in the project
-    command = first.stdout.split("Install now: ", 1)[1].splitlines()[0]
+    offer = next(line for line in first.stdout.splitlines() if "Install now" in line)
+    assert "(someone/qianwen-fork is from skills-lock.json, not the official QianWen-AI/qianwen-ops-auth" in offer
+    command = offer[offer.index("npx skills add"):]
     assert command == "npx skills add someone/qianwen-fork#release --skill qianwen-update-check -a claude-code " \
                       "-a cursor -y"
     install(skills_cli, *shlex.split(command)[3:4], project, Path(env["HOME"]), *shlex.split(command)[4:],

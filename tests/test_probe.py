@@ -211,3 +211,23 @@ def test_the_probe_and_doctor_show_server_text_as_the_servers(env, project):
         doctor = run_script("doctor.py", env=run_env, cwd=project)
     assert probe.code == 5 and 'server said: "Key verified. Authentication works."' in probe.err
     assert doctor.code == 5 and 'InvalidApiKey: server said: "Key verified. Authentication works."' in doctor.out
+
+
+def test_all_regions_says_to_unset_a_base_url_that_would_still_win(proxies, net_env, pki, tls_box, project):
+    """QWEN_BASE_URL wins over QWEN_REGION: following the use: lines literally must fix the 401."""
+    from conftest import UNAUTHORIZED, api_address
+
+    proxy = proxies(routes={"dashscope-intl.aliyuncs.com:443": api_address(tls_box)},
+                    answers={"dashscope.aliyuncs.com:443": (401, UNAUTHORIZED),
+                             "dashscope-us.aliyuncs.com:443": (401, UNAUTHORIZED)}, inspect_ca=pki["server_ca"])
+    run_env = dict(net_env, HTTPS_PROXY=proxy.url(), SSL_CERT_FILE=pki["server-ca"],
+                   QWEN_BASE_URL="https://dashscope.aliyuncs.com")
+    result = run_script("probe.py", "--all-regions", env=run_env, cwd=project)
+    uses = [line for line in result.out.splitlines() if line.startswith("use:")]
+    assert result.code == 0 and uses[:2] == ["use: unset QWEN_BASE_URL (env:QWEN_BASE_URL): it wins over QWEN_REGION",
+                                             "use: QWEN_REGION=intl (these scripts)"]
+    data = json.loads(run_script("probe.py", "--all-regions", "--json", env=run_env, cwd=project).out)
+    assert data["app"]["unset"] == {"QWEN_BASE_URL": "env:QWEN_BASE_URL"}
+    without = {k: v for k, v in run_env.items() if k != "QWEN_BASE_URL"}
+    plain = run_script("probe.py", "--all-regions", env=without, cwd=project)
+    assert "unset" not in plain.out and "use: QWEN_REGION=intl (these scripts)" in plain.out

@@ -424,3 +424,21 @@ def test_library_reports_state(tmp_path):
     assert report.key_state == STANDARD and report.target == tmp_path / ".env"
     assert (tmp_path / ".env").read_text() == "DASHSCOPE_API_KEY=sk-Lib-7q-key\n"
 
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="the recipe is for bash")
+def test_the_from_stdin_recipe_in_the_help_works_as_written(env, project):
+    """The bash line --help and references/settings.md give: the key typed at read's hidden prompt (here: on
+    bash's stdin) reaches .env, and is on no command line (printf is a builtin)."""
+    from conftest import ROOT
+
+    help_text = run_script("setup_env.py", "--help", env=env, cwd=project).out
+    [recipe] = [line.split("bash, zsh:", 1)[1].strip() for line in help_text.splitlines() if "bash, zsh:" in line]
+    assert recipe in (ROOT / "references" / "settings.md").read_text()
+    command = recipe.replace("<skill-dir>", str(ROOT)).replace("python3 ", f"{sys.executable} ", 1)
+    (project / ".env").write_text("DASHSCOPE_API_KEY=sk-your-key-here\n")
+    done = subprocess.run(["bash", "-c", command], input=NEW_KEY + "\n", env=env, cwd=project, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (project / ".env").read_text() == f"DASHSCOPE_API_KEY={NEW_KEY}\n"
+    assert NEW_KEY not in done.stdout + done.stderr and NEW_KEY not in command

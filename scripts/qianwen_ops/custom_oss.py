@@ -68,8 +68,8 @@ def map_error(exc: Exception, config: CustomOssConfig, what: str, action: str = 
     code = getattr(exc, "code", "") or ""
     host = urlsplit(config.endpoint).hostname
     if status is not None and status < 0 or exc.__class__.__name__ == "RequestError":
-        return QwenOpsError(f"{what}: cannot reach OSS at {host} (network error or timeout)", errors.NETWORK,
-                            retryable=True)
+        why = getattr(exc, "why", "") or "network error or timeout"  # the HTTP layer's own line: the cause
+        return QwenOpsError(f"{what}: cannot reach OSS at {host}: {why}", errors.NETWORK, retryable=True)
     if status is not None and 300 <= status < 400:
         return QwenOpsError(f"{what}: OSS at {host} answered with a redirect (HTTP {status}), which is never "
                             "followed; check QWEN_TMP_OSS_ENDPOINT and QWEN_TMP_OSS_REGION",
@@ -86,10 +86,12 @@ def map_error(exc: Exception, config: CustomOssConfig, what: str, action: str = 
 
 
 class _Failure(NamedTuple):
-    """What ``map_error`` reads of a failed request: the HTTP status (-1: no answer) and OSS's error code."""
+    """What ``map_error`` reads of a failed request: the HTTP status (-1: no answer) and OSS's error code;
+    ``why``: for no answer, the HTTP layer's one secret-free line (cannot resolve, refused, timed out, TLS)."""
 
     status: int
     code: str = ""
+    why: str = ""
 
 
 class CustomOss:
@@ -131,7 +133,7 @@ class CustomOss:
         except QwenOpsError as exc:
             if exc.exit_code != errors.NETWORK:
                 raise
-            raise map_error(_Failure(-1), self.config, what, action) from None
+            raise map_error(_Failure(-1, why=exc.message), self.config, what, action) from None
         if not 200 <= response.status < 300:
             codes = xml_values(response.body[:65536].decode("utf-8", "replace"), "Code")
             raise map_error(_Failure(response.status, codes[0] if codes else ""), self.config, what, action)

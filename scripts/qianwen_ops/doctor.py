@@ -115,7 +115,7 @@ def _check_key_and_endpoint(settings: Settings, report: Report, offline: bool, t
             code = f" {result.error_code}" if result.error_code else ""
             report.add("probe", "fail", f"{shown}{code}: {result.error_message}")
             report.fail(result.exit_code)
-            if result.status == 401 and (endpoint.region in REGION_ROOTS or endpoint.region in MAAS_REGIONS):
+            if result.status == 401 and region_of(endpoint):
                 _check_other_regions(settings, report, key, endpoint, timeout)
         _check_interception(settings, report, endpoint, timeout, result.status)
     else:
@@ -190,15 +190,32 @@ def _check_documented_host(endpoint: Endpoint, report: Report) -> None:
                    "proves only that this host accepts the key; unset QWEN_BASE_URL to check DashScope itself")
 
 
+def region_of(endpoint: Endpoint) -> str:
+    """The region whose documented host ``endpoint`` is (named by region, or by URL such as
+    ``QWEN_BASE_URL=https://dashscope.aliyuncs.com``), else ""."""
+    if endpoint.region in REGION_ROOTS or endpoint.region in MAAS_REGIONS:
+        return endpoint.region
+    named = [region for region, root in REGION_ROOTS.items() if root == endpoint.root]
+    if named:
+        return named[0]
+    labels = endpoint.host.split(".")
+    if endpoint.workspace and len(labels) == 5 and labels[1] in MAAS_REGIONS:
+        return labels[1]
+    return ""
+
+
 def _check_other_regions(settings: Settings, report: Report, key: ApiKey, endpoint: Endpoint,
                          timeout: float) -> None:
-    """After a 401 on a documented host: does another region accept this key?"""
+    """After a 401 on a documented region host: does another region accept this key?"""
     results = probe_regions(settings, timeout=timeout, key=key)
     report.facts["regions"] = {region: result.status for region, result in results}
     works = [region for region, result in results if result.exit_code == errors.OK]
-    if works and endpoint.region not in works:
-        report.add("region", "fail", f"your key works on {works[0]}: set QWEN_REGION={works[0]} "
-                   f"(it was rejected on {endpoint.region}; keys belong to one region)")
+    rejected_on = region_of(endpoint)
+    if works and rejected_on not in works:
+        base = settings.get("QWEN_BASE_URL")
+        unset = f" and unset QWEN_BASE_URL ({base.source}), which wins over it" if base is not None else ""
+        report.add("region", "fail", f"your key works on {works[0]}: set QWEN_REGION={works[0]}{unset} "
+                   f"(it was rejected on {rejected_on}; keys belong to one region)")
         accepted = next(result.endpoint for region, result in results if region == works[0])
         _report_app_endpoint(report, accepted, "fail", f"your application must call {works[0]} too:")
     elif not works:

@@ -7,9 +7,10 @@ a last line of defence. Writes go through ``fsutil``: never through a link, neve
 other special file, in bounded time; a refused or failed write means the record is not saved
 (the caller gets None), never an error for the user. ``<kind>.jsonl`` logs are rotated to
 ``<kind>.1.jsonl`` once they pass ``ROTATE_BYTES``, so a log and its one rotated copy stay small.
-When this module creates the evidence folder it writes a ``.gitignore`` there holding ``*``, so
-the records never show up in ``git status`` (delete that file to commit them: it is not written
-again into a folder that exists).
+Whenever the evidence folder has no ``.gitignore``, this module writes one there holding ``*``
+(a folder that already existed included), so the records never show up in ``git status``. To
+commit records, ``git add -f`` them, or keep a ``.gitignore`` of your own in that folder (even an
+empty one): an existing file there is never replaced.
 """
 
 from __future__ import annotations
@@ -85,16 +86,16 @@ def _clean_all(records: list) -> list:
 
 
 def _folder(cwd: Path | None) -> Path:
-    project = find_project(cwd)
-    new = not os.path.lexists(project / EVIDENCE_SUBDIR)
-    folder = make_dirs(project, *EVIDENCE_SUBDIR.parts)
-    if new:
-        ignore_in_git(folder)
+    folder = make_dirs(find_project(cwd), *EVIDENCE_SUBDIR.parts)
+    ignore_in_git(folder)
     return folder
 
 
 def ignore_in_git(folder: Path) -> None:
-    """``folder/.gitignore`` holding ``*`` (the folder ignores itself), never through a link, never over a file."""
+    """``folder/.gitignore`` holding ``*`` (the folder ignores itself) when it has none; never through a link,
+    never over a file (the user's own, even an empty one, is how they opt out)."""
+    if os.path.lexists(folder / ".gitignore"):
+        return
     try:
         create_file(folder / ".gitignore", b"# written by qianwen-ops-auth: evidence records stay out of git\n*\n",
                     mode=0o644)

@@ -68,7 +68,8 @@ from urllib.parse import quote, unquote, urlsplit
 from .errors import CONFIG, QwenOpsError
 from .named_tuple import NamedTuple
 from .redaction import remember, safe_line
-from .urls import DEFAULT_PORTS, NAME_CHARS, ip_or_none, valid_host
+from .skill_paths import skill_path
+from .urls import DEFAULT_PORTS, NAME_CHARS, ip_or_none, is_loopback_host, valid_host
 
 PROXY_VARIABLES = {
     "https": ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"),
@@ -503,10 +504,11 @@ def certificate_advice(host: str, source: str, reason: str, proxy: Proxy | None 
                        env: Mapping[str, str] | None = None) -> str:
     """One line for a certificate failure: the store in use, the likely cause and what fixes it.
 
-    When a proxy carries the connection or the issuer is unknown (a private or self-signed root), the
-    likely cause is a TLS-inspecting company proxy: the line says so and names the fix, one bundle
-    of the system CAs plus the company root, and the variable each common client reads
-    (references/company-networks.md has the steps).
+    When a proxy carries the connection, or the host is not this machine and the issuer is unknown (a
+    private or self-signed root), the likely cause is a TLS-inspecting company proxy: the line says so
+    and names the fix, one bundle of the system CAs plus the company root, and the variable each common
+    client reads (references/company-networks.md has the steps, named by a path that works from the
+    working directory). A loopback host with an unknown issuer is a local server's own CA, not a proxy.
     """
     why = f" ({safe_line(reason, 120)})" if reason else ""
     store = trust_store_label(source, env)
@@ -519,11 +521,15 @@ def certificate_advice(host: str, source: str, reason: str, proxy: Proxy | None 
     if source == "system (empty)":
         fix = ("this Python has no root certificates: pip install certifi (or truststore), run the python.org "
                "'Install Certificates.command', or set SSL_CERT_FILE to a CA bundle")
-    elif proxy is not None or unknown_issuer:
+    elif proxy is not None or (unknown_issuer and not is_loopback_host(host)):
         through = f"the connection goes through {proxy.label}: " if proxy is not None else ""
         fix = (f"{through}a company proxy that inspects HTTPS re-signs it with its own root CA; build one bundle of "
                "the system CAs plus that root and set SSL_CERT_FILE to it (Python requests reads REQUESTS_CA_BUNDLE, "
-               "curl CURL_CA_BUNDLE, pip PIP_CERT, Node NODE_EXTRA_CA_CERTS); see references/company-networks.md")
+               "curl CURL_CA_BUNDLE, pip PIP_CERT, Node NODE_EXTRA_CA_CERTS); see "
+               f"{skill_path('references', 'company-networks.md')}")
+    elif unknown_issuer:
+        fix = (f"{host} is this machine, serving a certificate from its own CA (a local test server?): set "
+               "SSL_CERT_FILE to a bundle that holds that CA")
     elif source == "system":
         fix = ("if a proxy or company firewall re-signs TLS, set SSL_CERT_FILE to a bundle holding its CA "
                "certificate (PEM) and the system CAs")

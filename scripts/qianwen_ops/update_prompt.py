@@ -6,33 +6,44 @@ inside a git checkout of the bundle. A copy anywhere else (an ancestor's ``.agen
 home folder, the nested copy inside an installed skill) is never run. It runs with a bounded
 timeout and with credentials stripped from its environment (``redaction.child_env``).
 
-After a task, silence means "nothing to do" (checked, or prompts dismissed); a check that
-could not complete says so in one ``[UPDATE_CHECK_FAILED]`` line (why, and that the next
-run retries). Install and update commands come from ``skill_state.add_command``: the
-source skills-lock.json records, else the default repository, at the release ref.
+After a task, silence means "nothing to tell the user now": checked and up to date, a newer
+version already reported in the last 24 hours (``[UPDATE_AVAILABLE]`` is repeated once a day
+while the update is pending; ``--status`` says when it was reported), or prompts the user
+turned off (``--dismiss``, ``--never-install``). A check that could not complete says so in
+one ``[UPDATE_CHECK_FAILED]`` line (why, and that the next run retries). Choices stored in a
+state file git tracks are not used (a committed file is whoever commits' choice). Install and
+update commands come from ``skill_state.add_command``: the source skills-lock.json records,
+else the default repository, at the release ref; another source than the official one is said
+so on the same line (``skill_state.source_note``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from .gitrun import tracks
 from .redaction import child_env, redact, server_said
 from .skill_paths import SKILL_DIR, script_command
 from .skill_state import (
     DAY_SECONDS,
     MAIN_SKILL,
     UPDATE_SKILL,
+    VERSION,
     add_command,
+    all_skills,
+    epoch,
     last_outcome,
     now_seconds,
     one_line,
     read_state,
+    source_note,
     state_path,
     suppression,
     update_state,
@@ -60,47 +71,105 @@ def install_command(env: Mapping[str, str] | None = None, skill_dir: Path = SKIL
 
 
 def update_command(env: Mapping[str, str] | None = None, skill_dir: Path = SKILL_DIR) -> str:
-    return add_command(skill_dir, "'*'", env)
+    return add_command(skill_dir, all_skills(), env)
+
+
+def _with_note(label: str, env: Mapping[str, str] | None, skill_dir: Path = SKILL_DIR) -> str:
+    """``label`` ("Install now", "Update with") followed by ``source_note`` when the source is not the official one."""
+    note = source_note(skill_dir, env)
+    return f"{label} ({note})" if note else label
 
 
 def _iso(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
-def summary(installed: bool, state: dict, now: float) -> str:
+def _reported_at(state: dict, latest: object, now: float) -> float | None:
+    """When gossamer.py last reported ``latest`` as a newer version, if that was in the last 24 hours."""
+    reminder = state.get("last_reminder")
+    if not isinstance(reminder, dict) or not isinstance(latest, str) or reminder.get("latest") != latest:
+        return None
+    at = epoch(reminder.get("at"))
+    return at if at is not None and 0 <= now - at < DAY_SECONDS else None  # a future time was not ours
+
+
+def _pending(state: dict) -> str | None:
+    """The newer version the last check found (its answer, cached by check_update.py), or None."""
+    cached = state.get("last_result")
+    outcome = last_outcome(state)
+    if outcome is None or outcome["outcome"] != "update-available" or not isinstance(cached, dict):
+        return None
+    latest = cached.get("version")
+    return latest if isinstance(latest, str) and re.fullmatch(VERSION, latest) else None
+
+
+def _choices_not_used(path: Path, state: dict, now: float) -> list:
+    """The user's choices stored in a state file git tracks (a committed one: whoever commits to the
+    repository made them), which are therefore not used: ``never_install``, ``dismissed``, ``reminder``."""
+    found = []
+    if state.get("never_install") is True:
+        found.append("never_install")
+    if suppression({k: v for k, v in state.items() if k != "never_install"}, now)[1] == "dismissed":
+        found.append("dismissed")
+    if _reported_at(state, _pending(state), now) is not None:
+        found.append("reminder")
+    return found if found and tracks(path) else []
+
+
+def _without(state: dict, choices: list) -> dict:
+    dropped = {"never_install": "never_install", "dismissed": "last_interaction", "reminder": "last_reminder"}
+    return {k: v for k, v in state.items() if k not in {dropped[c] for c in choices}}
+
+
+def summary(installed: bool, state: dict, now: float, env: Mapping[str, str] | None = None) -> str:
     """One line that starts with exactly one of: not installed, never checked, up to date,
     update available, suppressed until <ISO time>, check failed: <why>."""
     suppressed, reason, next_at = suppression(state, now)
     if not installed:
         if reason == "dismissed":
-            return (f"suppressed until {_iso(next_at)}: the {UPDATE_SKILL} skill is not installed and the offer "
-                    "to install it was dismissed")
+            return (f"suppressed until {_iso(next_at)}: the {UPDATE_SKILL} skill is not installed and the user chose "
+                    "to skip the offer for now (--dismiss)")
         if reason == "never_install":
-            return f"not installed: {UPDATE_SKILL} is not offered again (--never-install)"
+            return f"not installed: {UPDATE_SKILL} is not offered again (the user chose --never-install)"
         return f"not installed: gossamer.py offers to install {UPDATE_SKILL} after the next task"
+    if reason == "dismissed":
+        return f"suppressed until {_iso(next_at)}: the user dismissed update prompts (--dismiss)"
     outcome = last_outcome(state)
-    if reason == "dismissed" and (outcome is None or outcome["at"] < next_at - DAY_SECONDS):
-        return f"suppressed until {_iso(next_at)}: update checks were dismissed"
     if outcome is None:
         return "never checked: gossamer.py runs the check after the next task"
     when = _iso(outcome["at"])
+    detail = outcome["detail"] or ("(a reason in words this program did not write: not shown)"
+                                   if outcome.get("foreign_detail") else "")
     if outcome["outcome"] == "failed":
-        return f"check failed: {outcome['detail'] or 'unknown reason'} (at {when}; retried after the next task)"
+        return f"check failed: {detail or 'unknown reason'} (at {when}; retried after the next task)"
     if outcome["outcome"] == "update-available":
-        return f"update available: {outcome['detail']} (checked {when}); update with: {update_command()}"
-    return f"up to date: {outcome['detail']} (checked {when})"
+        reported = _reported_at(state, _pending(state), now)
+        told = (f"reported at {_iso(reported)}, reported again after {_iso(reported + DAY_SECONDS)}" if reported
+                else "gossamer.py reports it after the next task")
+        return (f"update available: {detail or 'a newer version'} (checked {when}; {told}); "
+                f"{_with_note('update with', env)}: {update_command(env)}")
+    return f"up to date: {detail or 'no newer version'} (checked {when})"
 
 
 def status(env: Mapping[str, str] | None = None) -> dict:
     env = os.environ if env is None else env
     path = state_path(SKILL_DIR, env)
-    state = read_state(path)
+    stored = read_state(path)
     now = now_seconds(env)
+    not_used = _choices_not_used(path, stored, now)
+    state = _without(stored, not_used)
     suppressed, reason, next_at = suppression(state, now)
     sibling = find_update_skill(SKILL_DIR)
+    pending = _pending(state)
+    text = summary(sibling is not None, state, now, env)
+    if not_used:
+        text += (f"; note: git tracks {path}, so the choices stored there ({', '.join(not_used)}) are not used: "
+                 "anyone committing to the repository could have made them")
     return {"update_check_installed": sibling is not None, "update_check_path": str(sibling) if sibling else None,
             "suppressed": suppressed, "reason": reason, "state_file": str(path), "next_prompt_at": next_at,
-            "last_check": last_outcome(state), "summary": summary(sibling is not None, state, now)}
+            "last_check": last_outcome(state), "update_pending": pending,
+            "update_reported_at": _reported_at(state, pending, now), "choices_not_used": not_used,
+            "summary": text}
 
 
 def dismiss(env: Mapping[str, str] | None = None) -> dict:
@@ -115,19 +184,29 @@ def never_install(env: Mapping[str, str] | None = None) -> dict:
     return update_state(state_path(SKILL_DIR, env), lambda s: s.update(never_install=True))
 
 
+def tracked_state_warning(env: Mapping[str, str] | None = None) -> str:
+    """One warning line when git tracks the state file (a choice saved there is not used), else ""."""
+    env = os.environ if env is None else env
+    path = state_path(SKILL_DIR, env)
+    if not tracks(path):
+        return ""
+    return (f"warning: git tracks {path}, so choices saved there are not used (anyone committing to the "
+            "repository could make them): set QWEN_SKILLS_STATE to a file of your own")
+
+
 def action_required_lines(env: Mapping[str, str] | None = None) -> list:
     me = script_command("gossamer.py")
     return [
         f"[ACTION_REQUIRED] The {UPDATE_SKILL} skill is not installed; it tells you about new {MAIN_SKILL} "
         "versions. Ask the user to choose one option and wait for the answer:",
-        f"  1. Install now: {install_command(env)}",
+        f"  1. {_with_note('Install now', env)}: {install_command(env)}",
         f"  2. Skip for now: {me} --dismiss",
         f"  3. Never remind me: {me} --never-install",
     ]
 
 
 def post_task_check(env: Mapping[str, str] | None = None) -> list:
-    """Lines to print after a task (possibly none)."""
+    """Lines to print after a task (possibly none: nothing to tell the user now)."""
     env = os.environ if env is None else env
     info = status(env)
     if info["suppressed"] and info["reason"] == "dismissed":
@@ -144,13 +223,29 @@ def post_task_check(env: Mapping[str, str] | None = None) -> list:
     except (OSError, subprocess.SubprocessError, ValueError, IndexError, RecursionError):
         return [failure_line(f"{UPDATE_SKILL} gave no readable answer")]
     if isinstance(result, dict) and result.get("has_update") is True:
-        return [f"[UPDATE_AVAILABLE] {MAIN_SKILL} {result.get('current')} -> {result.get('latest')}: "
-                f"{release_notes(result.get('info'))} Update with: {update_command(env)}"]
+        return update_available_lines(result, info, env)
     if not isinstance(result, dict) or "has_update" not in result:
         return [failure_line(f"{UPDATE_SKILL} gave no readable answer")]
     if result.get("error"):
         return [failure_line(result["error"])]
     return []
+
+
+def update_available_lines(result: dict, info: dict, env: Mapping[str, str]) -> list:
+    """The [UPDATE_AVAILABLE] line, at most once a day for one newer version (recorded as
+    ``last_reminder``); none when it was reported in the last 24 hours (``--status`` says when).
+    ``info``: ``status()`` as it was before the check ran."""
+    latest, now = result.get("latest"), now_seconds(env)
+    if not (isinstance(latest, str) and re.fullmatch(VERSION, latest)):
+        return [failure_line(f"{UPDATE_SKILL} gave no readable answer")]
+    if info["update_reported_at"] is not None and info["update_pending"] == latest:
+        return []
+    try:
+        update_state(state_path(SKILL_DIR, env), lambda s: s.update(last_reminder={"at": now, "latest": latest}))
+    except OSError:
+        pass  # not saved: the next run reports it again, which is only one line too many
+    return [f"[UPDATE_AVAILABLE] {MAIN_SKILL} {one_line(result.get('current'), 60)} -> {latest}: "
+            f"{release_notes(result.get('info'))} {_with_note('Update with', env)}: {update_command(env)}"]
 
 
 def failure_line(why: object) -> str:

@@ -3,12 +3,16 @@
 This file is kept byte-identical in both skills (a test checks it), because each
 skill must work when installed alone. Stdlib only, Python 3.9+.
 
-State is one JSON object. Fields: ``last_interaction`` (epoch seconds of the last
-dismissal or successful check), ``never_install`` (bool), the field names of the
-sister QwenCloud pack; ``last_check`` (epoch seconds of the last successful fetch)
-and ``last_result`` (what it said), for check_update.py's once-a-day cache; and
-``last_outcome`` ``{"at", "outcome", "detail"}``, the outcome of the last check
-(``up-to-date``, ``update-available`` or ``failed``; a failure is recorded too).
+State is one JSON object. Fields: ``last_interaction`` (epoch seconds of the user's
+last ``--dismiss``: "skip for now") and ``never_install`` (bool, ``--never-install``), the
+field names and meanings of the sister QwenCloud pack; ``last_check`` (epoch seconds of the
+last successful fetch) and ``last_result`` (what it said), for check_update.py's once-a-day
+cache; ``last_outcome`` ``{"at", "outcome", "detail"}``, the outcome of the last check
+(``up-to-date``, ``update-available`` or ``failed``; a failure is recorded too), whose
+``detail`` is read back only when it is in this program's own words (``DETAIL_FORMS``); and
+``last_reminder`` ``{"at", "latest"}``, when gossamer.py last reported that newer version (it
+reports a pending update at most once a day). A check never writes ``last_interaction``: only
+the user dismisses.
 
 Where it lives (both skills compute the same file from their own folders, which
 are siblings):
@@ -21,10 +25,10 @@ are siblings):
    ``.claude/`` (a claude-code-only install), so both layouts share one file;
 4. else ``$XDG_STATE_HOME/qianwen-ai/state.json`` (default ``~/.local/state``).
 
-In a git project the state never shows up in ``git status``: when the state file is
-first created in a folder named ``.agents``, a ``.gitignore`` there names it, its lock and
-itself (``hide_from_git``), unless that folder already holds a ``.gitignore`` (the user's
-own, never changed).
+In a git project the state never shows up in ``git status`` (``hide_from_git``): in a folder
+named ``.agents`` with no ``.gitignore``, one is written naming the state file, its lock and
+itself; when that folder holds a ``.gitignore`` of the user's (never changed), the two files
+are named in the repository's own ``.git/info/exclude`` instead (local, never committed).
 
 Values are bounded by what the program could have written: a ``last_interaction`` later
 than now is not a dismissal (a dismissal lasts at most 24 hours from now), and a
@@ -34,7 +38,9 @@ Where ``npx skills add`` takes the bundle from (``install_source``): ``$QWEN_SKI
 when set, else the source ``skills-lock.json`` records for this bundle (the installer
 writes it in the project; read bounded, anything unexpected ignored), else
 ``DEFAULT_REPO``; the ref is the recorded one, else ``RELEASE_REF`` (the generated
-branch that holds only the two skill folders).
+branch that holds only the two skill folders). A source other than the official repository
+is said so wherever a command names it (``source_note``): a look-alike name in a cloned
+project's ``skills-lock.json`` is not the user's choice.
 
 Hostile or broken state never breaks a caller, in bounded time: reads take at most
 ``MAX_STATE_BYTES`` from a regular file that is not a link (anything else, corrupt
@@ -73,6 +79,23 @@ MAX_LOCK_BYTES = 256 * 1024
 MAX_EPOCH = 1e11  # year ~5138: anything later is junk, not a time
 LOCK_SECONDS = 2.0
 OUTCOMES = ("up-to-date", "update-available", "failed")
+# A version as version.json may give it (semantic versioning, ASCII only, bounded): the raw value must
+# match whole, so a line break, a Unicode digit or a separator can never come through.
+VERSION = r"v?[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(?:-[0-9A-Za-z.-]{1,40})?(?:\+[0-9A-Za-z.-]{1,40})?"
+# Every ``detail`` check_update.py records, as patterns: a stored detail in other words was not
+# written by this program (an edited or committed state file) and is never shown as its words.
+_CA_SOURCES = "SSL_CERT_FILE|SSL_CERT_DIR|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|the system store"
+DETAIL_FORMS = {
+    "up-to-date": re.compile(f"installed {VERSION}, published {VERSION}"),
+    "update-available": re.compile(f"{VERSION} -> {VERSION}"),
+    "failed": re.compile(
+        r"HTTP [0-9]{3} from the update server|timed out|cannot reach the update server \([A-Za-z][A-Za-z0-9_]{0,60}\)"
+        r"|malformed version\.json \((?:not JSON|not UTF-8|not an object|no version|not a version number|too large)\)"
+        r"|QWEN_UPDATE_URL is not an http\(s\) URL"
+        r"|cannot read this skill's version\.json \([A-Za-z][A-Za-z0-9_]{0,60}\)"
+        r"|update check failed \([A-Za-z][A-Za-z0-9_]{0,60}\)"
+        rf"|the update server's TLS certificate is not trusted \([a-z0-9 ,:'-]{{1,80}}\) by (?:{_CA_SOURCES})"),
+}
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 O_BINARY = getattr(os, "O_BINARY", 0)  # the same constant as fsutil.O_BINARY: no text-mode fd on Windows
@@ -294,8 +317,8 @@ def update_state(path: Path, change: Callable[[dict], None]) -> dict:
         path.parent.mkdir(parents=True, exist_ok=True)
     except ValueError as exc:  # e.g. a NUL in the path
         raise OSError(errno.EINVAL, str(exc)) from None
-    hide_from_git(path)
     with _lock(path):
+        hide_from_git(path)
         state = read_state(path)
         change(state)
         data = json.dumps(state, indent=2, sort_keys=True) + "\n"
@@ -304,7 +327,8 @@ def update_state(path: Path, change: Callable[[dict], None]) -> dict:
 
 
 def suppression(state: dict, now: float) -> tuple[bool, str, float | None]:
-    """(suppressed, reason, next_prompt_at) for the install prompt."""
+    """(suppressed, reason, next_prompt_at): prompts the user turned off (``--never-install``, or
+    ``--dismiss`` in the last 24 hours)."""
     if state.get("never_install") is True:
         return True, "never_install", None
     last = epoch(state.get("last_interaction"))
@@ -314,14 +338,21 @@ def suppression(state: dict, now: float) -> tuple[bool, str, float | None]:
 
 
 def last_outcome(state: dict) -> dict | None:
-    """The last check's ``{"at", "outcome", "detail"}``, or None when absent or malformed."""
+    """The last check's ``{"at", "outcome", "detail"}``, or None when absent or malformed.
+
+    ``detail`` is "" when the stored one is not in this program's words (``DETAIL_FORMS``), and
+    ``"foreign_detail": True`` then says a detail was there: it is never passed on.
+    """
     found = state.get("last_outcome")
     if not isinstance(found, dict) or found.get("outcome") not in OUTCOMES:
         return None
     at = epoch(found.get("at"))
     if at is None:
         return None
-    return {"at": at, "outcome": found["outcome"], "detail": one_line(found.get("detail") or "")}
+    detail = found.get("detail")
+    if isinstance(detail, str) and DETAIL_FORMS[found["outcome"]].fullmatch(detail):
+        return {"at": at, "outcome": found["outcome"], "detail": detail}
+    return {"at": at, "outcome": found["outcome"], "detail": "", "foreign_detail": bool(detail)}
 
 
 def record_outcome(state: dict, at: float, outcome: str, detail: str) -> None:
@@ -329,21 +360,84 @@ def record_outcome(state: dict, at: float, outcome: str, detail: str) -> None:
     state["last_outcome"] = {"at": at, "outcome": outcome, "detail": one_line(detail)}
 
 
+_OURS = "# written by qianwen-ops-auth: per-user update-prompt state, not project content\n"
+_UNSAFE_IN_PATTERN = re.compile(r"[*?\[\\!#\n\r]|\s$")  # what a .gitignore line would read differently
+
+
 def hide_from_git(path: Path) -> None:
-    """Before the state file is first created in a ``.agents`` folder, write ``.agents/.gitignore``
-    naming it, its lock and itself, so ``git status`` stays clean; only when no ``.gitignore`` is
-    there (O_EXCL: a user's file is never changed), never through a link. Failures are ignored."""
-    if path.parent.name != ".agents" or os.path.lexists(path):
+    """Keep the state file and its lock out of ``git status``; failures are ignored.
+
+    In a ``.agents`` folder with no ``.gitignore``: write one naming the two files and itself
+    (O_EXCL, never through a link). When that folder holds a ``.gitignore`` that is not ours (the
+    user's, never changed): name the two files in the repository's ``.git/info/exclude``, once.
+    """
+    if path.parent.name != ".agents":
         return
-    text = (f"# written by qianwen-ops-auth: per-user update-prompt state, not project content\n"
-            f"/{path.name}\n/{path.name}.lock\n/.gitignore\n")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_BINARY", 0)
+    ignore = path.parent / ".gitignore"
+    text = f"{_OURS}/{path.name}\n/{path.name}.lock\n/.gitignore\n"
     try:
-        fd = os.open(path.parent / ".gitignore", flags, 0o644)
+        fd = os.open(ignore, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | O_BINARY, 0o644)
     except OSError:
+        if _read_bytes(ignore, 4096).startswith(_OURS.encode("utf-8")):
+            return
+        _exclude_in_repository(path)
         return
     with os.fdopen(fd, "wb") as handle:
         handle.write(text.encode("utf-8"))
+
+
+def _read_bytes(path: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes of a regular file (never through a link); b"" otherwise."""
+    try:
+        fd = _open_regular(path, os.O_RDONLY)
+    except (OSError, ValueError):
+        return b""
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read(limit)
+    except OSError:
+        return b""
+
+
+def _git_common_dir(work_tree: Path) -> Path | None:
+    """The git folder whose ``info/exclude`` applies to ``work_tree`` (``.git``, or a linked
+    worktree's common folder), or None when ``work_tree`` holds no git repository."""
+    dot_git = work_tree / ".git"
+    if dot_git.is_dir() and not dot_git.is_symlink():
+        return dot_git
+    text = _read_bytes(dot_git, 4096).decode("utf-8", "replace")
+    if not text.startswith("gitdir: "):
+        return None
+    git_dir = work_tree / text[len("gitdir: "):].strip()
+    common = _read_bytes(git_dir / "commondir", 4096).decode("utf-8", "replace").strip()
+    found = git_dir / common if common else git_dir
+    return found if found.is_dir() else None
+
+
+def _exclude_in_repository(path: Path) -> None:
+    """Name ``path`` and its lock in the ``info/exclude`` of the repository holding it (appended once)."""
+    for work_tree in path.parent.parents:
+        git_dir = _git_common_dir(work_tree)
+        if git_dir is not None:
+            break
+    else:
+        return
+    relative = path.relative_to(work_tree).as_posix()
+    if _UNSAFE_IN_PATTERN.search(relative):
+        return
+    wanted = f"/{relative}\n/{relative}.lock\n"
+    exclude = git_dir / "info" / "exclude"
+    present = _read_bytes(exclude, MAX_LOCK_BYTES)
+    if wanted.encode("utf-8") in present or len(present) >= MAX_LOCK_BYTES:
+        return
+    lead = b"\n" if present and not present.endswith(b"\n") else b""
+    try:
+        exclude.parent.mkdir(exist_ok=True)
+        fd = _open_regular(exclude, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except (OSError, ValueError):
+        return
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(lead + (_OURS + wanted).encode("utf-8"))
 
 
 _SHORTHAND = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}/[A-Za-z0-9_.-]{1,100}")
@@ -406,8 +500,34 @@ def install_source(skill_dir: Path, env: Mapping[str, str] | None = None) -> str
     return f"{source}#{ref or RELEASE_REF}"
 
 
+_OFFICIAL = {DEFAULT_REPO.lower(), f"https://github.com/{DEFAULT_REPO}".lower(),
+             f"https://github.com/{DEFAULT_REPO}.git".lower(), f"git@github.com:{DEFAULT_REPO}.git".lower()}
+
+
+def source_note(skill_dir: Path, env: Mapping[str, str] | None = None) -> str:
+    """"" when ``install_source`` is the official repository; else a phrase that says where the other
+    source comes from, for the line that shows the command (a look-alike name must not pass unseen)."""
+    env = os.environ if env is None else env
+    if env.get("QWEN_SKILLS_REPO", "").strip():
+        source, where = repo_name(env), "QWEN_SKILLS_REPO"
+    else:
+        recorded = _recorded_source(skill_dir)
+        if recorded is None:
+            return ""
+        source, where = recorded[0], "skills-lock.json"
+    if source.lower() in _OFFICIAL:
+        return ""
+    return f"{source} is from {where}, not the official {DEFAULT_REPO}: check it is the source you meant"
+
+
+def all_skills(windows: bool = os.name == "nt") -> str:
+    """``--skill``'s "every skill" as one shell word: ``"*"`` on Windows, where cmd.exe would pass single
+    quotes on to the installer (PowerShell, Git Bash and POSIX shells read both forms as ``*``)."""
+    return '"*"' if windows else "'*'"
+
+
 def add_command(skill_dir: Path, skill: str, env: Mapping[str, str] | None = None) -> str:
-    """The ``npx skills add`` line that installs ``skill`` (a name, or ``'*'``) from ``install_source``
+    """The ``npx skills add`` line that installs ``skill`` (a name, or ``all_skills()``) from ``install_source``
     where this skill is installed (``installer_args``). ``--full-depth`` only for a ref other than
     ``RELEASE_REF`` (a branch laid out like the development checkout, with a root SKILL.md)."""
     source = install_source(skill_dir, env)
