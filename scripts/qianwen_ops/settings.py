@@ -7,9 +7,9 @@ directory, ``.env`` at the user's project root. Which folders those are (and whi
 
 ``.env`` files are read lazily, only when a value is not in the environment, so a
 broken ``.env`` never gets in the way of a variable that is set. ``env`` is the process
-environment minus the base URL, bucket, proxy and CA values a git-tracked ``.env`` put there
-(``load_dotenv()`` in the user's app; see ``provenance``): every decision made from it is the
-one the scripts make without ``load_dotenv``.
+environment minus the base URL, bucket, proxy, CA and cache-folder values a ``.env`` that is not
+the user's (git tracks it, or another user's) put there (``load_dotenv()`` in the user's app; see
+``provenance``): every decision made from it is the one the scripts make without ``load_dotenv``.
 """
 
 from __future__ import annotations
