@@ -82,7 +82,7 @@ def test_git_that_cannot_answer_says_so_instead_of_no(project, tmp_path, monkeyp
     path = _repo_tracking(project, ".env")
     monkeypatch.setenv("PATH", str(tmp_path / "no-git-here"))
     state, why = tracked_state(path)
-    assert state is None and why == "git is not installed (not on PATH)"
+    assert state is None and why == "git is not installed or not on PATH"
 
 
 def test_a_configuration_the_environment_names_cannot_change_the_answer(project, tmp_path, monkeypatch):

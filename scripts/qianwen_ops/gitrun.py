@@ -62,7 +62,7 @@ def _run(folder: Path, args: tuple, timeout: float, user_config: bool = True):
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                               env=git_env(user_config=user_config), timeout=timeout, check=False)
     except FileNotFoundError:
-        return "git is not installed (not on PATH)"
+        return "git is not installed or not on PATH"
     except subprocess.TimeoutExpired:
         return f"git did not answer within {timeout:g} s"
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
