@@ -22,6 +22,7 @@ environment only, never from a .env file.
 """
 
 from qianwen_ops import cli, errors
+from qianwen_ops.credentials import warn_if_key_is_tracked
 from qianwen_ops.endpoints import app_settings, app_settings_lines
 from qianwen_ops.evidence import write_record
 from qianwen_ops.limits import REQUEST_TIMEOUT
@@ -45,6 +46,7 @@ def main() -> int:
     args = parser.parse_args()
     if not 0 < args.timeout <= 600:
         parser.error("--timeout must be between 0 and 600 seconds")
+    warn_if_key_is_tracked(Settings.from_process())
     if args.all_regions:
         return all_regions(args)
     try:

@@ -26,10 +26,12 @@ file, --allow-credential-file lifts these rules except the last.
 import sys
 
 from qianwen_ops import cli, errors
+from qianwen_ops.credentials import warn_if_key_is_tracked
 from qianwen_ops.evidence import append_records
 from qianwen_ops.limits import MIN_UPLOAD_RATE, RETRY_DEADLINE_FACTOR, UPLOAD_TIMEOUT
 from qianwen_ops.local_files import display
 from qianwen_ops.redaction import one_line
+from qianwen_ops.settings import Settings
 from qianwen_ops.uploads import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, check_options, upload_many
 
 CODES = [errors.OK, errors.USAGE, errors.NO_KEY, errors.TOKEN_PLAN_KEY, errors.AUTH_REJECTED,
@@ -90,6 +92,8 @@ def main() -> int:
         check_options(args.model or "", args.concurrency, args.timeout, args.inline)
     except errors.QwenOpsError as exc:
         parser.error(f"--{exc.message}")
+    if not args.inline:
+        warn_if_key_is_tracked(Settings.from_process())
     outcomes = upload_many(args.inputs, args.model or "", use_cache=not args.no_cache, concurrency=args.concurrency,
                            progress=progress_bar(), timeout=args.timeout, inline=args.inline,
                            allow_credential_files=args.allow_credential_file, temp_storage=args.temp_storage)

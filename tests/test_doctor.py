@@ -77,7 +77,8 @@ def test_doctor_never_advises_untracking_foreign_settings(env, project, line):
 def test_doctor_flags_committed_real_credentials(env, project, line, name):
     found = tracked_dotenv_findings(project, line + "\n", env)
     [(state, detail)] = [line for line in found[".env in git"] if "holds real credentials" in line[1]]
-    assert state == "warn" and name in detail and "rotate them" in detail
+    assert state == "warn" and name in detail and "if they are yours, rotate them now" in detail
+    assert "if this is a clone of someone else's repository they are not yours: do not use them" in detail
     assert line.split("=", 1)[1] not in detail                                # names only, never the value
 
 

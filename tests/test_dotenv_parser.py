@@ -12,7 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import CANARY_KEY, leaks
-from qianwen_ops.dotenv_parser import LINE_BREAK, bindings, parse_dotenv_text, read_dotenv_file
+from qianwen_ops.dotenv_parser import (
+    LINE_BREAK,
+    binding_pairs,
+    bindings,
+    interpolate,
+    parse_dotenv_text,
+    read_dotenv_file,
+)
 from qianwen_ops.errors import CONFIG, QwenOpsError
 
 # (text, what a .env reader must see). Expected values are written out, so a failure names the reader that broke.
@@ -161,3 +168,43 @@ def test_generated_files_read_as_python_dotenv_reads_them(lines, bom, last_break
         text = text[:-len(lines[-1][1])]
     assert parse_dotenv_text(text) == python_dotenv_reads(text)
     check_bindings(text)
+
+
+# What load_dotenv() makes of ${...} (python-dotenv interpolates by default): provenance compares with it.
+INTERPOLATED = [
+    "QWEN_BASE_URL=http://127.0.0.1:9${UNSET}\n",
+    "A=${HOME}/x\nB=${A}/y ${A:-z} ${NOPE:-dflt} ${:-e} ${A:-}\n",
+    "HOME=mine\nB=${HOME}\n",                       # the environment wins, unless override
+    "A='${HOME}'\nB=\"${HOME}\"\nC=$HOME ${HOME ${HOME}} ${{HOME}}\n",
+    "A\nB=${A:-none}\nA=again\nC=${A}\n",        # a name without = is None: expands to ""
+    "NO_PROXY=${NO_PROXY},.corp\n",
+    "E=${}\nF=${a:b}\nG=${a:-b:-c}\nH=${X:-}}\n",
+]
+
+
+@pytest.mark.parametrize("override", [False, True])
+@pytest.mark.parametrize("text", INTERPOLATED)
+def test_interpolation_is_python_dotenvs(monkeypatch, text, override):
+    from dotenv.main import DotEnv
+
+    environ = {"HOME": "/home/u", "NO_PROXY": "localhost", "A": "from-env"}
+    monkeypatch.setattr(os, "environ", dict(environ))   # what python-dotenv reads, and only that
+    expected = dict(DotEnv(None, stream=io.StringIO(text, newline=None), override=override).dict())
+    assert interpolate(binding_pairs(text), environ, override) == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["A", "B", "HOME"]),
+                          st.lists(st.sampled_from(["${", "}", ":-", "A", "B", "HOME", "x", "$", ":", "-"]),
+                                   max_size=8).map("".join)), max_size=5), st.booleans())
+def test_generated_interpolations_are_python_dotenvs(pairs, override):
+    from dotenv.main import resolve_variables
+
+    environ = {"HOME": "/h", "B": "env-b"}
+    saved = os.environ
+    os.environ = dict(environ)  # noqa: B003 - python-dotenv reads os.environ; restored below
+    try:
+        expected = dict(resolve_variables(pairs, override=override))
+    finally:
+        os.environ = saved  # noqa: B003
+    assert interpolate(pairs, environ, override) == expected

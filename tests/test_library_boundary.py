@@ -17,6 +17,7 @@ from conftest import (
     CANARY_OSS_SECRET,
     MODEL,
     leaks,
+    oss_env,
     sandbox_env,
 )
 from qianwen_ops.errors import QwenOpsError
@@ -178,3 +179,73 @@ def test_api_settings_headers_hold_a_concealed_value(env, project, monkeypatch):
     settings = api_settings(cwd=project)
     assert leaks(repr(settings.headers) + repr(settings.api_key), (CANARY_KEY,)) == []
     assert settings.headers["Authorization"] == f"Bearer {CANARY_KEY}" and settings.api_key == CANARY_KEY
+
+
+class FunctionTimedOut(BaseException):
+    """As func_timeout defines it: thrown into the call by a timeout library, not an Exception."""
+
+
+def _frames(exc: BaseException) -> list:
+    found, tb = [], exc.__traceback__
+    while tb is not None:
+        found.append(tb.tb_frame)
+        tb = tb.tb_next
+    return found
+
+
+@pytest.mark.parametrize("raised", [FunctionTimedOut("timed out after 1 s"), SystemExit(3)],
+                         ids=["FunctionTimedOut", "SystemExit"])
+@pytest.mark.parametrize("mode", ["temporary storage", "custom OSS with STS"])
+def test_a_base_exception_thrown_into_an_upload_leaves_without_the_frames_below(sb, env, project, monkeypatch,
+                                                                               raised, mode):
+    """The caller's own exception comes back as the same instance (a timeout library knows its own by identity),
+    with no frame below the boundary, no chain, and no local of the frames it crossed left holding a secret: the
+    request's Authorization header (the key; custom OSS: the V4 signature) and the STS token."""
+    from qianwen_ops import http_client, resolve_file
+
+    info = sb.info
+    (project / "f.png").write_bytes(b"a picture")
+    variables = (dict(sandbox_env(env, sb), DASHSCOPE_API_KEY=CANARY_KEY) if mode == "temporary storage" else
+                 oss_env(env, sb, pair="sts", DASHSCOPE_API_KEY=CANARY_KEY))
+    settings = Settings.from_process(cwd=project, env=variables)
+    below: list = []
+
+    def interrupted(self, *args, **kwargs):
+        import sys
+
+        below.extend(f.f_code.co_name for f in _frame_chain(sys._getframe()))
+        raise raised
+
+    monkeypatch.setattr(http_client._Connection, "endheaders", interrupted)
+    exc = _raised(functools.partial(resolve_file, str(project / "f.png"), MODEL, settings=settings, use_cache=False))
+    assert exc is raised and "request" in below                        # thrown from under the HTTP request
+    assert exc.__cause__ is None and exc.__context__ is None
+    frames = _frames(exc)
+    assert [f.f_code.co_name for f in frames] == ["_raised", "boundary"]  # nothing below errors.public
+    shown = "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format())
+    shown += "".join(t for f in frames for value in f.f_locals.values() for t in _texts(value))
+    secrets = (CANARY_KEY, info["oss_sts_access_key_secret"], info["oss_session_token"])
+    assert leaks(shown, secrets) == [] and "OSS4-HMAC-SHA256" not in shown and "Bearer" not in shown
+
+
+def _frame_chain(frame):
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
+
+
+def test_settings_keep_the_environment_out_of_reach(env, project):
+    """vars(), __dict__, pickle and copy are how an app logs or ships an object: none of them gets a value."""
+    import copy
+    import pickle
+
+    (project / ".env").write_text(f"QWEN_TMP_OSS_AK_SECRET={CANARY_OSS_SECRET}\n")
+    settings = Settings.from_process(cwd=project, env=dict(env, DASHSCOPE_API_KEY=CANARY_KEY))
+    assert settings.get("QWEN_TMP_OSS_AK_SECRET").value == CANARY_OSS_SECRET    # the .env has been read
+    with pytest.raises(TypeError):
+        vars(settings)
+    for attempt in (pickle.dumps, copy.copy, copy.deepcopy):
+        with pytest.raises(TypeError):
+            attempt(settings)
+    shown = repr(settings) + "".join(repr(getattr(settings, name, None)) for name in Settings.__slots__)
+    assert leaks(shown, (CANARY_KEY, CANARY_OSS_SECRET)) == [], shown

@@ -504,3 +504,111 @@ def test_fallback_when_the_system_store_is_empty(monkeypatch):
     assert network.ssl_context({})[1] == "system (empty)"
     advice = network.certificate_advice("dashscope.aliyuncs.com", "system (empty)", "unable to get local issuer")
     assert "pip install certifi" in advice and "SSL_CERT_FILE" in advice and "\n" not in advice
+
+
+# -- the TLS contexts load exactly the store the one trust decision chose
+
+def _hashed_folder(pki, name: str = "hashed") -> str:
+    """A folder OpenSSL reads as SSL_CERT_DIR, holding the sandbox's CA under its subject-hash name."""
+    import subprocess
+
+    folder = pki["dir"] / name
+    folder.mkdir(exist_ok=True)
+    hashed = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", pki["server-ca"]], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    (folder / f"{hashed}.0").write_bytes(Path(pki["server-ca"]).read_bytes())
+    return str(folder)
+
+
+@pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "SSL_CERT_DIR"])
+def test_a_ca_variable_left_out_of_the_decision_is_not_read_by_openssl_either(pki, tls_box, monkeypatch, variable):
+    """``load_dotenv()`` put a tracked ``.env``'s CA variable into the real environment; ``Settings.env`` (here
+    ``{}``) left it out. The system store must then be loaded by name, never through OpenSSL's own getenv."""
+    monkeypatch.setenv(variable, pki["server-ca"] if variable == "SSL_CERT_FILE" else _hashed_folder(pki))
+    monkeypatch.setattr(network, "_contexts", {})
+    with pytest.raises(QwenOpsError) as refused:
+        stats({}, tls_box.base_url)
+    assert refused.value.exit_code == NETWORK and "not trusted" in refused.value.message
+    assert stats({variable: os.environ[variable]}, tls_box.base_url) == 200   # the user's own setting still works
+
+
+def test_a_tracked_ssl_cert_dir_copied_by_load_dotenv_is_not_trusted(net_env, pki, tls_box, project):
+    """The red team's a26: the repository ships a CA folder and ``SSL_CERT_DIR=certs``; a server that CA vouches
+    for (a spoofed host) must not get the key from ``load_dotenv(); resolve_file(...)``."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import SCRIPTS, git
+
+    shutil.copytree(_hashed_folder(pki, "repo-certs"), project / "certs")
+    (project / ".env").write_text("SSL_CERT_DIR=certs\n")
+    (project / "pic.png").write_bytes(b"a picture")
+    (project / "app.py").write_text(
+        "import sys\nfrom dotenv import load_dotenv\nload_dotenv()\n"
+        f"sys.path.insert(0, {str(SCRIPTS)!r})\nfrom qianwen_ops import QwenOpsError, resolve_file\n"
+        "try:\n    print(resolve_file('pic.png', 'qwen-vl-plus', use_cache=False))\n"
+        "except QwenOpsError as exc:\n    print(exc.exit_code, exc)\n")
+    git(project, "init", "-q")
+    git(project, "add", ".env", "certs")
+    before = tls_stats(pki, tls_box)
+    done = subprocess.run([sys.executable, "app.py"], cwd=project, capture_output=True, text=True, timeout=60,
+                          env=dict(net_env, QWEN_BASE_URL=tls_box.base_url, DASHSCOPE_API_KEY=CANARY_KEY))
+    assert done.stdout.startswith("8 the TLS certificate of 127.0.0.1 is not trusted"), (done.stdout, done.stderr)
+    assert "SSL_CERT_DIR in the environment is the value" in done.stderr
+    assert tls_stats(pki, tls_box) == before
+
+
+def tls_stats(pki, box) -> dict:
+    """The TLS sandbox's request counts, asked with its own CA."""
+    session = HttpSession(timeout=5, env={"SSL_CERT_FILE": pki["server-ca"]})
+    try:
+        return session.request("GET", box.base_url + "/_sandbox/stats").json()["counts"]
+    finally:
+        session.close()
+
+
+def test_no_tls_context_of_the_bundle_writes_a_key_log(pki, tls_box, monkeypatch, tmp_path):
+    from qianwen_ops import interception
+
+    log = tmp_path / "keys.log"
+    monkeypatch.setenv("SSLKEYLOGFILE", str(log))    # what a tracked .env can make load_dotenv() set
+    monkeypatch.setattr(network, "_contexts", {})
+    contexts = [network.ssl_context({})[0], network.ssl_context({"SSL_CERT_FILE": pki["server-ca"]})[0],
+                interception.public_roots()[0], network._fallback_context()[0]]
+    assert all(getattr(c, "keylog_filename", None) is None for c in contexts if c is not None)
+    assert stats({"SSL_CERT_FILE": pki["server-ca"]}, tls_box.base_url) == 200
+    assert not log.exists()
+
+
+def test_the_windows_store_is_loaded_for_server_authentication_only(pki, tls_box):
+    """What ``load_default_certs()`` takes from Windows' "CA" and "ROOT" stores, given as ``enum_certificates``
+    would give it there: certificates trusted for server authentication (True or the serverAuth purpose)."""
+    import ssl
+
+    from qianwen_ops.http_client import tls_handshake
+
+    der = ssl.PEM_cert_to_DER_cert(Path(pki["server-ca"]).read_text())
+    other = ssl.PEM_cert_to_DER_cert(Path(pki["other-ca"]).read_text())
+    stores = {"ROOT": [(b"not a certificate", "x509_asn", True), (der, "x509_asn", {"1.3.6.1.5.5.7.3.1"})],
+              "CA": [(other, "x509_asn", {"1.3.6.1.5.5.7.3.2"}), (other, "pkcs_7_asn", True)]}
+    assert network.windows_store_certificates(lambda store: stores[store]) == [b"not a certificate", der]
+    context = network.system_context(lambda store: stores[store])
+    assert tls_handshake(tls_box.base_url, context, {}, 5) is not None    # the store's CA vouches for the sandbox
+    client_only = {"ROOT": [(der, "x509_asn", {"1.3.6.1.5.5.7.3.2"})], "CA": []}
+    with pytest.raises(ssl.SSLCertVerificationError):
+        tls_handshake(tls_box.base_url, network.system_context(lambda store: client_only[store]), {}, 5)
+
+
+def test_the_bundles_contexts_are_pythons_default_ones_without_reading_the_environment(pki, monkeypatch):
+    """``network.client_context`` must keep every setting ``ssl.create_default_context`` makes on this Python (the CI
+    matrix runs 3.9 to 3.13), and differ only in what it reads from the environment."""
+    import ssl
+
+    monkeypatch.delenv("SSLKEYLOGFILE", raising=False)
+    ours, python = network.client_context(cafile=pki["server-ca"]), ssl.create_default_context(cafile=pki["server-ca"])
+    for name in ("protocol", "verify_mode", "check_hostname", "verify_flags", "options", "minimum_version",
+                 "maximum_version", "post_handshake_auth", "keylog_filename"):
+        assert getattr(ours, name, None) == getattr(python, name, None), name
+    assert [c["name"] for c in ours.get_ciphers()] == [c["name"] for c in python.get_ciphers()]
+    assert ours.cert_store_stats() == python.cert_store_stats()

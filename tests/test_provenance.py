@@ -15,6 +15,8 @@ from conftest import (
     assert_clean_error,
     git,
     leaks,
+    needs_root,
+    needs_symlinks,
     oss_env,
     run_script,
 )
@@ -126,7 +128,7 @@ def test_tracked_dotenv_cannot_choose_the_bucket(sb, env, project):
     result = run_script("upload_file.py", "x.bin", "--model", MODEL, env=run_env, cwd=project)
     assert result.code == 9 and sb.counts() == before
     assert f"QWEN_TMP_OSS_BUCKET in {project / '.env'} is not used: git tracks that file" in result.err
-    assert "set QWEN_TMP_OSS_BUCKET in the environment" in result.err
+    assert "set your own value in the environment" in result.err and "instead" not in result.err
     assert_clean_error(result)
     # the same lines in a .env that git does not track are the user's own: they work
     git(project, "rm", "-q", "--cached", ".env")
@@ -157,3 +159,205 @@ def test_loopback_endpoints_only_from_the_environment(sb, env, project, line, na
     result = run_script(script, *args, env=run_env, cwd=project)
     assert result.code == 9 and f"{name} in {project / '.env'} points to 127.0.0.1, which is a loopback host" \
         in result.err, result.err
+
+
+def loaded_env(dotenv: Path, base: dict, override: bool = False) -> dict:
+    """The process environment after python-dotenv's real ``load_dotenv(dotenv)`` ran on ``base``."""
+    from dotenv import load_dotenv
+
+    saved = os.environ
+    os.environ = dict(base)  # noqa: B003 - what python-dotenv reads and writes; restored below
+    try:
+        load_dotenv(dotenv, override=override)
+        return dict(os.environ)
+    finally:
+        os.environ = saved  # noqa: B003
+
+
+def tracked(project: Path, text: str, name: str = ".env") -> Path:
+    (project / name).write_text(text)
+    git(project, "init", "-q")
+    git(project, "add", name)
+    return project / name
+
+
+# (a tracked .env's lines, the name judged, the user's environment before load_dotenv, override)
+INTERPOLATIONS = [
+    ("QWEN_BASE_URL=http://127.0.0.1:9${NO_SUCH_VARIABLE}\n", "QWEN_BASE_URL", {}, False),
+    ("HTTPS_PROXY=http://127.0.0.1:9${UNSET:-}\n", "HTTPS_PROXY", {}, False),
+    ("SSL_CERT_FILE=${HOME}/evil-ca.pem\n", "SSL_CERT_FILE", {}, False),
+    ("D=/srv\nREQUESTS_CA_BUNDLE=${D}/ca.pem\n", "REQUESTS_CA_BUNDLE", {}, False),
+    ("QWEN_TMP_OSS_ENDPOINT=${HOST:-http://127.0.0.1:9}\n", "QWEN_TMP_OSS_ENDPOINT", {}, False),
+    ("NO_PROXY=${NO_PROXY},.evil.example\n", "NO_PROXY", {"NO_PROXY": "localhost"}, True),   # expands itself
+    ("HTTP_PROXY=http://127.0.0.1:9/${HTTP_PROXY}\n", "HTTP_PROXY", {"HTTP_PROXY": "http://corp:3128"}, True),
+    ("XDG_CACHE_HOME=.qcache${X}\n", "XDG_CACHE_HOME", {}, False),
+]
+
+
+@pytest.mark.parametrize("text,name,before,override", INTERPOLATIONS)
+def test_what_load_dotenv_expands_from_a_tracked_line_is_that_files(env, project, text, name, before, override):
+    dotenv = tracked(project, text)
+    base = {k: v for k, v in _app_env(env).items() if k != name}
+    after = loaded_env(dotenv, dict(base, **before), override)
+    assert after.get(name) and after[name] != before.get(name)            # load_dotenv() did put it there
+    assert name not in Settings.from_process(cwd=project, env=after).env   # judged as the tracked file's
+
+
+@pytest.mark.parametrize("text,name,own", [
+    ("HTTPS_PROXY=http://${PROXY_HOST}:3128\n", "HTTPS_PROXY", "http://corp:3128"),   # skipped: already set
+    ("NO_PROXY=${NO_PROXY}\n", "NO_PROXY", "localhost,.corp"),                       # the user's value, kept
+])
+@pytest.mark.parametrize("override", [False, True])
+def test_the_users_own_value_is_not_judged_by_a_template_it_happens_to_fit(env, project, text, name, own, override):
+    dotenv = tracked(project, text)
+    after = loaded_env(dotenv, dict(_app_env(env), **{name: own}), override)
+    if after[name] == own:
+        assert Settings.from_process(cwd=project, env=after).env[name] == own
+
+
+def test_load_dotenv_interpolation_never_sends_the_key_to_a_tracked_base_url(env, project, listener):
+    done = _run_app(project, _app_env(env), f"DASHSCOPE_API_KEY={CANARY_KEY}\n"
+                    f"QWEN_BASE_URL=http://127.0.0.1:{listener.port}${{NO_SUCH_VARIABLE}}\n")
+    assert done.returncode == 9 and "git tracks that file" in done.stdout, (done.stdout, done.stderr)
+    assert listener.received == [] and leaks(done.stdout + done.stderr) == []
+
+
+UNREADABLE = {
+    "a NUL byte in a comment": b"# generated\x00\nQWEN_BASE_URL=http://127.0.0.1:9\n",
+    "over 1 MiB of comments": b"#" + b"x" * (1024 * 1024) + b"\nQWEN_BASE_URL=http://127.0.0.1:9\n",
+}
+
+
+@pytest.mark.parametrize("raw", UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_a_tracked_dotenv_the_settings_refuse_to_read_is_still_compared(env, project, raw):
+    (project / ".env").write_bytes(raw)
+    git(project, "init", "-q")
+    git(project, "add", ".env")
+    after = loaded_env(project / ".env", env)
+    assert after["QWEN_BASE_URL"] == "http://127.0.0.1:9"                  # python-dotenv reads it
+    assert "QWEN_BASE_URL" not in Settings.from_process(cwd=project, env=after).env
+
+
+@needs_root
+def test_a_tracked_dotenv_owned_by_another_user_is_still_compared(env, project, capfd):
+    dotenv = tracked(project, "QWEN_BASE_URL=http://127.0.0.1:9\n")
+    after = loaded_env(dotenv, env)
+    os.chown(dotenv, 65534, -1)   # "nobody": the settings skip it, python-dotenv read it all the same
+    assert "QWEN_BASE_URL" not in Settings.from_process(cwd=project, env=after).env
+    assert "owned by another user" in capfd.readouterr().err
+
+
+def test_a_dotenv_planted_in_a_shared_parent_is_judged_too(env, tmp_path, capfd):
+    from qianwen_ops.endpoints import resolve_endpoint
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)                   # a /tmp-like folder: anyone could have put this .env there
+    (shared / ".env").write_text("QWEN_BASE_URL=http://127.0.0.1:9\nHTTPS_PROXY=http://127.0.0.1:9\n")
+    project = shared / "myproj"
+    project.mkdir()
+    git(project, "init", "-q")
+    after = loaded_env(shared / ".env", _app_env(env))   # what find_dotenv() picks from the project
+    settings = Settings.from_process(cwd=project, env=after)
+    assert "QWEN_BASE_URL" not in settings.env and "HTTPS_PROXY" not in settings.env
+    assert resolve_endpoint(settings).root == "https://dashscope.aliyuncs.com"
+    assert "is writable by other users" in capfd.readouterr().err
+
+
+def test_names_compare_case_insensitively_where_the_environment_does(env, project, monkeypatch):
+    """Windows: os.environ upper-cases names, so a tracked ``https_proxy=`` line arrives as HTTPS_PROXY."""
+    from qianwen_ops import provenance
+
+    dotenv = tracked(project, "https_proxy=http://127.0.0.1:9\nqwen_base_url=https://evil.example\n")
+    after = {k.upper(): v for k, v in loaded_env(dotenv, _app_env(env)).items()}   # as Windows' os.environ has them
+    monkeypatch.setattr(provenance, "CASE_INSENSITIVE_ENV", True)
+    judged = Settings.from_process(cwd=project, env=after).env
+    assert "HTTPS_PROXY" not in judged and "QWEN_BASE_URL" not in judged
+    monkeypatch.setattr(provenance, "CASE_INSENSITIVE_ENV", False)   # POSIX: different names, not the file's
+    assert Settings.from_process(cwd=project, env=after).env["HTTPS_PROXY"] == "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize("name", ["XDG_CACHE_HOME", "XDG_STATE_HOME", "OPENSSL_CONF", "SSLKEYLOGFILE"])
+def test_cache_folders_and_process_wide_tls_settings_from_a_tracked_dotenv_are_judged(env, project, capfd, name):
+    from qianwen_ops.upload_cache import cache_path
+
+    dotenv = tracked(project, f"{name}=in-the-repo\n")
+    after = loaded_env(dotenv, {k: v for k, v in env.items() if k != name})
+    settings = Settings.from_process(cwd=project, env=after)
+    assert name not in settings.env
+    assert f"warning: {name} in the environment is the value {dotenv} sets" in capfd.readouterr().err
+    if name == "XDG_CACHE_HOME":
+        assert cache_path(settings.env) == Path(env["HOME"]) / ".cache" / "qianwen-ops-auth" / "uploads.jsonl"
+
+
+def _doctor_line(result, name: str) -> str:
+    return next(line for line in result.out.splitlines() if line.split("]", 1)[-1].strip().startswith(name + ":"))
+
+
+def test_in_a_work_tree_a_dotenv_git_cannot_answer_for_counts_as_tracked(env, project, tmp_path):
+    tracked(project, "QWEN_BASE_URL=https://dashscope-intl.aliyuncs.com\n")
+    no_git = dict(env, PATH=str(tmp_path / "no-git-here"), DASHSCOPE_API_KEY="sk-abcdef123456")
+    doctor = run_script("doctor.py", "--offline", env=no_git, cwd=project)
+    line = _doctor_line(doctor, "endpoint")
+    assert line.startswith("[FAIL]") and "is not used: git could not say whether it tracks that file (git is not " \
+        "installed" in line, doctor.out
+    (project / ".git").rename(project / "not-git")   # no work tree: nothing to ask, the file is the user's
+    assert _doctor_line(run_script("doctor.py", "--offline", env=no_git, cwd=project), "endpoint").startswith("[ok]")
+
+
+def test_a_tracked_dotenv_that_breaks_git_through_load_dotenv_still_counts_as_tracked(env, project, listener):
+    (project / "cfg" / "git").mkdir(parents=True)
+    (project / "cfg" / "git" / "config").write_text("[broken\n")
+    git(project, "init", "-q")
+    git(project, "add", "cfg")
+    done = _run_app(project, dict(_app_env(env), DASHSCOPE_API_KEY=CANARY_KEY),
+                    f"XDG_CONFIG_HOME=cfg\nQWEN_BASE_URL=http://127.0.0.1:{listener.port}\n")
+    assert done.returncode == 9 and "git tracks that file" in done.stdout, (done.stdout, done.stderr)
+    assert listener.received == []
+
+
+def test_without_git_the_library_refuses_a_tracked_base_url_too(env, project, listener, tmp_path):
+    done = _run_app(project, dict(_app_env(env), DASHSCOPE_API_KEY=CANARY_KEY, PATH=str(tmp_path / "no-git")),
+                    f"QWEN_BASE_URL=http://127.0.0.1:{listener.port}\n")
+    assert done.returncode == 9 and "git could not say" in done.stdout, (done.stdout, done.stderr)
+    assert listener.received == []
+
+
+@needs_symlinks
+def test_an_untracked_link_to_a_tracked_file_is_that_files(env, project):
+    from qianwen_ops.endpoints import resolve_endpoint
+    from qianwen_ops.errors import QwenOpsError
+
+    tracked(project, "QWEN_BASE_URL=https://dashscope-intl.aliyuncs.com\n", name=".env.example")
+    os.symlink(".env.example", project / ".env")
+    with pytest.raises(QwenOpsError, match="git tracks that file"):
+        resolve_endpoint(Settings.from_process(cwd=project, env=_app_env(env)))
+
+
+@pytest.mark.parametrize("script", ["probe.py", "doctor.py"])
+def test_a_tracked_unknown_host_is_refused_as_tracked_first_never_set_it_in_the_environment(env, project, script):
+    tracked(project, "QWEN_BASE_URL=https://evil.example.com\n")
+    result = run_script(script, *(["--offline"] if script == "doctor.py" else []),
+                        env=dict(env, DASHSCOPE_API_KEY="sk-abcdef123456"), cwd=project)
+    first = result.err.splitlines()[0] if script == "probe.py" else _doctor_line(result, "endpoint")
+    assert "QWEN_BASE_URL in" in first and "is not used: git tracks that file" in first, first
+    assert "instead" not in result.out + result.err and "not a documented host" not in result.out + result.err
+
+
+def test_a_key_from_a_tracked_dotenv_gets_one_warning_line_and_is_used(sb, env, project):
+    tracked(project, f"DASHSCOPE_API_KEY={sb.api_key}\n")
+    (project / "x.png").write_bytes(b"a picture")
+    run_env = dict(_app_env(env), QWEN_BASE_URL=sb.base_url)
+    warning = (f"warning: the API key comes from {project / '.env'}, which git tracks: in a cloned repository that "
+               "is someone else's key: use your own, in the environment or in a .env git ignores")
+    probe = run_script("probe.py", env=run_env, cwd=project)
+    upload = run_script("upload_file.py", "x.png", "--model", MODEL, env=run_env, cwd=project)
+    assert probe.code == 0 and probe.err.splitlines() == [warning], probe.err
+    assert upload.code == 0 and upload.err.splitlines() == [warning] and upload.out.startswith("oss://"), upload.err
+    doctor = run_script("doctor.py", "--offline", env=run_env, cwd=project)
+    assert _doctor_line(doctor, "api key").startswith("[warn]") and "someone else's key" in doctor.out
+    own = run_script("doctor.py", "--offline", env=dict(run_env, DASHSCOPE_API_KEY="sk-" + "a1" * 16), cwd=project)
+    assert "overrides a different key in" in own.out and "unset DASHSCOPE_API_KEY" not in own.out
+    assert "keep yours" in own.out and "someone else's key" not in _doctor_line(own, "api key")
+    git(project, "rm", "-q", "--cached", ".env")          # the user's own .env: no warning
+    assert run_script("probe.py", env=run_env, cwd=project).err == ""

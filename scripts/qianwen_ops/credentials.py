@@ -25,13 +25,15 @@ import json
 import os
 import re
 import stat
+import sys
 from pathlib import Path
 
 from . import errors
 from .fsutil import read_limited
 from .named_tuple import NamedTuple
 from .ownership import trusted
-from .redaction import remember
+from .provenance import tracked_verdict
+from .redaction import one_line, remember
 from .settings import Settings
 from .skill_paths import SKILL_DIR, script_command
 
@@ -296,6 +298,30 @@ def key_candidates(settings: Settings, salt: str) -> list:
     if from_cli is not None:
         add(*from_cli)
     return found
+
+
+CLONED_KEY = ("in a cloned repository that is someone else's key: use your own, in the environment or in a .env "
+              "git ignores")
+
+
+def key_file_is_tracked(settings: Settings, source: str) -> bool:
+    """Is the key source ``source`` a ``.env`` the scripts read that git tracks (so, in a cloned repository,
+    someone else's key: their account pays and sees the requests)?"""
+    if source not in {str(path) for path in settings.dotenv_paths()}:
+        return False
+    return tracked_verdict(Path(os.path.abspath(source))) == (True, "")
+
+
+def warn_if_key_is_tracked(settings: Settings) -> None:
+    """One stderr line when the key in effect (a real one, not a placeholder) comes from a ``.env`` git tracks
+    (probe.py, upload_file.py); never shown, never blocking."""
+    try:
+        key = find_api_key(settings)
+    except errors.QwenOpsError:
+        return  # the script's own run reports an unusable setting
+    if key.status in (STANDARD, TOKEN_PLAN) and key_file_is_tracked(settings, key.source):
+        print(one_line(f"warning: the API key comes from {key.source}, which git tracks: {CLONED_KEY}"),
+              file=sys.stderr)
 
 
 @errors.public

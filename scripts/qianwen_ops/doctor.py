@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from . import __version__, errors, network
 from .credentials import (
+    CLONED_KEY,
     STANDARD,
     TOKEN_PLAN,
     ApiKey,
@@ -20,6 +21,7 @@ from .credentials import (
     key_advice,
     key_candidates,
     key_exit_code,
+    key_file_is_tracked,
 )
 from .endpoints import (
     MAAS_REGIONS,
@@ -75,7 +77,9 @@ class Report:
 def _check_key_and_endpoint(settings: Settings, report: Report, offline: bool, timeout: float) -> None:
     key = find_api_key(settings)
     report.facts.update(key_status=key.status, key_source=key.source)
-    if key.status == STANDARD:
+    if key.status == STANDARD and key_file_is_tracked(settings, key.source):
+        report.add("api key", "warn", f"standard key (sk-) from {key.source}, which git tracks: {CLONED_KEY}")
+    elif key.status == STANDARD:
         report.add("api key", "ok", f"standard key (sk-) from {key.source}")
     else:
         report.add("api key", "fail", key_advice(key))
@@ -145,6 +149,11 @@ def _check_key_sources(settings: Settings, report: Report) -> None:
                        "same key (or re-run `bl auth login`) to avoid two answers")
         elif effective.source.startswith("env:") and not other.source.startswith("env:"):
             name = effective.source[4:]
+            if key_file_is_tracked(settings, other.source):
+                report.add("key sources", "info",
+                           f"the environment variable {name} overrides a different key in {other.source}, which git "
+                           "tracks (in a cloned repository, someone else's key): keep yours in the environment")
+                continue
             report.add("key sources", "warn",
                        f"the environment variable {name} overrides a different key in {other.source}; if the "
                        f"file's key is the right one, unset {name} (and remove it where your shell sets it)")

@@ -4,7 +4,9 @@ The probe and ``setup_env.py`` run on a bare ``python3``, so the parser is our o
 reads is what python-dotenv's ``load_dotenv()`` reads (the tests hold it to ``dotenv_values()``
 on a corpus and on generated files): comments, ``export``, single and double quotes with their
 escapes, multi-line quoted values, empty values, ``NAME`` without ``=`` (None), duplicates
-(the last one wins). No ``${...}`` interpolation: a key file never expands anything.
+(the last one wins). No ``${...}`` interpolation when reading: a key file never expands anything.
+``interpolate`` says what ``load_dotenv()``, which expands ``${NAME}`` and ``${NAME:-default}`` by
+default, would set from the same bindings (``provenance`` compares the environment with it).
 
 A line break is ``\\n``, ``\\r\\n`` or a lone ``\\r``, wherever it is; inside a quoted value each
 reads as ``\\n``, as python-dotenv reads a file (Python's universal newlines). A UTF-8 BOM at
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from .errors import CONFIG, QwenOpsError
@@ -139,6 +141,36 @@ def bindings(text: str) -> Iterator[Binding]:
 def parse_dotenv_text(text: str) -> dict[str, str | None]:
     """What ``text`` sets: the last binding of each name wins; a name without ``=`` maps to None."""
     return {b.key: b.value for b in bindings(text) if b.key is not None}
+
+
+def binding_pairs(text: str) -> list:
+    """Every ``(name, value)`` statement of ``text`` in order, duplicates included (what python-dotenv expands)."""
+    return [(b.key, b.value) for b in bindings(text) if b.key is not None]
+
+
+# python-dotenv 1.x (dotenv/variables.py): ``${NAME}`` or ``${NAME:-default}``, found left to right; a
+# ``$`` without braces, ``$NAME`` and nested braces stay literal text. Quoting does not matter.
+VARIABLE = re.compile(r"\$\{(?P<name>[^}:]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def interpolate(pairs: list, environ: Mapping, override: bool = False) -> dict:
+    """What ``load_dotenv(override=override)`` sets from ``pairs`` (``binding_pairs``) with ``environ``
+    as the process environment: each ``${NAME}`` takes ``NAME`` from the environment (``override``:
+    from the earlier lines first), else from an earlier line, else the default, else ""; a name
+    without ``=`` stays None. Each line sees the earlier lines as already expanded. Our own code;
+    the rules are python-dotenv's ``resolve_variables`` (the tests hold it to ``dotenv_values()``).
+    """
+    done: dict = {}
+
+    def lookup(found: re.Match) -> str:
+        name, default = found.group("name"), found.group("default")
+        first, second = (done, environ) if override else (environ, done)
+        value = first[name] if name in first else second.get(name, default or "")
+        return value if value is not None else ""
+
+    for name, value in pairs:
+        done[name] = VARIABLE.sub(lookup, value) if value is not None and "${" in value else value
+    return done
 
 
 def decode_dotenv(raw: bytes, path: Path) -> str:

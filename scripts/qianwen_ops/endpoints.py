@@ -111,9 +111,9 @@ def is_documented_host(host: str) -> bool:
 def resolve_endpoint(settings: Settings) -> Endpoint:
     found = settings.get("QWEN_BASE_URL")
     if found is not None:
+        check_not_tracked("QWEN_BASE_URL", found.source)  # first: a tracked file's value is refused for that alone
         root = parse_base_url(found.value)
         check_file_sourced_host("QWEN_BASE_URL", root, found.source, is_documented_host)
-        check_not_tracked("QWEN_BASE_URL", found.source)
         return Endpoint(root, "custom", f"QWEN_BASE_URL ({found.source})")
     region_found = settings.get("QWEN_REGION")
     if region_found is None:
@@ -148,11 +148,11 @@ def workspace_id(settings: Settings):
     found = settings.get("DASHSCOPE_WORKSPACE_ID")
     if found is None:
         return None
+    check_not_tracked("DASHSCOPE_WORKSPACE_ID", found.source)
     value = found.value.strip()
     if not _WORKSPACE_ID.fullmatch(value):
         raise QwenOpsError(f"DASHSCOPE_WORKSPACE_ID ({found.source}) must be a workspace id: letters, digits, '-' "
                            "and '_', at most 64, starting with a letter or digit", CONFIG)
-    check_not_tracked("DASHSCOPE_WORKSPACE_ID", found.source)
     return found._replace(value=value)
 
 
@@ -161,9 +161,9 @@ def sdk_endpoint(settings: Settings) -> Endpoint:
     files as ``load_dotenv()`` would add them), under the trust rules of ``QWEN_BASE_URL``."""
     found = settings.get("DASHSCOPE_HTTP_BASE_URL")
     if found is not None:
+        check_not_tracked("DASHSCOPE_HTTP_BASE_URL", found.source)
         root = parse_base_url(found.value, "DASHSCOPE_HTTP_BASE_URL")
         check_file_sourced_host("DASHSCOPE_HTTP_BASE_URL", root, found.source, is_documented_host)
-        check_not_tracked("DASHSCOPE_HTTP_BASE_URL", found.source)
         return Endpoint(root, "custom", f"DASHSCOPE_HTTP_BASE_URL ({found.source})")
     region_found = settings.get("DASHSCOPE_API_REGION")
     if region_found is None:

@@ -110,6 +110,13 @@ def public(function):
     and holds neither the frames below (their locals hold ``Authorization`` headers) nor an
     exception chain. Tracebacks with locals (``traceback``'s ``capture_locals``, loguru's
     ``diagnose``, Sentry, IPython) then show this frame's locals only: the function, the error.
+
+    Any other ``BaseException`` (``SystemExit`` from a signal handler, a timeout library's
+    ``FunctionTimedOut`` or gevent's ``Timeout`` thrown into the call, ``asyncio.CancelledError``)
+    belongs to the caller, who may know it by identity (``except Timeout as t: if t is not mine``),
+    and some cannot be built again (trio's ``Cancelled``): the same instance is re-raised
+    (``stripped``), with the frames below cleared of their locals, no traceback below this frame
+    and no chain.
     """
     @functools.wraps(function)
     def boundary(*args, **kwargs):
@@ -121,7 +128,26 @@ def public(function):
             error = KeyboardInterrupt()
         except Exception as exc:
             error = QwenOpsError(f"internal error ({exc.__class__.__name__}); please report it", INTERNAL)
+        except BaseException as exc:  # noqa: B036 - re-raised below, as it is, without what it carried
+            error = stripped(exc)
         del args, kwargs  # the caller's arguments (a Settings, an env mapping) stay out of the traceback
         raise error
 
     return boundary
+
+
+def stripped(exc: BaseException) -> BaseException:
+    """``exc`` itself without what it carried from below: the finished frames of its traceback cleared of
+    their locals, then no traceback, no ``__cause__`` and no ``__context__`` (the chain is dropped, not
+    cleared: an exception in it may be the caller's own)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        try:
+            tb.tb_frame.clear()
+        except RuntimeError:
+            pass  # a frame still running (this boundary's own): it holds nothing from below
+        tb = tb.tb_next
+    exc.__traceback__ = None
+    exc.__cause__ = None
+    exc.__context__ = None
+    return exc

@@ -18,6 +18,17 @@ configured to a marker-writing program): ``filter.<driver>.clean/smudge/process`
 never hash or check out content), ``diff.external``, ``core.pager`` (no terminal),
 ``core.sshCommand`` and ``core.alternateRefsCommand`` (no network, no refs advertised).
 ``core.hooksPath`` does not matter: no hook fires on a read-only command.
+
+"Does git track this file?" (``tracked_state``) decides what a ``.env`` may choose, so its answer
+must not depend on anything a project can set. In the user's app, ``load_dotenv()`` may have copied
+a tracked ``.env``'s ``HOME`` or ``XDG_CONFIG_HOME`` into the environment, pointing git at a
+configuration in the repository (a broken one made git fail, which once read as "not tracked").
+So that question reads no user configuration at all (``GIT_CONFIG_GLOBAL`` names the null device,
+git 2.32+; none of it changes which paths the index holds), asks about the name as git may have
+recorded it (case-insensitively, then the entry that is the same file: on a case-insensitive file
+system ``.env`` opens a tracked ``.ENV``), and says when git cannot answer (not installed, failed,
+timed out) instead of answering "no": the caller decides what that means (``provenance`` treats
+such a file inside a work tree as tracked).
 """
 
 from __future__ import annotations
@@ -31,12 +42,31 @@ GIT_TIMEOUT_SECONDS = 10
 SAFE_OPTIONS = ("--no-pager", "-c", "core.fsmonitor=false")
 
 
-def git_env(env=None) -> dict:
-    """``env`` (default: the process environment) without credentials and without ``GIT_*``."""
+def git_env(env=None, user_config: bool = True) -> dict:
+    """``env`` (default: the process environment) without credentials and without ``GIT_*``;
+    without the user's configuration too when ``user_config`` is False."""
     kept = {k: v for k, v in child_env(os.environ if env is None else env).items()
             if not k.upper().startswith("GIT_")}
     kept.update(GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0")
+    if not user_config:
+        kept["GIT_CONFIG_GLOBAL"] = os.devnull
     return kept
+
+
+def _run(folder: Path, args: tuple, timeout: float, user_config: bool = True):
+    """The ``CompletedProcess``, or why git could not run (a short phrase)."""
+    import subprocess  # only when git is asked: the probe's start-up never needs it
+
+    try:
+        return subprocess.run(["git", *SAFE_OPTIONS, "-C", str(folder), *args], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              env=git_env(user_config=user_config), timeout=timeout, check=False)
+    except FileNotFoundError:
+        return "git is not installed or not on PATH"
+    except subprocess.TimeoutExpired:
+        return f"git did not answer within {timeout:g} s"
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        return f"git could not run ({exc.__class__.__name__})"
 
 
 def run_git(folder: Path, *args: str, timeout: float = GIT_TIMEOUT_SECONDS):
@@ -44,25 +74,39 @@ def run_git(folder: Path, *args: str, timeout: float = GIT_TIMEOUT_SECONDS):
 
     Returns the ``subprocess.CompletedProcess`` with text ``stdout`` (stderr discarded).
     """
-    import subprocess  # only when git is asked: the probe's start-up never needs it
+    done = _run(folder, args, timeout)
+    return None if isinstance(done, str) else done
 
+
+def tracked_state(path: Path, timeout: float = GIT_TIMEOUT_SECONDS) -> tuple:
+    """``(True, "")`` when git tracks the file ``path`` (whoever commits to that repository wrote it),
+    ``(False, "")`` when it does not, ``(None, why)`` when git cannot say: not installed, failed (a
+    broken configuration, not a work tree), timed out. Asked from the file's own folder, so the
+    repository that holds it answers, about its name in any case, then about the entry that is this
+    very file (``os.path.samefile``).
+    """
+    path = Path(path)
+    done = _run(path.parent, ("ls-files", "-z", "--", f":(literal,icase){path.name}"), timeout, user_config=False)
+    if isinstance(done, str):
+        return None, done
+    if done.returncode != 0:
+        return None, f"git failed (exit {done.returncode})"
+    for entry in done.stdout.split("\0"):
+        if entry == path.name or (entry and _same_file(path.parent / entry, path)):
+            return True, ""
+    return False, ""
+
+
+def _same_file(one: Path, other: Path) -> bool:
     try:
-        return subprocess.run(["git", *SAFE_OPTIONS, "-C", str(folder), *args], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                              env=git_env(), timeout=timeout, check=False)
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return None
+        return os.path.samefile(one, other)
+    except (OSError, ValueError):
+        return False
 
 
 def tracks(path: Path) -> bool:
-    """Does git track ``path`` (a committed file: whoever commits to that repository wrote it)?
-
-    The one way the bundle asks: from the file's own folder, so the repository that holds it answers.
-    False without git, outside a work tree, or for a file git does not know.
-    """
-    path = Path(path)
-    done = run_git(path.parent, "ls-files", "--error-unmatch", "--", path.name)
-    return done is not None and done.returncode == 0
+    """Does git track ``path``? False also when git cannot say (see ``tracked_state``)."""
+    return tracked_state(path)[0] is True
 
 
 def ignores(folder: Path, name: str) -> bool | None:

@@ -37,7 +37,7 @@ def public_roots():
     try:
         import certifi  # optional package
 
-        return ssl.create_default_context(cafile=certifi.where()), "certifi's public roots"
+        return network.client_context(cafile=certifi.where()), "certifi's public roots"
     except ImportError:
         pass
     paths = ssl.get_default_verify_paths()
@@ -45,9 +45,7 @@ def public_roots():
     capath = paths.openssl_capath if paths.openssl_capath and os.path.isdir(paths.openssl_capath) else None
     if not (cafile or capath):
         return None, ""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.load_verify_locations(cafile=cafile, capath=capath)
-    return context, "the platform's default store"
+    return network.client_context(cafile=cafile, capath=capath), "the platform's default store"
 
 
 def issuer_name(cert: dict) -> str:

@@ -39,14 +39,21 @@ TLS trust, first that is set wins (and why):
        own variables, which Python's ``ssl`` and ``urllib`` already honour, so a bare urllib
        one-liner and these scripts trust the same CAs.
     2. ``REQUESTS_CA_BUNDLE``, then 3. ``CURL_CA_BUNDLE``: requests' own order (file or folder).
-    4. The system store (``ssl.create_default_context()``).
+    4. The system store: the files this Python's OpenSSL was built to read
+       (``ssl.get_default_verify_paths()``'s ``openssl_cafile`` and ``openssl_capath``, loaded by
+       name) and, on Windows, the Windows "ROOT" and "CA" stores for server authentication, as
+       ``load_default_certs()`` loads them. Never ``load_default_certs()`` or
+       ``set_default_verify_paths()`` themselves: OpenSSL would read ``SSL_CERT_FILE`` and
+       ``SSL_CERT_DIR`` from the real process environment there, including a value that this
+       decision left out (a tracked ``.env``'s, copied by ``load_dotenv()``; ``provenance``).
     5. When the system store is empty (the python.org macOS build before "Install
        Certificates.command"): ``truststore`` if installed (it asks the operating system's own
        verifier, so a company CA pushed to the keychain works), else ``certifi`` if installed
        (Mozilla's roots; no company CAs), else the empty store (every site then fails with a
        line that says what to install or set).
     A variable that names a file or folder replaces the system store (as in curl and requests).
-    One ``SSLContext`` per trust setting per process (creating one costs ~35 ms).
+    One ``SSLContext`` per trust setting per process (creating one costs ~35 ms). No context of
+    the bundle writes a TLS key log, whatever ``SSLKEYLOGFILE`` says (``client_context``).
 
 Start-up: the probe loads this module before its one request, and ``first_hop`` opens the TCP
 connection meanwhile; so ``ssl`` (and ``ipaddress``, ``urllib.request``) are imported inside the
@@ -435,12 +442,85 @@ def check_readable(trust: Trust) -> None:
                                CONFIG) from None
 
 
-def _has_roots(context) -> bool:
+def client_context(cafile: str | None = None, capath: str | None = None, cadata=None):
+    """``ssl.create_default_context(cafile=, capath=, cadata=)`` without its two reads of the process
+    environment: the default verify paths (item 4 of the module docstring loads the system store by
+    name instead) and ``SSLKEYLOGFILE``, which would make it write every session secret (the key's
+    too) to a file a ``.env`` copied by ``load_dotenv()`` names. So ``keylog_filename`` stays None.
+    The same settings otherwise, as each Python version makes them: certificate and host name checked
+    and, from Python 3.13, its stricter verify flags (``tests/test_network.py`` compares the two)."""
     import ssl  # deferred: start-up (module docstring)
 
+    if sys.version_info >= (3, 10):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    else:  # Python 3.9 builds it from PROTOCOL_TLS (deprecated from 3.10), then asks for the same checks
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS)
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.check_hostname = True
+    if sys.version_info >= (3, 13):
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
+    if cafile or capath or cadata:
+        context.load_verify_locations(cafile, capath, cadata)
+    return context
+
+
+def _compiled_paths() -> tuple:
+    """(file, folder) of CA certificates this Python's OpenSSL was built to read, each None when absent:
+    the system store, named without asking the environment."""
+    import ssl  # deferred: start-up (module docstring)
+
+    paths = ssl.get_default_verify_paths()
+    cafile = paths.openssl_cafile if paths.openssl_cafile and os.path.isfile(paths.openssl_cafile) else None
+    capath = paths.openssl_capath if paths.openssl_capath and os.path.isdir(paths.openssl_capath) else None
+    return cafile, capath
+
+
+def windows_store_certificates(enum_certificates=None) -> list:
+    """DER certificates of the Windows "CA" and "ROOT" stores trusted for server authentication, as
+    ``SSLContext.load_default_certs()`` selects them; [] elsewhere. ``enum_certificates`` stands in for
+    ``ssl.enum_certificates`` (the tests give a store's answer)."""
+    import ssl  # deferred: start-up (module docstring)
+
+    enum = enum_certificates or getattr(ssl, "enum_certificates", None)
+    if enum is None:
+        return []
+    found = []
+    for store in ("CA", "ROOT"):
+        try:
+            entries = enum(store)
+        except OSError:  # a store that cannot be enumerated counts as empty, as in load_default_certs
+            continue
+        found += [cert for cert, encoding, trust in entries
+                  if encoding == "x509_asn" and (trust is True or ssl.Purpose.SERVER_AUTH.oid in trust)]
+    return found
+
+
+def system_context(enum_certificates=None):
+    """An SSLContext trusting the system store (module docstring, item 4) and nothing the process
+    environment names; its store is empty when this Python has none (``_has_roots``)."""
+    import ssl  # deferred: start-up (module docstring)
+
+    cafile, capath = _compiled_paths()
+    extra = windows_store_certificates(enum_certificates)
+    context = None
+    context = client_context()
+    if cafile or capath:
+        try:
+            context.load_verify_locations(cafile, capath)
+        except (ssl.SSLError, OSError, ValueError):
+            pass  # a corrupt built-in bundle: as if absent
+    for cert in extra:
+        try:
+            context.load_verify_locations(cadata=cert)
+        except (ssl.SSLError, ValueError):
+            continue  # one bad certificate in the store spoils nothing else (as load_default_certs)
+    return context
+
+
+def _has_roots(context) -> bool:
     if context.cert_store_stats().get("x509_ca", 0):
         return True
-    capath = ssl.get_default_verify_paths().capath
+    capath = _compiled_paths()[1]   # a hashed folder is read lazily: its certificates are not counted yet
     try:
         return bool(capath) and any(True for _ in os.scandir(capath))
     except OSError:
@@ -454,15 +534,13 @@ def _fallback_context():
 
         import truststore  # optional package: the OS verifier: Keychain / Windows store / system bundle
 
-        return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT), "truststore"
+        return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT), "truststore"   # reads no environment variable
     except ImportError:
         pass
     try:
-        import ssl  # deferred: start-up (module docstring)
-
         import certifi  # optional package
 
-        return ssl.create_default_context(cafile=certifi.where()), "certifi"
+        return client_context(cafile=certifi.where()), "certifi"
     except ImportError:
         return None, ""
 
@@ -481,7 +559,7 @@ def ssl_context(env: Mapping[str, str] | None = None):
         import ssl  # deferred: start-up (module docstring)
 
         if trust.source == "system":
-            context, source = ssl.create_default_context(), "system"
+            context, source = system_context(), "system"
             if not _has_roots(context):
                 fallback, name = _fallback_context()
                 if fallback is not None:
@@ -491,7 +569,7 @@ def ssl_context(env: Mapping[str, str] | None = None):
         else:
             check_readable(trust)
             try:
-                context = ssl.create_default_context(cafile=trust.cafile, capath=trust.capath)
+                context = client_context(cafile=trust.cafile, capath=trust.capath)
             except (ssl.SSLError, OSError, ValueError):
                 raise QwenOpsError(f"{trust.source} names CA certificates that cannot be loaded "
                                    f"(not PEM certificates?); fix or unset {trust.source}", CONFIG) from None

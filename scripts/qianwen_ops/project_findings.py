@@ -69,8 +69,10 @@ def tracked_dotenv_advice(path: Path, relative: str) -> list:
     advice = []
     if real:
         advice.append(f"{path} is tracked by git and holds real credentials ({', '.join(real)}): everyone with the "
-                      "repository has them; rotate them now (a new API key in the console, a new AccessKey pair for "
-                      "the RAM user), then remove them from the file (the git history still holds the old ones)")
+                      "repository has them; if they are yours, rotate them now (a new API key in the console, a new "
+                      "AccessKey pair for the RAM user), then remove them from the file (the git history still holds "
+                      "the old ones); if this is a clone of someone else's repository they are not yours: do not use "
+                      "them, set your own in the environment or in a .env git ignores")
     if redirecting:
         advice.append(f"{path} is tracked by git and sets {', '.join(redirecting)}, which the scripts do not use "
                       "from a tracked file (whoever commits chooses them); do not just run git rm --cached (that would "

@@ -5,25 +5,43 @@ the user's own. A ``.env`` file may come from a cloned repository, and a ``.env`
 certainly was written by whoever commits to it. So:
 
 * a value that chooses where the key, the files or the traffic go (``JUDGED_NAMES``: the API host,
-  the custom-OSS bucket, proxies, CA certificates) may not come from a ``.env`` that git tracks
-  (``check_not_tracked``; proxies and CA certificates are never read from a ``.env`` at all, see
-  ``network``);
+  the custom-OSS bucket, proxies, CA certificates, the folders of the upload cache and state) may
+  not come from a ``.env`` that git tracks (``check_not_tracked``; proxies, CA certificates and
+  those folders are never read from a ``.env`` at all, see ``network`` and ``fsutil.user_dir``);
 * a host read from any ``.env`` must be a documented one, on the https port
   (``check_file_sourced_host``); loopback and any other host only from the environment.
 
+"Does git track it" fails closed (``tracked_verdict``): git is asked about the name as the index
+may hold it and, for a link, about the file it points to too (``gitrun.tracked_state``); when git
+cannot answer (not installed, broken, timed out) for a file inside a git work tree (a ``.git``
+marker the user owns in its folder or above), the file counts as tracked, and the message says why.
+
 The documented library path is ``load_dotenv(); resolve_file(...)``: python-dotenv copies every
 line of a ``.env`` into ``os.environ``, where a value would gain the environment's trust on the
-way. The rule: a value of one of ``JUDGED_NAMES`` in the process environment that is *identical* to
-the value a ``.env`` that git tracks sets for the same name is judged as coming from that file
-(``copied_from_tracked_files``). ``Settings.env`` leaves it out, so every decision made from it
-(``endpoints`` for the API host, ``oss_settings`` for the bucket, ``network`` for proxies and CA
-certificates) is the one the scripts make without ``load_dotenv``. One warning line on stderr names
-each value left out.
+way. The rule: a value of one of ``JUDGED_NAMES`` in the process environment that a ``.env`` that
+is not the user's (git tracks it, or ``ownership`` would not read it: another user's, or in a
+folder others can write) could have put there is judged as coming from that file
+(``copied_from_tracked_files``). "Could have put there" (``possible_values``) covers what
+``load_dotenv()`` makes of the file: the text as written (``interpolate=False``) and its ``${NAME}``
+/ ``${NAME:-default}`` expansions (``dotenv_parser.interpolate``) with the environment as it is, as
+it was before the file's own names were set, and empty, each with and without ``override``; a line
+that expands its own name (``NO_PROXY=${NO_PROXY},.corp``) matches any value holding its text in
+order. Names compare case-insensitively where the environment does (Windows upper-cases them).
+``Settings.env`` leaves such values out, so every decision made from it (``endpoints`` for the API
+host, ``oss_settings`` for the bucket, ``network`` for proxies and CA certificates, the cache
+folder) is the one the scripts make without ``load_dotenv``. One warning line on stderr names each
+value left out. ``OPENSSL_CONF`` and ``SSLKEYLOGFILE`` are judged for that warning only: OpenSSL
+reads the first once per process (nothing here can undo it), and the bundle's TLS contexts never
+write a key log (``network``).
 
 The ``.env`` files compared: those ``Settings`` reads (the working directory's, the project's),
-every ``.env`` in the folders between them, and those from the main script's folder up to its
-project (where ``load_dotenv()`` starts looking). git runs only when a value is identical, through
-``gitrun`` (a cloned repository's configuration cannot make the question run a program).
+every ``.env`` in the folders between them, those from the main script's folder up to its
+project, and the first one ``load_dotenv()`` would find walking up from the main script's folder
+and from the working directory to the file system's root. Each is read whatever ``Settings``
+thinks of it (another user's, binary, large: python-dotenv reads it all the same) up to
+``MAX_COMPARED_BYTES``, never a FIFO or device; a larger one that is not the user's takes every
+judged value with it. git runs only when a value matches, through ``gitrun`` (a cloned
+repository's configuration cannot make the question run a program).
 """
 
 from __future__ import annotations
@@ -36,8 +54,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import CONFIG, QwenOpsError
-from .gitrun import tracks
+from .fsutil import read_regular
+from .gitrun import tracked_state
 from .network import ALL_PROXY_VARIABLES, CA_VARIABLES
+from .ownership import trusted, why_untrusted
 from .project import locate
 from .redaction import one_line
 from .urls import is_loopback_host
@@ -48,8 +68,17 @@ ENDPOINT_NAMES = ("QWEN_BASE_URL", "DASHSCOPE_HTTP_BASE_URL", "DASHSCOPE_WORKSPA
 # Every custom-OSS setting decides where files go or with whose keys (oss_settings reads them).
 BUCKET_NAMES = ("QWEN_TMP_OSS_BUCKET", "QWEN_TMP_OSS_REGION", "QWEN_TMP_OSS_ENDPOINT", "QWEN_TMP_OSS_PREFIX",
                 "QWEN_TMP_OSS_AK_ID", "QWEN_TMP_OSS_AK_SECRET", "QWEN_TMP_OSS_URL_EXPIRES")
-JUDGED_NAMES = ENDPOINT_NAMES + BUCKET_NAMES + ALL_PROXY_VARIABLES + CA_VARIABLES
+# Where the reuse cache and the multipart checkpoints (presigned URLs: signatures, STS tokens) and the state go.
+STORAGE_NAMES = ("XDG_CACHE_HOME", "XDG_STATE_HOME")
+# Read by OpenSSL or Python's ssl for the whole process: judged to warn (see the module docstring).
+PROCESS_TLS_NAMES = ("OPENSSL_CONF", "SSLKEYLOGFILE")
+JUDGED_NAMES = ENDPOINT_NAMES + BUCKET_NAMES + ALL_PROXY_VARIABLES + CA_VARIABLES + STORAGE_NAMES + PROCESS_TLS_NAMES
+# Windows keeps environment names case-insensitively (os.environ upper-cases them): a .env's
+# ``https_proxy=`` arrives there as HTTPS_PROXY.
+CASE_INSENSITIVE_ENV = os.name == "nt"
 MAX_LEVELS = 12
+MAX_COMPARED_BYTES = 8 * 1024 * 1024
+TOO_LARGE = object()
 _warned: set = set()
 
 
@@ -69,6 +98,22 @@ def _main_folder() -> Path | None:
     return Path(os.path.abspath(os.path.dirname(path))) if path else None
 
 
+def _found_upwards(folder: Path) -> Path | None:
+    """The ``.env`` python-dotenv's ``find_dotenv()`` picks from ``folder``: the nearest file or FIFO named
+    so in ``folder`` or a parent (a FIFO is never read here, but it ends python-dotenv's search too)."""
+    import stat  # deferred: only when a judged value is in the environment
+
+    for candidate in (folder, *folder.parents):
+        path = candidate / ".env"
+        try:
+            mode = os.stat(path).st_mode
+        except (OSError, ValueError):
+            continue
+        if stat.S_ISREG(mode) or stat.S_ISFIFO(mode):
+            return path
+    return None
+
+
 def candidate_files(settings) -> list:
     """The ``.env`` files whose values may have been copied into the environment, nearest first."""
     files = list(settings.dotenv_paths())
@@ -76,31 +121,171 @@ def candidate_files(settings) -> list:
     script = _main_folder()
     if script is not None:
         folders += _between(script, locate(script, skill_dir=settings.skill_dir).project)
-    for folder in folders:
-        path = folder / ".env"
+    found = [folder / ".env" for folder in folders]
+    for start in (script, Path(os.path.abspath(settings.cwd))):
+        nearest = _found_upwards(start) if start is not None else None
+        if nearest is not None:
+            found.append(nearest)
+    for path in found:
         if path not in files:
             files.append(path)
     return [path for path in files if os.path.isfile(path)]
 
 
+def _fold(name: str, fold: bool) -> str:
+    return name.upper() if fold else name
+
+
+class Possible:
+    """What one ``.env`` could have put into the environment: exact ``values`` and self-expanding
+    ``patterns`` (literal segments a value must hold in order), each by (case-folded) name."""
+
+    def __init__(self, values: dict, patterns: dict):
+        self.values = values
+        self.patterns = patterns
+
+    def holds(self, name: str, value: str) -> bool:
+        return value in self.values.get(name, ()) or any(_fits(value, p) for p in self.patterns.get(name, ()))
+
+
+def _fits(value: str, segments: list) -> bool:
+    """``value`` is ``segments`` joined with anything between them (a glob with ``*`` only; linear)."""
+    head, *middle, tail = segments
+    if not value.startswith(head):
+        return False
+    pos = len(head)
+    for part in middle:
+        found = value.find(part, pos)
+        if found < 0:
+            return False
+        pos = found + len(part)
+    return len(value) - pos >= len(tail) and value.endswith(tail)
+
+
+def possible_values(text: str, environ: Mapping[str, str], fold: bool = False) -> Possible:
+    """Every value ``load_dotenv()`` could set from ``text`` (see the module docstring)."""
+    from .dotenv_parser import VARIABLE, binding_pairs, interpolate  # only when a .env is compared
+
+    pairs = binding_pairs(text)
+    values: dict = {}
+    patterns: dict = {}
+
+    def add(name: str, value) -> None:
+        if value:
+            values.setdefault(_fold(name, fold), set()).add(value)
+
+    for name, value in pairs:
+        add(name, value)
+    if not any(value and "${" in value for _, value in pairs):
+        return Possible(values, patterns)
+    selfish = set()   # lines that expand their own name: the environment's value now is no clue to it
+    for name, value in pairs:
+        found = list(VARIABLE.finditer(value or ""))
+        if any(_fold(m.group("name"), fold) == _fold(name, fold) for m in found):
+            selfish.add(_fold(name, fold))
+            segments, pos = [], 0
+            for match in found:
+                segments.append(value[pos:match.start()])
+                pos = match.end()
+            segments.append(value[pos:])
+            if any(segments):  # "${NAME}" alone is the environment's own value, or nothing
+                patterns.setdefault(_fold(name, fold), []).append(segments)
+    bound = {_fold(name, fold) for name, _ in pairs}
+    before = {k: v for k, v in environ.items() if _fold(k, fold) not in bound}
+    for scope, override in ((environ, False), (environ, True), (before, False), (before, True), ({}, False)):
+        for name, value in interpolate(pairs, scope, override).items():
+            if scope is not environ or _fold(name, fold) not in selfish:
+                add(name, value)
+    return Possible(values, patterns)
+
+
+def _compared_text(path: Path):
+    """The text of ``path`` as python-dotenv reads it (bad UTF-8 replaced: it would not load then), None
+    when unreadable or not a regular file, ``TOO_LARGE`` past ``MAX_COMPARED_BYTES``."""
+    try:
+        found = read_regular(path, MAX_COMPARED_BYTES)
+    except OSError:
+        return None  # unreadable: load_dotenv() could not read it either
+    if found is None:
+        return None
+    if len(found[0]) > MAX_COMPARED_BYTES:
+        return TOO_LARGE
+    return found[0].decode("utf-8", "replace")
+
+
+def _in_work_tree(folder: Path) -> bool:
+    """A ``.git`` marker the user owns in ``folder`` or above (``ownership``)."""
+    return any(trusted(parent / ".git") for parent in (folder, *folder.parents))
+
+
+@lru_cache(maxsize=32)
+def tracked_verdict(path: Path) -> tuple:
+    """``(counts as tracked, why git could not say or "")`` for the absolute ``path``, asked once per process.
+
+    Tracked when git tracks the file or, for a link, the file it points to; also when git cannot say
+    and the file lies in a git work tree (fail closed). Every ``QWEN_TMP_OSS_*`` value of one ``.env``
+    asks the same question, hence the cache.
+    """
+    unknown = ""
+    for candidate in dict.fromkeys((path, Path(os.path.realpath(path)))):
+        state, why = tracked_state(candidate)
+        if state:
+            return True, ""
+        if state is None and not unknown and _in_work_tree(candidate.parent):
+            unknown = why
+    return (True, unknown) if unknown else (False, "")
+
+
+def _not_yours(path: Path) -> str | None:
+    """Why a ``.env`` is not the user's own (a phrase), or None when it is."""
+    why = why_untrusted(Path(path))
+    if why:
+        return f"a file that is not yours ({why})"
+    tracked, unknown = tracked_verdict(Path(os.path.abspath(path)))
+    if not tracked:
+        return None
+    return f"and git could not say whether it tracks that file ({unknown})" if unknown else "and git tracks that file"
+
+
 def copied_from_tracked_files(settings, process_env: Mapping[str, str]) -> dict:
-    """``{name: path}`` for each judged value in ``process_env`` that a git-tracked ``.env`` sets identically."""
-    names = [name for name in JUDGED_NAMES if process_env.get(name)]
-    if not names:
+    """``{name: path}`` for each judged value in ``process_env`` that a ``.env`` that is not the user's
+    (tracked by git, or another user's) could have put there (``possible_values``)."""
+    fold = CASE_INSENSITIVE_ENV
+    judged = {_fold(name, fold) for name in JUDGED_NAMES}
+    present = {name: value for name, value in process_env.items() if value and _fold(name, fold) in judged}
+    if not present:
         return {}
     copied: dict = {}
     for path in candidate_files(settings):
-        try:
-            values = settings.dotenv_values(path)
-        except QwenOpsError:  # unreadable: it cannot have been loaded either
+        left = {name: value for name, value in present.items() if name not in copied}
+        if not left:
+            break
+        text = _compared_text(path)
+        if text is None:
             continue
-        same = [name for name in names if name not in copied and values.get(name) == process_env[name]]
-        if same and is_git_tracked(Path(path).absolute()):
-            for name in same:
-                copied[name] = path
-                if name in ALL_PROXY_VARIABLES + CA_VARIABLES or path not in settings.dotenv_paths():
-                    _warn(name, path)   # else the endpoint or bucket check refuses it, naming the file
+        if text is TOO_LARGE:
+            same = list(left)
+        else:
+            possible = possible_values(text, process_env, fold)
+            same = [name for name, value in left.items() if possible.holds(_fold(name, fold), value)]
+        why = _not_yours(path) if same else None
+        if why is None:
+            continue
+        for name in same:
+            copied[name] = path
+            if not _refused_later(settings, name, path, why):
+                _warn(name, path, why, text is TOO_LARGE)
     return copied
+
+
+def _refused_later(settings, name: str, path: Path, why: str) -> bool:
+    """Will ``check_not_tracked`` refuse this value itself, naming the file (so no warning is needed)?"""
+    if name not in ENDPOINT_NAMES + BUCKET_NAMES or path not in settings.dotenv_paths() or "not yours" in why:
+        return False
+    try:
+        return bool(settings.dotenv_values(path).get(name))
+    except QwenOpsError:
+        return True  # the scripts refuse the unreadable .env itself
 
 
 def check_file_sourced_host(name: str, url: str, source: str, documented: Callable[[str], bool]) -> None:
@@ -108,6 +293,7 @@ def check_file_sourced_host(name: str, url: str, source: str, documented: Callab
 
     From a file only hosts ``documented`` accepts pass, on the https port; loopback, any other host
     and any other port must be set in the process environment, where only the user puts it.
+    Callers ask ``check_not_tracked`` first: a tracked file's value is refused for that reason alone.
     """
     if source.startswith("env:"):
         return
@@ -123,23 +309,43 @@ def check_file_sourced_host(name: str, url: str, source: str, documented: Callab
                            CONFIG)
 
 
-# ``gitrun.tracks``, asked once per file and process: every QWEN_TMP_OSS_* value of one .env asks the same question.
-is_git_tracked = lru_cache(maxsize=16)(tracks)
-
-
 def check_not_tracked(name: str, source: str) -> None:
-    """Refuse a redirecting value (endpoint, bucket) that comes from a git-tracked .env file."""
-    if source.startswith("env:") or not is_git_tracked(Path(source).absolute()):
+    """Refuse a redirecting value (endpoint, bucket) that comes from a .env git tracks (``tracked_verdict``)."""
+    if source.startswith("env:"):
         return
+    tracked, unknown = tracked_verdict(Path(os.path.abspath(source)))
+    if not tracked:
+        return
+    if unknown:
+        raise QwenOpsError(f"{name} in {source} is not used: git could not say whether it tracks that file "
+                           f"({unknown}) and it lies in a git work tree, so it counts as tracked; set your own "
+                           f"{name} in the environment (export it), or make git work here", CONFIG)
     raise QwenOpsError(f"{name} in {source} is not used: git tracks that file, so whoever commits to the "
-                       f"repository would choose where your data goes; set {name} in the environment "
-                       "(export it) or in a .env that git ignores", CONFIG)
+                       f"repository would choose where your data goes; if you need {name}, set your own value in "
+                       "the environment (export it) or in a .env that git ignores", CONFIG)
 
 
-def _warn(name: str, path: Path) -> None:
-    if (name, str(path)) not in _warned:
-        _warned.add((name, str(path)))
-        print(one_line(f"warning: {name} in the environment is the value {path} sets, and git tracks that file "
-                       "(load_dotenv() copied it?): judged as that file's, so it does not choose where the key, "
-                       "files or traffic go; set your own value in the environment or in a .env git ignores"),
-              file=sys.stderr)
+_OWN_VALUE = "; set your own value in the environment or in a .env git ignores"
+_REDIRECTS = f"so it does not choose where the key, files or traffic go{_OWN_VALUE}"
+_CONSEQUENCE = {
+    **dict.fromkeys(STORAGE_NAMES, "so the upload cache and checkpoints (which hold signed URLs) stay in your own "
+                                   "folder" + _OWN_VALUE),
+    "OPENSSL_CONF": ("but OpenSSL reads it once for the whole process (it can change TLS settings and load code) "
+                     "and nothing can undo that here: delete that line"),
+    "SSLKEYLOGFILE": ("this bundle never writes TLS keys, but your other TLS clients would (that file and a capture "
+                      "read the traffic): delete that line"),
+}
+
+
+def _warn(name: str, path: Path, why: str, too_large: bool) -> None:
+    if (name, str(path)) in _warned:
+        return
+    _warned.add((name, str(path)))
+    if too_large:
+        how = (f"{name} in the environment may be a value {path} sets (it is too large to compare, over "
+               f"{MAX_COMPARED_BYTES // (1024 * 1024)} MiB), {why}")
+    else:
+        how = f"{name} in the environment is the value {path} sets, {why}"
+    consequence = _CONSEQUENCE.get(name.upper(), _REDIRECTS)
+    print(one_line(f"warning: {how} (load_dotenv() copied it?): judged as that file's and not used, {consequence}"),
+          file=sys.stderr)

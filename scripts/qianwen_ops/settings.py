@@ -7,9 +7,9 @@ directory, ``.env`` at the user's project root. Which folders those are (and whi
 
 ``.env`` files are read lazily, only when a value is not in the environment, so a
 broken ``.env`` never gets in the way of a variable that is set. ``env`` is the process
-environment minus the base URL, bucket, proxy and CA values a git-tracked ``.env`` put there
-(``load_dotenv()`` in the user's app; see ``provenance``): every decision made from it is the
-one the scripts make without ``load_dotenv``.
+environment minus the base URL, bucket, proxy, CA and cache-folder values a ``.env`` that is not
+the user's (git tracks it, or another user's) put there (``load_dotenv()`` in the user's app; see
+``provenance``): every decision made from it is the one the scripts make without ``load_dotenv``.
 """
 
 from __future__ import annotations
@@ -33,20 +33,45 @@ class SourcedValue(NamedTuple):
     source: str
 
 
+class _Values:
+    """The environment and the ``.env`` values a ``Settings`` holds: shown, copied or pickled as nothing."""
+
+    __slots__ = ("process_env", "env", "dotenv")
+
+    def __init__(self, process_env: Mapping[str, str]):
+        self.process_env = process_env
+        self.env: Mapping[str, str] | None = None
+        self.dotenv: dict = {}
+
+    def __repr__(self) -> str:
+        return "<hidden>"
+
+    def __reduce__(self):  # a pickle (or copy) would carry every key of the environment and the .env files
+        raise TypeError("Settings cannot be pickled or copied: they hold the environment's secrets")
+
+
 class Settings:
-    """Looks names up in the environment, then the ``.env`` files, in order."""
+    """Looks names up in the environment, then the ``.env`` files, in order.
+
+    The values stay out of sight: no ``__dict__`` (``vars()`` fails), ``repr`` shows the folder
+    only, and pickling or copying raises ``TypeError`` (as ``ApiSettings`` and ``Secret`` do).
+    A value handed out (``get``, ``env[name]``) is a plain ``str``.
+    """
+
+    __slots__ = ("_values", "cwd", "home", "skill_dir", "_layout")
 
     def __init__(self, env: Mapping[str, str], cwd: Path, home: Path, skill_dir: Path = SKILL_DIR):
-        self._process_env = env
-        self._env: Mapping[str, str] | None = None
+        self._values = _Values(env)
         self.cwd = cwd
         self.home = home
         self.skill_dir = skill_dir
         self._layout: Layout | None = None
-        self._dotenv_cache: dict = {}
 
     def __repr__(self) -> str:  # never the environment: it may hold keys
         return f"Settings(cwd={str(self.cwd)!r})"
+
+    def __reduce__(self):
+        raise TypeError("Settings cannot be pickled or copied: they hold the environment's secrets")
 
     @classmethod
     def from_process(cls, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> "Settings":
@@ -56,12 +81,13 @@ class Settings:
     @property
     def env(self) -> Mapping[str, str]:
         """The process environment without the values a git-tracked ``.env`` put there (see ``provenance``)."""
-        if self._env is None:
-            self._env = self._process_env  # what the .env lookups below see while this is worked out
-            copied = copied_from_tracked_files(self, self._process_env)
+        held = self._values
+        if held.env is None:
+            held.env = held.process_env  # what the .env lookups below see while this is worked out
+            copied = copied_from_tracked_files(self, held.process_env)
             if copied:
-                self._env = {k: v for k, v in self._process_env.items() if k not in copied}
-        return self._env
+                held.env = {k: v for k, v in held.process_env.items() if k not in copied}
+        return held.env
 
     @property
     def layout(self) -> Layout:
@@ -80,14 +106,15 @@ class Settings:
 
     def dotenv_values(self, path: Path) -> dict:
         """What the ``.env`` file ``path`` sets, read once; {} when it is missing or not trusted (``ownership``)."""
-        if path not in self._dotenv_cache:
+        cache = self._values.dotenv
+        if path not in cache:
             values: dict = {}
             if path.is_file() and trusted(path):
                 from .dotenv_parser import read_dotenv_file  # only when a .env is actually read
 
                 values = read_dotenv_file(path)
-            self._dotenv_cache[path] = values
-        return self._dotenv_cache[path]
+            cache[path] = values
+        return cache[path]
 
     def get(self, *names: str) -> SourcedValue | None:
         """First non-empty value for any of ``names`` (earlier names win at each level)."""
