@@ -270,3 +270,14 @@ class Concealed(str):
 
     def __reduce__(self):  # a pickle would carry the value
         raise TypeError("a concealed value cannot be pickled")
+
+
+def holds_secret(text: str) -> bool:
+    """True when ``text`` holds a secret this process has loaded, or a ``MIN_PIECE``-long piece of one, in any
+    letter case: what ``redact`` would hide of them. Over 4096 characters (a ``data:`` URL), whole secrets only."""
+    low = text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+    with _lock:
+        if len(low) > 4096:
+            return any(secret.translate(_ASCII_LOWER) in low for secret in _secrets)
+        pieces = _pieces
+        return bool(pieces) and any(low[i:i + MIN_PIECE] in pieces for i in range(len(low) - MIN_PIECE + 1))
