@@ -192,7 +192,8 @@ def test_a_key_in_a_file_name_is_refused_and_never_sent_printed_or_saved(sb, env
     run_env = sandbox_env(env, sb) if backend == "temp" else oss_env(env, sb, pair="sts")
     secret = sb.info["oss_sts_access_key_secret"] if backend == "custom-oss" else sb.api_key
     shaped = "sk-ws-" + "Q7" * 16          # a key nobody loaded: its shape alone
-    names = [f"{sb.api_key}.png", f"shot_{sb.api_key[3:]}.jpg", f"{secret}.txt", f"{shaped}.png"]
+    names = [f"{sb.api_key}.png", f"shot_{sb.api_key[3:]}.jpg", f"{secret}.txt", f"{shaped}.png",
+             f"IMG_{sb.api_key[5:17].upper()}.png"]
     for name in names + ["fine.png"]:
         (project / name).write_bytes(os.urandom(64))
     before = set(sb.objects())
@@ -203,10 +204,16 @@ def test_a_key_in_a_file_name_is_refused_and_never_sent_printed_or_saved(sb, env
         assert done.err.count("its name holds an API key or a secret this run uses") == len(names), done.err
         urls = [line for line in done.out.splitlines() if '"error": ' not in line]
         assert len(urls) == 1 and "fine.png" in urls[0]     # the rest of the batch went up
+        assert done.err.count("rename the file") == len(names)
         shown = _everything_shown(done, project, Path(env["HOME"]))
         assert leaks(shown, (sb.api_key, secret)) == [] and shaped[6:] not in shown
     added = set(sb.objects()) - before
     assert added and all(key.endswith("_fine.png") for key in added), added   # only the file with a clean name
+    # six characters in common with the key (a timestamp, a counter) are a coincidence, not the key
+    (project / f"IMG_{sb.api_key[5:11]}.png").write_bytes(os.urandom(64))
+    done = run_script("upload_file.py", f"IMG_{sb.api_key[5:11]}.png", "--model", MODEL, "--no-cache", env=run_env,
+                      cwd=project)
+    assert done.code == 0 and done.out.strip(), done.err
 
 
 def test_a_key_in_a_file_name_is_fine_with_inline_which_sends_no_name(env, project):

@@ -257,7 +257,8 @@ def contains_secret(data: bytes) -> bool:
 
 def name_reason(name: str) -> str:
     """Why a file must not be uploaded under ``name`` (it becomes part of the object and its URL): it holds a secret
-    this process has loaded (a piece of one included, in any case) or a key shape; else ""."""
+    this process has loaded (or 12 characters of one, in any case: ``redaction.holds_secret``) or a key shape;
+    else ""."""
     if redaction.holds_secret(name) or _KEY_SHAPE.search(name):
         return "its name holds an API key or a secret this run uses, and the name would be part of the URL"
     return ""
