@@ -87,8 +87,9 @@ _PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)
 KEY_SHAPE = r"(?<![A-Za-z0-9])(?:sk-(?:sp-|ws-)?[A-Za-z0-9]{16,}|LTAI[A-Za-z0-9]{12,})"
 # Shapes with no prefix, for text that must hold no credential at all (the release tree): an AccessKey secret
 # (30 letters and digits, mixed case) and an STS token (CAIS...).
-UNPREFIXED_SHAPE = (r"(?<![A-Za-z0-9+/])(?=[A-Za-z0-9]{0,29}[A-Z])(?=[A-Za-z0-9]{0,29}[a-z])(?=[A-Za-z0-9]{0,29}[0-9])"
-                r"[A-Za-z0-9]{30}(?![A-Za-z0-9+/=])|(?<![A-Za-z0-9+/])CAIS[A-Za-z0-9+/=]{40,}")
+UNPREFIXED_SHAPE = (r"(?<![A-Za-z0-9+/])(?=[A-Za-z0-9]{0,29}[A-Z])(?=[A-Za-z0-9]{0,29}[a-z])"
+                    r"(?=[A-Za-z0-9]{0,29}[0-9])[A-Za-z0-9]{30}(?![A-Za-z0-9+/=])"
+                    r"|(?<![A-Za-z0-9+/])CAIS[A-Za-z0-9+/=]{40,}")
 _KEY_SHAPE = re.compile(KEY_SHAPE)
 STORE_WALK_LIMIT = 4096    # files looked at below the folder stores (~/.ssh, ~/.gnupg...), for their identities
 STORE_REFRESH_SECONDS = 60  # how long the stores found are trusted in one process
@@ -132,7 +133,7 @@ def _identities(stores) -> dict:
             info = os.stat(path)
         except (OSError, ValueError):
             return
-        if stat.S_ISREG(info.st_mode) and (info.st_dev or info.st_ino):
+        if stat.S_ISREG(info.st_mode) and info.st_ino:   # no inode number (some Windows volumes): no identity
             found.setdefault((info.st_dev, info.st_ino), path)
 
     def walk(folder: str, depth: int) -> None:
