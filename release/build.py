@@ -20,8 +20,12 @@ finds the two skills side by side and copies each folder alone (no nested copy).
 Files come from a commit (``--commit``, default HEAD) through ``git archive``, never from the
 working tree, so nothing untracked (a ``.env``, a ``.venv``) can ship. The build refuses (exit 1,
 one line per problem) a tree with more than ``MAX_FILES`` files in a skill, a test, benchmark or
-sandbox path, a key-shaped string, a Markdown link that does not resolve inside its skill, or a
-``pyproject.toml`` that names a file the tree lacks.
+sandbox path, a file named like a credential file (the rules ``upload_file.py`` refuses by:
+``qianwen_ops.secret_files.is_credential_name``: ``.env*``, ``.netrc``, ``credentials``, ``*.pem``,
+``*.key``, ``id_rsa``...), a key-shaped string (``secret_files.KEY_SHAPE``: ``sk-``, ``sk-sp-``,
+``sk-ws-`` keys and ``LTAI...`` AccessKey IDs; ``UNPREFIXED_SHAPE``: AccessKey secrets and STS
+tokens; a private key block with its body), a Markdown link that does not resolve inside its
+skill, or a ``pyproject.toml`` that names a file the tree lacks.
 
 ``--branch NAME`` builds in a temporary folder and records the tree as a new commit on
 ``refs/heads/NAME`` (parent: its current tip, so pushing it is a fast-forward), with the source
@@ -43,6 +47,9 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from qianwen_ops.secret_files import KEY_SHAPE, UNPREFIXED_SHAPE, is_credential_name  # noqa: E402 - the one source
+
 MAIN, SIBLING = "qianwen-ops-auth", "qianwen-update-check"
 RELEASE_REF = "release"
 MAX_FILES = 60
@@ -54,8 +61,8 @@ MAIN_RULES = (
 )
 SIBLING_PREFIX = f"skills/{SIBLING}/"
 NEVER = re.compile(r"(^|/)(tests?|bench|docs|__pycache__|qianwen_sandbox)(/|$)|(^|/)(sandbox|demo)\.py$|(^|/)\.env")
-KEY_SHAPED = re.compile(rb"sk-(?:sp-)?[A-Za-z0-9]{16,}|LTAI[A-Za-z0-9]{12,}"
-                        rb"|-----BEGIN [A-Z ]*PRIVATE KEY-----\s+[A-Za-z0-9+/=]{40,}")
+KEY_SHAPED = re.compile(KEY_SHAPE.encode() + b"|" + UNPREFIXED_SHAPE.encode()
+                        + rb"|-----BEGIN [A-Z ]*PRIVATE KEY-----\s+[A-Za-z0-9+/=]{40,}")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 GITIGNORE = b"# Python's bytecode cache, written when the scripts run: never part of the skill\n__pycache__/\n"
 
@@ -148,6 +155,8 @@ def check(out: Path) -> list:
             rel = path.relative_to(folder).as_posix()
             if NEVER.search(rel):
                 problems.append(f"skills/{skill}/{rel} must not ship")
+            elif is_credential_name(PurePosixPath(rel)):
+                problems.append(f"skills/{skill}/{rel} must not ship: named like a credential file")
             if KEY_SHAPED.search(path.read_bytes()):
                 problems.append(f"skills/{skill}/{rel} holds a key-shaped string")
             if path.suffix == ".md":

@@ -6,7 +6,8 @@ stderr, one line each, after all inputs were tried). Without QWEN_TMP_OSS_BUCKET
 files go to DashScope temporary storage: oss:// URLs valid 48 hours, and the model
 call must send the header X-DashScope-OssResourceResolve: enable. With it, files
 go to your own bucket and the URL is a presigned https:// URL (no header needed).
-http(s)://, oss:// and data: inputs are printed unchanged. An unchanged file is
+http(s)://, oss:// and data: inputs are printed unchanged (one holding an API key or a
+secret this run uses is refused, exit 10, never echoed). An unchanged file is
 not uploaded again while its URL is still valid (the reuse cache). Use -- before
 a path that starts with '-'.
 
@@ -19,8 +20,9 @@ account binding, no header). A file whose data: URL would be over DashScope's
 Credential files are never uploaded nor inlined (exit 10): .env files, private keys, ~/.ssh/*,
 ~/.aws/credentials, ~/.docker/config.json, ~/.kube/config and the other stores listed in
 references/settings.md, judged by what a link really points to; files holding a private key;
-files holding a secret this run loaded. Only when the user explicitly asks to upload such a
-file, --allow-credential-file lifts these rules except the last.
+files holding a secret this run loaded (UTF-8, UTF-16 or UTF-32). Only when the user explicitly
+asks to upload such a file, --allow-credential-file lifts these rules except the last. A file
+whose name holds an API key is not uploaded either (the name would be part of the URL).
 """
 
 import sys

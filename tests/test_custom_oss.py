@@ -26,6 +26,8 @@ from conftest import (
     assert_clean_error,
     chat,
     fetch,
+    leaks,
+    mode_is,
     oss_env,
     run_script,
     without_notice,
@@ -640,3 +642,29 @@ def test_a_file_rewritten_in_place_during_a_multipart_upload_is_caught_even_with
     assert os.stat(path).st_mtime_ns == info.st_mtime_ns and edited
     assert outcome.error is not None and outcome.error.exit_code == errors.INPUT_FILE, outcome
     assert "changed while it was being uploaded" in outcome.error.message
+
+
+def test_a_presigned_url_is_the_product_and_evidence_and_cache_keep_no_more(sb, env, project, tmp_path):
+    """With STS credentials the URL printed carries x-oss-security-token and a signature by design (it is what the
+    model fetches; references/custom-oss.md says so): the evidence keeps it without its query, the reuse cache
+    (0600) keeps that URL and nothing else secret, and the AccessKey secret is nowhere."""
+    info = sb.info
+    token, secret = info["oss_session_token"], info["oss_sts_access_key_secret"]
+    (project / "sts.png").write_bytes(os.urandom(300))
+    done = run_script("upload_file.py", "sts.png", "--model", MODEL, "--json", env=oss_env(env, sb, pair="sts"),
+                      cwd=project)
+    assert done.code == 0, done.err
+    url = json.loads(done.out)["url"]
+    query = dict(p.split("=", 1) for p in urlsplit(url).query.split("&"))
+    assert query["x-oss-security-token"] and query["x-oss-signature"]          # the product, by design
+    assert leaks(done.err, (token, secret)) == [] and leaks(done.out, (secret,)) == []
+    evidence = "".join(p.read_text() for p in (project / "output").rglob("*") if p.is_file())
+    assert "sts.png" in evidence and url.split("?")[0] in evidence
+    assert leaks(evidence, (token, secret, query["x-oss-signature"])) == [] and "x-oss-" not in evidence
+    [cache] = (tmp_path / "cache").rglob("uploads.jsonl")
+    assert mode_is(cache, 0o600)
+    [line] = cache.read_text().splitlines()
+    entry = json.loads(line)["entry"]
+    assert entry["url"] == url                                                   # what the cache must keep to reuse
+    rest = json.dumps({k: v for k, v in entry.items() if k != "url"})
+    assert leaks(rest, (token, secret, query["x-oss-signature"])) == [] and secret not in cache.read_text()

@@ -81,7 +81,8 @@ def test_our_limit_is_the_services(sb):
 def test_credential_files_are_never_inlined(env, project, name):
     (project / name).write_text("DASHSCOPE_API_KEY=sk-abcdefabcdef1234\n")
     result = run_script("upload_file.py", "--inline", name, env=env, cwd=project)
-    assert result.code == INPUT_FILE and "holds credentials" in result.err and result.out == ""
+    assert result.code == INPUT_FILE and result.out == ""
+    assert f"refusing to inline {name}: it holds credentials" in result.err and "upload" not in result.err  # none sent
 
 
 def test_a_file_holding_a_configured_key_is_never_inlined(env, project, tmp_path):

@@ -144,3 +144,40 @@ def test_sdist_builds_from_itself(tmp_path):
     base = name[: -len(".tar.gz")]
     assert {f"{base}/pyproject.toml", f"{base}/PKG-INFO", f"{base}/scripts/qianwen_ops/__init__.py",
             f"{base}/scripts/qianwen_ops/_build_backend.py"} <= members
+
+
+@pytest.mark.parametrize("field,value", [
+    ("name", "ESCAPE"), ("name", '"../../x"'), ("name", '"x\\nRequires-Dist: evil"'), ("name", "3"),
+    ("description", '"harmless\\nRequires-Dist: evil-package-canary"'), ("description", '"a\\rb"'),
+    ("license", '"MIT\\nRequires-Dist: evil"'), ("requires-python", '">=3.9\\nX: y"'),
+    ("dependencies", '["ok", "evil\\nRequires-Dist: more"]'), ("dependencies", '"not a list"'),
+    ("optional-dependencies", None), ("version", "1.0\nRequires-Dist: evil"), ("version", "../1"),
+])
+def test_the_backend_refuses_unsafe_metadata_in_one_line_and_writes_nothing(tmp_path, monkeypatch, field, value):
+    """A vendored skill folder's pyproject.toml may have been edited: a name with '/' once wrote the wheel outside
+    pip's folder and a line break in the description added a Requires-Dist header."""
+    source, escape = tmp_path / "skill", tmp_path / "escape"
+    (source / "scripts" / "qianwen_ops").mkdir(parents=True)
+    escape.mkdir()
+    value = json.dumps(str(escape / "x")) if value == "ESCAPE" else value
+    text = (ROOT / "pyproject.toml").read_text()
+    if field == "version":
+        init = (ROOT / "scripts" / "qianwen_ops" / "__init__.py").read_text()
+        (source / "scripts" / "qianwen_ops" / "__init__.py").write_text(
+            init.replace(f'__version__ = "{__version__}"', f"__version__ = {json.dumps(value)}"))
+        monkeypatch.setattr(_build_backend, "PACKAGE_DIR", source / "scripts" / "qianwen_ops")
+    elif field == "optional-dependencies":
+        text = text.replace("dependencies = []\n", 'dependencies = []\n\n[project.optional-dependencies]\n"a/b" = []\n')
+    elif f"\n{field} = " in text:
+        text = "\n".join(f"{field} = {value}" if line.startswith(f"{field} = ") else line for line in text.split("\n"))
+    else:
+        text = text.replace('dynamic = ["version"]\n', f'dynamic = ["version"]\n{field} = {value}\n')
+    (source / "pyproject.toml").write_text(text)
+    monkeypatch.setattr(_build_backend, "ROOT", source)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for build in (_build_backend.build_wheel, _build_backend.build_sdist, _build_backend.build_editable):
+        with pytest.raises(_build_backend.MetadataError) as info:
+            build(str(wheels))
+        assert "\n" not in str(info.value) and "evil" not in str(info.value)
+    assert list(wheels.iterdir()) == [] and list(escape.iterdir()) == []

@@ -137,6 +137,39 @@ def test_the_build_refuses_what_must_not_ship(tree, tmp_path, case, word):
     assert problems and any(word in p for p in problems), problems
 
 
+# (path in the checkout, content): what a developer might commit by mistake under a shipped folder
+PLANTED = [
+    ("references/troubleshooting-notes.md", b"tried with DASHSCOPE_API_KEY=sk-ws-" + b"0123456789abcdef" * 2 + b"\n"),
+    ("references/plan-notes.md", b"the plan key sk-sp-" + b"a1B2c3D4e5F6g7H8" * 2 + b" works\n"),
+    ("scripts/.netrc", b"machine example.com login me password canarypassword0\n"),
+    ("scripts/credentials", b"[default]\nregion = cn-beijing\n"),
+    ("references/deploy.pem", b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"),
+    ("scripts/.env.production", b"QWEN_BASE_URL=https://dashscope.aliyuncs.com\n"),
+    ("references/oss-notes.md", b"access_key_secret = Yb7cNe5dTf9gUa1hXk3mPq8rSw2vZt\n"),
+    ("references/ids.md", b"the RAM user LTAI5tQ9xYzAbCdEfGhIjK works\n"),
+    ("scripts/sts.txt", b"token: CAIS" + b"Qm9yaW5nU3RzVG9rZW5Cb2R5" * 4 + b"\n"),
+]
+
+
+def test_the_build_refuses_credentials_planted_in_a_commit(source_repo, tmp_path):  # noqa: F811
+    """A temporary clone with a commit that adds credential files and key-shaped notes under shipped folders:
+    the build names every one of them and fails (names by secret_files' rules, keys by its shapes)."""
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "clone", "-q", source_repo, str(repo)], check=True)
+    for name, data in PLANTED:
+        plant(repo, name, data)
+    run_env = dict(os.environ, **GIT_IDENTITY)
+    subprocess.run(["git", "add", "--force", *(name for name, _ in PLANTED)], cwd=repo, env=run_env, check=True)
+    subprocess.run(["git", "commit", "-qm", "oops"], cwd=repo, env=run_env, check=True)
+    out = tmp_path / "rel"
+    done = subprocess.run([sys.executable, str(repo / "release" / "build.py"), str(out)], cwd=repo,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stdout == "", done.stdout + done.stderr
+    for name, _ in PLANTED:
+        assert f"skills/qianwen-ops-auth/{name} " in done.stderr, name
+    assert "0123456789abcdef" not in done.stderr and "Yb7cNe5d" not in done.stderr   # named, never echoed
+
+
 def test_the_release_workflow_publishes_the_branch_on_pushes_to_main():
     text = (ROOT / ".github" / "workflows" / "release.yml").read_text()
     on = text.split("\non:", 1)[1].split("\njobs:", 1)[0]

@@ -8,6 +8,11 @@ version is ``qianwen_ops.__version__``, the bundle's one version number.
 
 What a build needs from the source folder: ``pyproject.toml`` and ``scripts/qianwen_ops/``
 (``LICENSE`` is added when present).
+
+``pyproject.toml`` is not trusted to be well-formed (a vendored skill folder may have been edited):
+the name must be a PEP 508 name (no ``/``, so the wheel is written where pip asked), the version a
+PEP 440 public version, and every other field one printable line (no line break that would add a
+header to ``METADATA``); anything else is refused with ``MetadataError``, one line, and nothing written.
 """
 
 from __future__ import annotations
@@ -28,6 +33,14 @@ PACKAGE = "qianwen_ops"
 PACKAGE_DIR = ROOT / "scripts" / PACKAGE
 _EPOCH = (1980, 1, 1, 0, 0, 0)   # fixed timestamps: the same source gives the same wheel
 _VERSION = re.compile(r'^__version__\s*=\s*"([^"]+)"', re.M)
+_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?")   # PEP 508 names, bounded
+_PUBLIC_VERSION = re.compile(r"([1-9][0-9]*!)?(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*)){0,5}((a|b|rc)(0|[1-9][0-9]*))?"
+                             r"(\.post(0|[1-9][0-9]*))?(\.dev(0|[1-9][0-9]*))?")   # PEP 440, normalised
+MAX_FIELD = 1000   # characters of one metadata field
+
+
+class MetadataError(ValueError):
+    """pyproject.toml (or ``__version__``) holds a value that cannot go into a wheel as it is: one line saying which."""
 
 
 # -- the metadata, from pyproject.toml
@@ -52,10 +65,24 @@ def _parse_toml_subset(text: str) -> dict:
             continue
         value = match.group(2)
         if value.startswith("["):
-            table[match.group(1)] = re.findall(r'"([^"]*)"', value)
+            table[match.group(1)] = [_unescape(item) for item in re.findall(r'"([^"]*)"', value)]
         else:
-            table[match.group(1)] = value[1:-1]
+            table[match.group(1)] = _unescape(value[1:-1])
     return data
+
+
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", '"': '"', "\\": "\\"}
+
+
+def _unescape(text: str) -> str:
+    """A TOML basic string's escapes (``\\n``, ``\\uXXXX``...) decoded, as ``tomllib`` decodes them."""
+    def one(match) -> str:
+        code = match.group(1)
+        if code[0] in "uU" and len(code) > 1:
+            return chr(min(int(code[1:], 16), 0x10FFFF))
+        return _ESCAPES.get(code, match.group(0))
+
+    return re.sub(r"\\(u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)", one, text)
 
 
 def read_pyproject(path: Path | None = None) -> dict:
@@ -76,11 +103,40 @@ def version() -> str:
 
 def metadata() -> dict:
     project = read_pyproject()["project"]
-    return {"name": project["name"], "version": version(), "summary": project.get("description", ""),
+    meta = {"name": project.get("name"), "version": version(), "summary": project.get("description", ""),
             "requires_python": project.get("requires-python", ""),
-            "dependencies": list(project.get("dependencies", [])),
-            "extras": {name: list(deps) for name, deps in project.get("optional-dependencies", {}).items()},
+            "dependencies": project.get("dependencies", []),
+            "extras": project.get("optional-dependencies", {}),
             "license": project.get("license", "") if isinstance(project.get("license"), str) else ""}
+    check_metadata(meta)
+    return {**meta, "dependencies": list(meta["dependencies"]),
+            "extras": {name: list(deps) for name, deps in meta["extras"].items()}}
+
+
+def _one_line(field: str, value) -> None:
+    if not isinstance(value, str) or len(value) > MAX_FIELD or not value.isprintable():
+        raise MetadataError(f"pyproject.toml: {field} must be one line of at most {MAX_FIELD} printable characters")
+
+
+def check_metadata(meta: dict) -> None:
+    """Raise ``MetadataError`` (one line, the value never echoed) unless every field can go into a wheel as it is."""
+    if not isinstance(meta["name"], str) or not _NAME.fullmatch(meta["name"]):
+        raise MetadataError("pyproject.toml: project.name must be a PEP 508 name (letters, digits, '.', '-', '_')")
+    if not isinstance(meta["version"], str) or not _PUBLIC_VERSION.fullmatch(meta["version"]):
+        raise MetadataError("qianwen_ops.__version__ must be a normalised PEP 440 public version")
+    for field, key in (("summary", "description"), ("requires_python", "requires-python"), ("license", "license")):
+        _one_line(f"project.{key}", meta[field])
+    if not isinstance(meta["dependencies"], list):
+        raise MetadataError("pyproject.toml: project.dependencies must be a list of strings")
+    for dependency in meta["dependencies"]:
+        _one_line("each of project.dependencies", dependency)
+    if not isinstance(meta["extras"], dict):
+        raise MetadataError("pyproject.toml: project.optional-dependencies must be a table of lists")
+    for extra, deps in meta["extras"].items():
+        if not isinstance(extra, str) or not _NAME.fullmatch(extra) or not isinstance(deps, list):
+            raise MetadataError("pyproject.toml: each optional-dependencies entry must be a PEP 508 name and a list")
+        for dependency in deps:
+            _one_line("each of project.optional-dependencies", dependency)
 
 
 def _dist_name(name: str) -> str:

@@ -230,13 +230,19 @@ def bailian_key(settings: Settings) -> tuple[str, str] | None:
 # only when it and its folder belong to the current user (or to root) and the folder is not
 # writable by others, the rule .env files follow.
 
+def sdk_key_file_named(env, home: Path) -> Path | None:
+    """The file ``DASHSCOPE_API_KEY_FILE_PATH`` in ``env`` names, or None: the one place that decides it (the key
+    chain reads it, ``secret_files`` never uploads it). ``~/`` is ``home``; a relative path is the working folder's."""
+    named = env.get(SDK_KEY_FILE_VARIABLE)
+    if not named:
+        return None
+    return home / named[2:] if named == "~" or named.startswith("~/") else Path(named)
+
+
 def sdk_key_file_path(settings: Settings) -> tuple[Path, str]:
     """(path, how to name it) of the SDK's key file; only the process environment can move it."""
-    named = settings.env.get(SDK_KEY_FILE_VARIABLE)
-    if named:
-        path = Path(named)
-        if named == "~" or named.startswith("~/"):
-            path = settings.home / named[2:]
+    path = sdk_key_file_named(settings.env, settings.home)
+    if path is not None:
         return path, f"${SDK_KEY_FILE_VARIABLE} ({path})"
     return settings.home / SDK_KEY_FILE, "~/.dashscope/api_key"
 

@@ -5,7 +5,8 @@ V4-presigned https GET that DashScope accepts without any extra header. A small 
 once while it is sent, its sha256 (for the cache) computed on the way. Large files go up as a
 parallel multipart upload: each part reads its own slice of the file as it is sent (a small
 buffer per part in flight, never the part), while one more reader computes the sha256 in
-order; the file must be unchanged (size, mtime, inode, ctime) once every part is there. The
+order; every reader opens the file checked (``local_files.open_regular`` compares its identity), and
+the file must be unchanged (device, inode, size, mtime, ctime) once every part is there. The
 checkpoint lives in the user cache dir, so running the same command again after an
 interruption lists the parts already there (each checked against its MD5) and sends only the rest.
 
@@ -34,7 +35,16 @@ from .errors import QwenOpsError
 from .fsutil import UnsafeTarget, create_file, make_dirs, read_limited
 from .http_client import HttpSession, xml_values
 from .limits import UPLOAD_TIMEOUT
-from .local_files import FileSlice, HashedReader, LocalFile, display, open_regular, readable_name, sha256_of
+from .local_files import (
+    FileSlice,
+    HashedReader,
+    LocalFile,
+    display,
+    identity_of,
+    open_regular,
+    readable_name,
+    sha256_of,
+)
 from .named_tuple import NamedTuple
 from .oss_settings import CustomOssConfig
 from .oss_v4 import OssV4, xml_escape
@@ -281,7 +291,7 @@ class CustomOss:
             hashing.join()
             if isinstance(digest[0], QwenOpsError):
                 raise digest[0]
-            _check_unchanged(local)
+            _check_unchanged(local)   # the descriptor every part was read through was the file checked, and still is
         except QwenOpsError as exc:
             stop.set()
             for future in pending:
@@ -364,7 +374,7 @@ def _sha256_or_error(local: LocalFile, stop, fd: int):
 def _check_unchanged(local: LocalFile) -> None:
     """The file must still be there, the same file, unchanged, once every byte has been sent.
 
-    ctime too (when known): a multipart upload reads the file twice (the parts, and the sha256 beside
+    ctime too: a multipart upload reads the file twice (the parts, and the sha256 beside
     them), and any write moves ctime even when the writer puts mtime back, so the sha256 returned is
     always that of the bytes the parts carried."""
     try:
@@ -372,7 +382,6 @@ def _check_unchanged(local: LocalFile) -> None:
     except OSError:
         raise QwenOpsError(f"{display(str(local.path))}: file was deleted or moved while it was being uploaded",
                            errors.INPUT_FILE) from None
-    if (after.st_size, after.st_mtime_ns, after.st_ino) != (local.size, local.mtime_ns, local.inode) or \
-            (local.ctime_ns and after.st_ctime_ns != local.ctime_ns):
+    if identity_of(after) != local.identity:
         raise QwenOpsError(f"{display(str(local.path))}: file changed while it was being uploaded",
                            errors.INPUT_FILE)

@@ -14,8 +14,7 @@ import os
 
 from . import errors
 from .errors import QwenOpsError
-from .fsutil import open_for_reading
-from .local_files import HashedReader, LocalFile, display
+from .local_files import HashedReader, LocalFile, display, open_regular
 
 MAX_DATA_URL_BYTES = 10 * 1024 * 1024   # DashScope's limit per data-uri item (the whole URL, here)
 
@@ -46,10 +45,11 @@ def mime_type(local: LocalFile) -> str:
 
 
 def _first_bytes(local: LocalFile, count: int) -> bytes:
-    """Up to ``count`` bytes from the start of a regular file (never a read that blocks); b"" on failure."""
+    """Up to ``count`` bytes from the start of the checked file (``open_regular``: never a read that blocks, never
+    another file than the one checked); b"" on failure (reading the whole file then says why)."""
     try:
-        fd = open_for_reading(local.path)
-    except OSError:
+        fd = open_regular(local)
+    except QwenOpsError:
         return b""
     try:
         return os.read(fd, count)

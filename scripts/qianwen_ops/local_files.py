@@ -2,7 +2,9 @@
 
 A FIFO, a device or a directory is refused before anything is read (never a read
 that blocks forever); the size is fixed when the file is checked, and a file that
-changes while it is being sent is reported, never uploaded half-way.
+changes while it is being sent is reported, never uploaded half-way. The file read
+is the file checked: every read opens it through ``open_regular``, which compares the
+open file's identity (device, inode, size, mtime, ctime) with the checked one.
 """
 
 from __future__ import annotations
@@ -209,16 +211,45 @@ def check_size(local: LocalFile, max_bytes: int | None) -> None:
                            f"{max_bytes // (1024 * 1024)} MiB limit", INPUT_FILE)
 
 
+def identity_of(info: os.stat_result) -> tuple:
+    """``LocalFile.identity`` of a ``stat`` or ``fstat`` result."""
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
 def open_regular(local: LocalFile) -> int:
-    """A read-only descriptor of a checked file (``fsutil.open_for_reading``), refused when it is no longer a
-    regular file; the caller closes it."""
+    """A read-only descriptor of a checked file (``fsutil.open_for_reading``); the caller closes it.
+
+    The file opened must be the file checked: the same identity (device, inode, size, mtime, ctime), so
+    a link re-pointed, or a file replaced or written, since ``check_file`` is refused (exit 10) before a
+    byte of it is read. Every read of an input goes through here (``HashedReader``, ``FileSlice``,
+    ``sha256_of``, ``secret_files``' content check), so what was judged is what is sent.
+    """
     try:
-        return open_for_reading(local.path)
+        fd = open_for_reading(local.path)
     except UnsafeTarget:
         raise QwenOpsError(f"{display(str(local.path))}: not a regular file (FIFO, socket or device)",
                            INPUT_FILE) from None
     except OSError as exc:
         raise QwenOpsError(f"{display(str(local.path))}: {exc.strerror or 'cannot open'}", INPUT_FILE) from None
+    try:
+        same = identity_of(os.fstat(fd)) == local.identity
+    except OSError:
+        same = False
+    if not same:
+        os.close(fd)
+        raise QwenOpsError(f"{display(str(local.path))}: file changed after it was checked (a link re-pointed or the "
+                           "file replaced or written); nothing of it was sent", INPUT_FILE)
+    return fd
+
+
+def check_unchanged(local: LocalFile, fd: int) -> None:
+    """Raise exit 10 when the open file ``fd`` no longer has ``local``'s identity (it was written while read)."""
+    try:
+        same = identity_of(os.fstat(fd)) == local.identity
+    except OSError:
+        same = False
+    if not same:
+        raise QwenOpsError(f"{display(str(local.path))}: file changed while it was being read", INPUT_FILE)
 
 
 THREAD_HASH_BYTES = 4 * 1024 * 1024   # below this, hashing inline costs less than a thread
@@ -232,8 +263,9 @@ class HashedReader:
     No chunk is allocated per read (a fresh 1 MiB object per read cost a page fault per 4 KiB and a
     system call to give it back). Large files are hashed on a worker thread fed the same buffers
     (``hashlib`` releases the GIL), so hashing overlaps sending; a buffer is refilled only once the
-    hash has taken it, so ``buffers`` x ``chunk_size`` bounds the memory. Raises when the file changes
-    size or mtime meanwhile; ``hexdigest()`` once the iteration has ended.
+    hash has taken it, so ``buffers`` x ``chunk_size`` bounds the memory. Raises when the file opened is
+    not the file checked, or its identity (size, mtime, ctime...) changes meanwhile; ``hexdigest()``
+    once the iteration has ended.
     """
 
     def __init__(self, local: LocalFile, chunk_size: int = READ_CHUNK, buffers: int = 4):
@@ -287,15 +319,15 @@ class HashedReader:
                 else:
                     self._hash.update(view)
                 yield view
-            after = os.fstat(fd)
+            if left:
+                raise QwenOpsError(f"{display(str(self._local.path))}: file changed while it was being read",
+                                   INPUT_FILE)
+            check_unchanged(self._local, fd)
         finally:
             os.close(fd)
             if threaded:
                 todo.put(None)
                 worker.join()
-        if left or after.st_size != self._local.size or after.st_mtime_ns != self._local.mtime_ns:
-            raise QwenOpsError(f"{display(str(self._local.path))}: file changed while it was being read",
-                               INPUT_FILE)
         self._digest = self._hash.hexdigest()
 
     def hexdigest(self) -> str:

@@ -270,3 +270,22 @@ class Concealed(str):
 
     def __reduce__(self):  # a pickle would carry the value
         raise TypeError("a concealed value cannot be pickled")
+
+
+def holds_secret(text: str, run: int = 12) -> bool:
+    """True when ``text`` holds a secret this process has loaded, or ``run`` consecutive characters of one, in any
+    letter case (a whole secret when it is shorter). Not ``redact``'s 6-character rule: a name or URL that merely
+    shares 6 digits with a key (a photo's timestamp) is not the key. Over 4096 characters, whole secrets only."""
+    low = text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+    with _lock:
+        if len(low) <= 4096 and not any(low[i:i + MIN_PIECE] in _pieces for i in range(len(low) - MIN_PIECE + 1)):
+            return False   # the usual answer, from set lookups: not even a 6-character piece
+        secrets = [secret.translate(_ASCII_LOWER) for secret in _secrets]
+    for secret in secrets:
+        size = min(run, len(secret))
+        if len(low) > 4096 or size == len(secret):
+            if secret in low:
+                return True
+        elif any(low[i:i + size] in secret for i in range(len(low) - size + 1)):
+            return True
+    return False

@@ -5,7 +5,7 @@ https URL, no extra header), else DashScope temporary storage (``oss://`` URL,
 valid 48 h, needs ``X-DashScope-OssResourceResolve: enable``). With ``inline=True`` a
 small file becomes a ``data:`` URL instead (``inline.py``: nothing is sent, no key is
 needed). Remote inputs (``http(s)://``, ``oss://``, ``data:``) come back unchanged
-without a request.
+without a request, unless they hold a secret (``secret_files.url_reason``: exit 10).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .local_files import LocalFile, check_file, check_size, display, is_remote, 
 from .named_tuple import NamedTuple
 from .oss_settings import load_config
 from .redaction import redact
-from .secret_files import refuse_by_place, refuse_credentials
+from .secret_files import refuse_by_place, refuse_credentials, refuse_name, refuse_url
 from .settings import Settings
 from .upload_cache import UploadCache, cache_path, entry_key
 
@@ -234,15 +234,18 @@ class _Batch:
         """The upload for ``source``; with ``cached_only``, None when that needs the network (the checks
         done so far are kept for the call that uploads it)."""
         if is_remote(source):
+            refuse_url(source)   # a URL holding a secret is neither printed nor handed to the model
             return Upload(source, None, "url", None, None, source.startswith("oss://"), source)
         checked = self._checked.pop(source, None)
         if checked is None:
             local = check_file(local_path(source, self.settings.home))
-            # by name or by what it really is (links resolved), before the backend is opened: nothing sent or read
-            refuse_by_place(local.path, display(source), self.settings.home, self.settings.env,
-                            self.allow_credential_files)
+            # by name, by what it really is (links resolved) or by identity, before the backend is opened: nothing
+            # sent or read
+            refuse_by_place(local, display(source), self.settings.home, self.settings.env,
+                            self.allow_credential_files, "inline" if self.inline else "upload")
             if self.inline:
                 return self._inline(source, local)
+            refuse_name(local, display(source))   # the name goes into the object's key and its URL
             checked = local, entry_key(local, model, self.scope())
         local, key = checked
         if cached_only:
@@ -262,7 +265,7 @@ class _Batch:
 
     def _inline(self, source: str, local: LocalFile) -> Upload:
         """A ``data:`` URL (nothing sent, nothing cached); a file holding a configured secret is refused."""
-        refuse_credentials(local.path, local.size, display(source), self.allow_credential_files)
+        refuse_credentials(local, display(source), self.allow_credential_files, "inline")
         url, _, sha = data_url(local)
         return Upload(url, None, "inline", local.size, sha, False, source)
 
@@ -282,7 +285,7 @@ class _Batch:
             return hit
         backend = self.backend()
         # The backend has loaded this run's secrets by now; a small file holding one is never sent.
-        refuse_credentials(local.path, local.size, display(source), self.allow_credential_files)
+        refuse_credentials(local, display(source), self.allow_credential_files)
         check_size(local, backend.max_bytes(model))
         progress = (lambda sent: self.progress(source, sent, local.size)) if self.progress else None
         # A stable object id per file identity lets an interrupted multipart upload resume.
@@ -403,7 +406,7 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
                            upload._replace(source=shown_source))
         except QwenOpsError as exc:
             if exc.exit_code == errors.INPUT_FILE and not exc.message.startswith(
-                    (display(source), "refusing to upload ")):
+                    (display(source), "refusing to upload ", "refusing to inline ")):
                 exc = QwenOpsError(f"{display(source)}: {exc.message}", exc.exit_code, code=exc.code,
                                    status=exc.status)
             return Outcome(shown_source, error=detached(exc))
