@@ -458,7 +458,7 @@ def client_context(cafile: str | None = None, capath: str | None = None, cadata=
         context.verify_mode = ssl.CERT_REQUIRED
         context.check_hostname = True
     if sys.version_info >= (3, 13):
-        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT  # novm - only on 3.13+
     if cafile or capath or cadata:
         context.load_verify_locations(cafile, capath, cadata)
     return context
