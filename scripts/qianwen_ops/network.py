@@ -502,7 +502,6 @@ def system_context(enum_certificates=None):
 
     cafile, capath = _compiled_paths()
     extra = windows_store_certificates(enum_certificates)
-    context = None
     context = client_context()
     if cafile or capath:
         try:
