@@ -249,3 +249,24 @@ def test_settings_keep_the_environment_out_of_reach(env, project):
             attempt(settings)
     shown = repr(settings) + "".join(repr(getattr(settings, name, None)) for name in Settings.__slots__)
     assert leaks(shown, (CANARY_KEY, CANARY_OSS_SECRET)) == [], shown
+
+
+def test_a_call_with_wrong_arguments_is_told_as_python_tells_it(env, project):
+    """A missing or unknown argument is the caller's mistake: a plain TypeError naming the parameter (never
+    "internal error ... please report it"), with nothing from below the boundary; a TypeError raised
+    inside a function is still a bug, reported as one."""
+    import qianwen_ops
+    from qianwen_ops import errors
+
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'") as raised:
+        qianwen_ops.resolve_file(str(project / "f.png"), "qwen-vl-plus", bogus=1)
+    assert raised.value.__cause__ is None and raised.value.__context__ is None
+    with pytest.raises(TypeError, match="source"):
+        qianwen_ops.resolve_file()
+
+    @errors.public
+    def broken():
+        return len(5)
+
+    with pytest.raises(QwenOpsError, match=r"internal error \(TypeError\)"):
+        broken()

@@ -126,6 +126,8 @@ def public(function):
             error: BaseException = detached(exc)
         except KeyboardInterrupt:
             error = KeyboardInterrupt()
+        except TypeError as exc:
+            error = _call_error(exc)
         except Exception as exc:
             error = QwenOpsError(f"internal error ({exc.__class__.__name__}); please report it", INTERNAL)
         except BaseException as exc:  # noqa: B036 - re-raised below, as it is, without what it carried
@@ -134,6 +136,16 @@ def public(function):
         raise error
 
     return boundary
+
+
+def _call_error(exc: TypeError) -> BaseException:
+    """A call the function's parameters could not take (a missing or unknown argument) is the caller's
+    mistake: Python's own ``TypeError`` message (names only, never a value), fresh. A ``TypeError``
+    from inside is a bug, reported as one. The binding failed in ``boundary``'s frame when its
+    traceback goes no further."""
+    if exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
+        return TypeError(str(exc))
+    return QwenOpsError(f"internal error ({exc.__class__.__name__}); please report it", INTERNAL)
 
 
 def stripped(exc: BaseException) -> BaseException:
