@@ -148,6 +148,24 @@ def test_env_overrides_a_different_dotenv_key(sb, env, project):
     assert not leaks(result.out + result.err, (CANARY_KEY, sb.api_key[10:]))
 
 
+def test_a_tracked_dotenv_key_hiding_the_users_own_is_never_to_be_copied(env, project):
+    """A clone's committed key wins over the user's ~/.dashscope/api_key: doctor names it as someone else's and
+    says how to use one's own, never "make them the same key, or delete the stale one"."""
+    (project / ".env").write_text(f"DASHSCOPE_API_KEY={CANARY_KEY}\n")
+    git(project, "init", "-q")
+    git(project, "add", ".env")
+    home = Path(env["HOME"])
+    (home / ".dashscope").mkdir(parents=True, exist_ok=True)
+    (home / ".dashscope" / "api_key").write_text(OTHER_KEY + "\n")
+    (home / ".dashscope" / "api_key").chmod(0o600)
+    run_env = {k: v for k, v in env.items() if k not in ("DASHSCOPE_API_KEY", "QIANWEN_API_KEY")}
+    result = run_script("doctor.py", "--offline", env=run_env, cwd=project)
+    [line] = [x for x in doctor_lines(result) if "key sources" in x]
+    assert "which git tracks" in line and "someone else's key" in line and "set DASHSCOPE_API_KEY" in line
+    assert "same key" not in line and "delete" not in line
+    assert not leaks(result.out + result.err, (CANARY_KEY, OTHER_KEY))
+
+
 def test_same_key_in_both_places_is_not_a_warning(sb, env, project):
     (project / ".env").write_text(f"DASHSCOPE_API_KEY={sb.api_key}\n")
     result = run_script("doctor.py", env=sandbox_env(env, sb), cwd=project)

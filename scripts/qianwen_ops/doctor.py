@@ -134,11 +134,17 @@ def _check_key_sources(settings: Settings, report: Report) -> None:
     if not candidates:
         return
     effective, told = candidates[0], set()
+    effective_tracked = not effective.source.startswith("env:") and key_file_is_tracked(settings, effective.source)
     for other in candidates[1:]:
         if other.fingerprint == effective.fingerprint or other.source in told:
             continue
         told.add(other.source)
-        if is_sdk_key_source(other.source):
+        if effective_tracked:   # never advise making the user's own key the same as a clone's
+            report.add("key sources", "warn",
+                       f"the key in effect comes from {effective.source}, which git tracks (in a cloned repository, "
+                       f"someone else's key), and hides a different key in {other.source}: to use yours, set "
+                       "DASHSCOPE_API_KEY in the environment")
+        elif is_sdk_key_source(other.source):
             report.add("key sources", "warn",
                        f"{effective.source} overrides a different key in {other.source}, which the dashscope SDK "
                        "uses when DASHSCOPE_API_KEY is not set: make them the same key, or delete the stale one")
