@@ -742,6 +742,24 @@ def test_a_manual_check_silences_nothing(server, uenv, project):
     assert gossamer(later, project).startswith("[UPDATE_AVAILABLE]")  # another version: reported at once
 
 
+def test_a_failed_forced_check_forgets_no_pending_update(server, uenv, project):
+    """A good check found a newer version; a forced check then fails: the update is still pending (once a
+    day, not at every task), and --status says which answer is used until when, not "retried"."""
+    start = 1_800_000_000
+    server.version(bump(CURRENT))
+    assert gossamer(uenv, project).startswith("[UPDATE_AVAILABLE]")
+    server.reply = (500, b"down", 0.0)
+    later = dict(uenv, QWEN_SKILLS_NOW=str(start + 60))
+    assert check(later, project, "--force")["error"]
+    assert gossamer(later, project) == "" and gossamer(dict(later, QWEN_SKILLS_NOW=str(start + 120)), project) == ""
+    status = status_of(later, project)
+    assert status["update_pending"] == bump(CURRENT) and status["update_reported_at"] == start
+    assert status["summary"].startswith("check failed: ")
+    assert (f"the last successful check (2027-01-15T08:00:00Z: update available: {bump(CURRENT)}) is used until "
+            "2027-01-16T08:00:00Z") in status["summary"] and "retried" not in status["summary"]
+    assert gossamer(dict(uenv, QWEN_SKILLS_NOW=str(start + DAY + 1)), project).startswith("[UPDATE_")
+
+
 def test_a_dismissal_is_still_the_users_choice(server, uenv, project):
     server.version(bump(CURRENT))
     gossamer(uenv, project, "--dismiss")

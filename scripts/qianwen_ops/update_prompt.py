@@ -93,17 +93,42 @@ def _reported_at(state: dict, latest: object, now: float) -> float | None:
     return at if at is not None and 0 <= now - at < DAY_SECONDS else None  # a future time was not ours
 
 
-def _pending(state: dict) -> str | None:
-    """The newer version the last check found (its answer, cached by check_update.py), or None."""
+def installed_version(sibling: Path | None) -> str | None:
+    """The bundle version the update check compares with (the sibling skill's version.json), or None."""
+    if sibling is None:
+        return None
+    try:
+        with open(sibling / "version.json", "rb") as handle:
+            version = json.loads(handle.read(4096).decode("utf-8")).get("version")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return version if isinstance(version, str) and re.fullmatch(VERSION, version) else None
+
+
+def _release(version: str) -> tuple:
+    return tuple(int(part) for part in re.match(r"v?([0-9]+)\.([0-9]+)\.([0-9]+)", version).groups())
+
+
+def _pending(state: dict, installed: str | None = None) -> str | None:
+    """The newer version the last successful check found (its answer, cached by check_update.py), or None.
+
+    A later failed check changes nothing of what is known: the cached answer still names a newer
+    version than ``installed`` (check_update.py reuses that answer for a day)."""
     cached = state.get("last_result")
     outcome = last_outcome(state)
-    if outcome is None or outcome["outcome"] != "update-available" or not isinstance(cached, dict):
+    if outcome is None or not isinstance(cached, dict):
         return None
     latest = cached.get("version")
-    return latest if isinstance(latest, str) and re.fullmatch(VERSION, latest) else None
+    if not (isinstance(latest, str) and re.fullmatch(VERSION, latest)):
+        return None
+    if outcome["outcome"] == "update-available":
+        return latest
+    if outcome["outcome"] == "failed" and installed is not None and _release(latest) > _release(installed):
+        return latest
+    return None
 
 
-def _choices_not_used(path: Path, state: dict, now: float) -> list:
+def _choices_not_used(path: Path, state: dict, now: float, installed: str | None = None) -> list:
     """The user's choices stored in a state file git tracks (a committed one: whoever commits to the
     repository made them), which are therefore not used: ``never_install``, ``dismissed``, ``reminder``."""
     found = []
@@ -111,7 +136,7 @@ def _choices_not_used(path: Path, state: dict, now: float) -> list:
         found.append("never_install")
     if suppression({k: v for k, v in state.items() if k != "never_install"}, now)[1] == "dismissed":
         found.append("dismissed")
-    if _reported_at(state, _pending(state), now) is not None:
+    if _reported_at(state, _pending(state, installed), now) is not None:
         found.append("reminder")
     return found if found and tracks(path) else []
 
@@ -121,7 +146,8 @@ def _without(state: dict, choices: list) -> dict:
     return {k: v for k, v in state.items() if k not in {dropped[c] for c in choices}}
 
 
-def summary(installed: bool, state: dict, now: float, env: Mapping[str, str] | None = None) -> str:
+def summary(installed: bool, state: dict, now: float, env: Mapping[str, str] | None = None,
+            version: str | None = None) -> str:
     """One line that starts with exactly one of: not installed, never checked, up to date,
     update available, suppressed until <ISO time>, check failed: <why>."""
     suppressed, reason, next_at = suppression(state, now)
@@ -140,10 +166,17 @@ def summary(installed: bool, state: dict, now: float, env: Mapping[str, str] | N
     when = _iso(outcome["at"])
     detail = outcome["detail"] or ("(a reason in words this program did not write: not shown)"
                                    if outcome.get("foreign_detail") else "")
+    pending = _pending(state, version)
     if outcome["outcome"] == "failed":
-        return f"check failed: {detail or 'unknown reason'} (at {when}; retried after the next task)"
+        last_check = epoch(state.get("last_check"))
+        if last_check is None or not 0 <= now - last_check < DAY_SECONDS:
+            return f"check failed: {detail or 'unknown reason'} (at {when}; retried after the next task)"
+        known = f"update available: {pending}" if pending else "no newer version"
+        return (f"check failed: {detail or 'unknown reason'} (at {when}, a forced check); the last successful "
+                f"check ({_iso(last_check)}: {known}) is used until {_iso(last_check + DAY_SECONDS)}, then the "
+                "check runs again after a task")
     if outcome["outcome"] == "update-available":
-        reported = _reported_at(state, _pending(state), now)
+        reported = _reported_at(state, pending, now)
         told = (f"reported at {_iso(reported)}, reported again after {_iso(reported + DAY_SECONDS)}" if reported
                 else "gossamer.py reports it after the next task")
         return (f"update available: {detail or 'a newer version'} (checked {when}; {told}); "
@@ -156,12 +189,13 @@ def status(env: Mapping[str, str] | None = None) -> dict:
     path = state_path(SKILL_DIR, env)
     stored = read_state(path)
     now = now_seconds(env)
-    not_used = _choices_not_used(path, stored, now)
+    sibling = find_update_skill(SKILL_DIR)
+    version = installed_version(sibling)
+    not_used = _choices_not_used(path, stored, now, version)
     state = _without(stored, not_used)
     suppressed, reason, next_at = suppression(state, now)
-    sibling = find_update_skill(SKILL_DIR)
-    pending = _pending(state)
-    text = summary(sibling is not None, state, now, env)
+    pending = _pending(state, version)
+    text = summary(sibling is not None, state, now, env, version)
     if not_used:
         text += (f"; note: git tracks {path}, so the choices stored there ({', '.join(not_used)}) are not used: "
                  "anyone committing to the repository could have made them")
