@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from conftest import SCRIPTS, UPDATE_SKILL, sandbox_env
+from conftest import RESOLVE, SCRIPTS, UPDATE_SKILL, chat, sandbox_env
 
 PNG_HEAD = b"\x89PNG\r\n\x1a\n"
 
@@ -65,21 +65,25 @@ def test_demo_and_update_check_keep_exit_code_zero_when_stdout_closes(env, proje
 
 
 def test_a_non_ascii_file_name_on_a_cp1252_console_still_prints_its_url(sb, env, project):
-    """The upload succeeds; its URL must reach stdout (escaped where cp1252 has no character for it)."""
+    """The upload succeeds and its URL reaches stdout exactly: temporary-storage names are ASCII (u7167 for
+    照), so a console that cannot show the character gets a URL that still names the object."""
     (project / "照片.png").write_bytes(PNG_HEAD + b"legacy console")
     run_env = dict(sandbox_env(env, sb), PYTHONIOENCODING="cp1252")
     done = subprocess.run([sys.executable, str(SCRIPTS / "upload_file.py"), "照片.png", "--model", "qwen-vl-plus"],
                           env=run_env, cwd=project, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr
     out = done.stdout.decode("cp1252")
-    assert out.startswith("oss://") and "\\u7167\\u7247.png" in out
+    url = out.strip()
+    assert url.startswith("oss://") and url.endswith("_u7167u7247.png") and "\\" not in url
+    status, _ = chat(sb, [url], RESOLVE)
+    assert status == 200   # the printed URL is the object's
     assert b"UnicodeEncodeError" not in done.stderr and b"internal error" not in done.stderr
     # --json is ASCII whatever the console, and gives the exact URL back
     done = subprocess.run([sys.executable, str(SCRIPTS / "upload_file.py"), "照片.png", "--model", "qwen-vl-plus",
                            "--json"], env=run_env, cwd=project, capture_output=True, timeout=120)
     assert done.returncode == 0
     record = json.loads(done.stdout)
-    assert record["url"].startswith("oss://") and record["url"].endswith("照片.png")
+    assert record["url"].startswith("oss://") and record["url"].endswith("_u7167u7247.png")
 
 
 @pytest.mark.slow

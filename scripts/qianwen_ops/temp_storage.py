@@ -18,6 +18,7 @@ import mimetypes
 import re
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -125,8 +126,17 @@ class Policy:
 
 
 def object_key(upload_dir: str, name: str) -> str:
+    """The object's key: ``upload_dir``, a random part and the file's name in ASCII (``ascii_name``)."""
     prefix = f"{upload_dir}/{uuid.uuid4().hex[:12]}_"
-    return prefix + readable_name(name, MAX_KEY_BYTES - len(prefix.encode("utf-8")))
+    return prefix + readable_name(ascii_name(name), MAX_KEY_BYTES - len(prefix.encode("utf-8")))
+
+
+def ascii_name(name: str) -> str:
+    """``name`` with each character outside ASCII spelled ``u`` and its code point (``照片.png``:
+    ``u7167u7247.png``). The oss:// URL is then ASCII: a console in a legacy code page shows it
+    exactly (it would otherwise be escaped into a URL that names no object), and so does any log or
+    agent that reads it. Temporary-storage objects are read by the model, not browsed."""
+    return "".join(c if c.isascii() else f"u{ord(c):04x}" for c in unicodedata.normalize("NFC", name))
 
 
 class MultipartFile:
