@@ -54,7 +54,8 @@ def test_three_files_distinct_urls_and_model_sees_every_byte(sb, env, project):
     assert result.code == 0, result.err
     urls = result.out.split()
     assert len(urls) == 3 and len(set(urls)) == 3 and all(u.startswith("oss://") for u in urls)
-    assert urls[0].endswith("_img.png") and urls[1].endswith("_img.png") and "u00fcnu00ef_cu00f6de" in urls[2] and urls[2].isascii()
+    assert urls[0].endswith("_img.png") and urls[1].endswith("_img.png")
+    assert "u00fcnu00ef_cu00f6de" in urls[2] and urls[2].isascii()
     status, body = chat(sb, urls, RESOLVE)
     content = body["choices"][0]["message"]["content"]
     assert status == 200
