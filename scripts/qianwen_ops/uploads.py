@@ -27,7 +27,7 @@ from .local_files import LocalFile, check_file, check_size, display, is_remote, 
 from .named_tuple import NamedTuple
 from .oss_settings import load_config
 from .redaction import redact
-from .secret_files import refuse_by_place, refuse_credentials, refuse_name, refuse_url
+from .secret_files import PlaceJudge, refuse_by_place, refuse_credentials, refuse_name, refuse_url
 from .settings import Settings
 from .upload_cache import UploadCache, cache_path, entry_key
 
@@ -177,6 +177,7 @@ class _Batch:
         self._done: dict = {}          # cache key -> Upload (this batch), cache or no cache
         self._large = threading.BoundedSemaphore(LARGE_IN_FLIGHT)
         self._checked: dict = {}       # source -> (LocalFile, cache key), checked by a cached_only call
+        self.judge = PlaceJudge(settings.home, settings.env)   # the credential-file checks' shared work
 
     @property
     def session(self):
@@ -239,13 +240,14 @@ class _Batch:
         checked = self._checked.pop(source, None)
         if checked is None:
             local = check_file(local_path(source, self.settings.home))
+            shown = display(source)
             # by name, by what it really is (links resolved) or by identity, before the backend is opened: nothing
             # sent or read
-            refuse_by_place(local, display(source), self.settings.home, self.settings.env,
-                            self.allow_credential_files, "inline" if self.inline else "upload")
+            refuse_by_place(local, shown, self.settings.home, self.settings.env,
+                            self.allow_credential_files, "inline" if self.inline else "upload", self.judge)
             if self.inline:
                 return self._inline(source, local)
-            refuse_name(local, display(source))   # the name goes into the object's key and its URL
+            refuse_name(local, shown)   # the name goes into the object's key and its URL
             checked = local, entry_key(local, model, self.scope())
         local, key = checked
         if cached_only:
