@@ -110,14 +110,16 @@ def main() -> int:
                 cli.print_json({**record, "source": one_line(outcome.source)})  # redacted by upload_many
             else:
                 print(one_line(outcome.upload.url))
-            records.append({**record, "source": display(outcome.source), "url": evidence_url(record["url"])})
+            # the records are redacted as a whole by append_records: the names need no pass of their own
+            records.append({**record, "source": display(outcome.source, redacted=False),
+                            "url": evidence_url(record["url"])})
         else:
             message = one_line(outcome.error.message)
             if args.json:
                 cli.print_json({"source": one_line(outcome.source),
                                 **errors.error_object(outcome.error.exit_code, message)})
             cli.fail(message)
-            records.append({"source": display(outcome.source), "error": message})
+            records.append({"source": display(outcome.source, redacted=False), "error": message})
             exit_code = exit_code or outcome.error.exit_code
     append_records("uploads", [dict(r, model=args.model or "") for r in records])
     return exit_code

@@ -33,7 +33,7 @@ _UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
 _KEY_LIKE = re.compile(r"^\s*(?:Bearer\s+)?sk-[A-Za-z0-9_\-]{16,}\s*$")
 
 
-def display(source: str) -> str:
+def display(source: str, *, redacted: bool = True) -> str:
     """A one-line, printable, redacted form of an input or path for messages: the one place that shows one.
 
     No URL secrets, no control characters, and redacted as server text is (``redaction.redact``):
@@ -41,6 +41,8 @@ def display(source: str) -> str:
     ``sk-``) never echoes it. Backslashes are doubled so an escaped control character (``\\n``)
     cannot be confused with a name that holds a backslash; bytes that were not UTF-8 (surrogate
     escapes) show as ``\\udcXX``. Long names keep their start and end (each redacted on its own).
+    ``redacted=False``: the same form unredacted, only for text that is redacted whole before it is kept
+    (the records ``evidence.append_records`` writes).
     """
     text = source
     if "://" in source and not source.startswith("file:"):
@@ -50,7 +52,8 @@ def display(source: str) -> str:
         except ValueError:
             text = source.split("://", 1)[0] + "://(not shown)"
     text = one_line(text.replace("\\", "\\\\"))
-    return redact(text) if len(text) <= 200 else redact(text[:97]) + "…" + redact(text[-100:])
+    hide = redact if redacted else str
+    return hide(text) if len(text) <= 200 else hide(text[:97]) + "…" + hide(text[-100:])
 
 
 def looks_like_key(source: str) -> bool:

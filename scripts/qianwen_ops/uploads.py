@@ -156,6 +156,19 @@ def check_options(model: str, concurrency: int = DEFAULT_CONCURRENCY, timeout: f
         raise QwenOpsError(f"timeout must be between 0 and {MAX_TIMEOUT:g} seconds", errors.USAGE)
 
 
+class _Shown:
+    """``display(source)``, made when a message is formatted with it: the checks that pass (every input of a
+    rerun) show nothing, so they format nothing."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def __str__(self) -> str:
+        return display(self.source)
+
+
 class _Batch:
     """Shared state of one call: backend (opened lazily), cache, HTTP session, files already done."""
 
@@ -240,7 +253,7 @@ class _Batch:
         checked = self._checked.pop(source, None)
         if checked is None:
             local = check_file(local_path(source, self.settings.home))
-            shown = display(source)
+            shown = _Shown(source)
             # by name, by what it really is (links resolved) or by identity, before the backend is opened: nothing
             # sent or read
             refuse_by_place(local, shown, self.settings.home, self.settings.env,
