@@ -26,7 +26,7 @@ from .limits import UPLOAD_TIMEOUT
 from .local_files import LocalFile, check_file, check_size, display, is_remote, local_path, looks_like_key
 from .named_tuple import NamedTuple
 from .oss_settings import load_config
-from .redaction import redact
+from .redaction import known_secrets, nothing_to_redact, redact
 from .secret_files import PlaceJudge, refuse_by_place, refuse_credentials, refuse_name, refuse_url
 from .settings import Settings
 from .upload_cache import UploadCache, cache_path, entry_key
@@ -405,6 +405,9 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
     batch = _Batch(settings or Settings.from_process(), use_cache, progress, timeout, inline,
                    allow_credential_files, temp_storage)
     batch.load_secrets()  # before any input is shown in a message: redaction must know them
+    # One scan of all the inputs instead of a redact per input; valid only while no secret is added.
+    mark = known_secrets()
+    clean = nothing_to_redact(sources)
 
     def run(index: int, cached_only: bool = False) -> Outcome | None:
         source = sources[index]
@@ -412,7 +415,8 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
             return Outcome("<redacted>", error=QwenOpsError(
                 f"input {index + 1} looks like an API key, not a file; it was not sent or shown (keys belong "
                 "in .env or the environment)", errors.INPUT_FILE))
-        shown_source = redact(source)  # the input as given, minus any secret it holds
+        # the input as given, minus any secret it holds
+        shown_source = source if clean and known_secrets() == mark else redact(source)
         try:
             upload = batch.resolve(source, model, cached_only)
             if upload is None:
