@@ -244,7 +244,7 @@ class PlaceJudge:
 
     def __init__(self, home: Path, env: Mapping[str, str]):
         self.home, self.env = home, env
-        self._folders: dict = {}       # folder as written -> its real path
+        self._folders: dict = {}       # folder as written -> (its real path, its name, its real name)
         self._stores: tuple = (None, None)   # (refresh period, credential_stores)
 
     def stores(self) -> tuple:
@@ -253,20 +253,24 @@ class PlaceJudge:
             self._stores = (period, credential_stores(self.home, self.env))
         return self._stores[1]
 
-    def real(self, path: str) -> tuple:
-        """(real path of ``path``, its ``lstat``); OSError or ValueError when it cannot be examined."""
+    def locate(self, path: str) -> tuple:
+        """(real path of ``path``, its ``lstat``, whether ``path`` is named like a credential file
+        (``is_credential_name``), whether its real path is); OSError or ValueError when it cannot be examined."""
         if os.name != "nt":
             folder, name = os.path.split(path)
             if name not in ("", ".", ".."):
-                real_folder = self._folders.get(folder)
-                if real_folder is None:
-                    real_folder = self._folders[folder] = os.path.realpath(folder or os.curdir)
-                real = os.path.join(real_folder, name)
+                known = self._folders.get(folder)
+                if known is None:   # (real path, the folder's name as written, its real name)
+                    real_folder = os.path.realpath(folder or os.curdir)
+                    known = (real_folder, os.path.basename(folder), os.path.basename(real_folder))
+                    self._folders[folder] = known
+                real = os.path.join(known[0], name)
                 info = os.lstat(real)
                 if not stat.S_ISLNK(info.st_mode):
-                    return real, info
+                    named = _credential_name(name, known[1])
+                    return real, info, named, named if known[1] == known[2] else _credential_name(name, known[2])
         real = os.path.realpath(path)
-        return real, os.lstat(real)
+        return real, os.lstat(real), _credential_path(path), _credential_path(real)
 
 
 def place_reason(local: LocalFile, judge: PlaceJudge) -> tuple:
@@ -275,13 +279,12 @@ def place_reason(local: LocalFile, judge: PlaceJudge) -> tuple:
     real path no longer names the file ``check_file`` saw (then what was judged would not be what is read)."""
     path = str(local.path)
     try:
-        real, info = judge.real(path)
+        real, info, named, real_named = judge.locate(path)
     except (OSError, ValueError):
         raise _Changed() from None
     if (info.st_dev, info.st_ino) != (local.device, local.inode):
         raise _Changed()
-    named = _credential_path(path)
-    if named or _credential_path(real):
+    if named or real_named:
         return named, "" if real == os.path.abspath(path) else f"it is {_store_label(real, judge.home)}"
     real = os.path.normcase(real)
     stores, below, identities = judge.stores()
