@@ -9,7 +9,6 @@ open file's identity (device, inode, size, mtime, ctime) with the checked one.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import re
@@ -275,6 +274,8 @@ class HashedReader:
         self._local = local
         self._chunk_size = min(chunk_size, local.size) or 1
         self._buffers = buffers if local.size >= THREAD_HASH_BYTES else 1
+        import hashlib  # deferred: a rerun of cached files hashes none (and loads no OpenSSL)
+
         self._hash = hashlib.sha256()
         self._digest: str | None = None
 
@@ -396,6 +397,8 @@ class FileSlice:
 
     def md5(self) -> str:
         """The slice's MD5 in hex (an OSS part's ETag), read through the same small buffer."""
+        import hashlib
+
         digest = hashlib.md5(usedforsecurity=False)
         for view in self:
             digest.update(view)
@@ -406,6 +409,8 @@ def sha256_of(local: LocalFile, stop=None, fd: int | None = None, chunk_size: in
     """The sha256 of a checked file, read in order through one reusable buffer (``FileSlice``; ``fd`` as there),
     while other threads may send slices of it. ``stop`` (a ``threading.Event``) abandons the work: then None
     is returned. Raises when the file ends early; its caller checks it is unchanged once all is sent."""
+    import hashlib
+
     digest = hashlib.sha256()
     for view in FileSlice(local, 0, local.size, chunk_size, fd=fd):
         if stop is not None and stop.is_set():

@@ -10,7 +10,6 @@ without a request, unless they hold a secret (``secret_files.url_reason``: exit 
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 import time
@@ -121,7 +120,7 @@ def cache_scope(settings: Settings, temp_storage: bool = False) -> str:
     custom = _custom_config(settings, temp_storage)
     if custom is not None:
         find_api_key(settings)  # not used here, but loaded so that a file holding it is never uploaded
-        fingerprint = hashlib.sha256(("oss\0" + custom.access_key_id.reveal()).encode()).hexdigest()[:16]
+        fingerprint = custom.access_key_id.fingerprint("oss")   # sha256 of "oss\0" and the ID, 16 hex digits
         return f"oss:{custom.endpoint}/{custom.bucket}/{custom.prefix}:{fingerprint}"
     return f"temp:{resolve_endpoint(settings).root}:{_usable_key(settings).secret.fingerprint()}"
 
