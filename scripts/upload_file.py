@@ -94,9 +94,11 @@ def main() -> int:
         check_options(args.model or "", args.concurrency, args.timeout, args.inline)
     except errors.QwenOpsError as exc:
         parser.error(f"--{exc.message}")
+    settings = Settings.from_process()   # one for the warning and the batch: the project and .env files found once
     if not args.inline:
-        warn_if_key_is_tracked(Settings.from_process())
-    outcomes = upload_many(args.inputs, args.model or "", use_cache=not args.no_cache, concurrency=args.concurrency,
+        warn_if_key_is_tracked(settings)
+    outcomes = upload_many(args.inputs, args.model or "", settings=settings, use_cache=not args.no_cache,
+                           concurrency=args.concurrency,
                            progress=progress_bar(), timeout=args.timeout, inline=args.inline,
                            allow_credential_files=args.allow_credential_file, temp_storage=args.temp_storage)
     records = []
