@@ -94,9 +94,11 @@ def main() -> int:
         check_options(args.model or "", args.concurrency, args.timeout, args.inline)
     except errors.QwenOpsError as exc:
         parser.error(f"--{exc.message}")
+    settings = Settings.from_process()   # one for the warning and the batch: the project and .env files found once
     if not args.inline:
-        warn_if_key_is_tracked(Settings.from_process())
-    outcomes = upload_many(args.inputs, args.model or "", use_cache=not args.no_cache, concurrency=args.concurrency,
+        warn_if_key_is_tracked(settings)
+    outcomes = upload_many(args.inputs, args.model or "", settings=settings, use_cache=not args.no_cache,
+                           concurrency=args.concurrency,
                            progress=progress_bar(), timeout=args.timeout, inline=args.inline,
                            allow_credential_files=args.allow_credential_file, temp_storage=args.temp_storage)
     records = []
@@ -110,14 +112,16 @@ def main() -> int:
                 cli.print_json({**record, "source": one_line(outcome.source)})  # redacted by upload_many
             else:
                 print(one_line(outcome.upload.url))
-            records.append({**record, "source": display(outcome.source), "url": evidence_url(record["url"])})
+            # the records are redacted as a whole by append_records: the names need no pass of their own
+            records.append({**record, "source": display(outcome.source, redacted=False),
+                            "url": evidence_url(record["url"])})
         else:
             message = one_line(outcome.error.message)
             if args.json:
                 cli.print_json({"source": one_line(outcome.source),
                                 **errors.error_object(outcome.error.exit_code, message)})
             cli.fail(message)
-            records.append({"source": display(outcome.source), "error": message})
+            records.append({"source": display(outcome.source, redacted=False), "error": message})
             exit_code = exit_code or outcome.error.exit_code
     append_records("uploads", [dict(r, model=args.model or "") for r in records])
     return exit_code

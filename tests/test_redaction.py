@@ -114,3 +114,16 @@ def test_nothing_to_redact_sees_a_secret_anywhere_in_thousands_of_texts():
     assert redaction.nothing_to_redact(texts)
     for shown in (KEY[5:11], KEY[5:11].upper(), "Bearer abc", "policy=abc"):
         assert not redaction.nothing_to_redact(texts[:1500] + [f"/data/{shown}/f.bin"] + texts[1500:])
+
+
+def test_the_mark_of_known_secrets_moves_with_every_secret_added():
+    """upload_many skips redact on inputs found clean only while this mark holds: it must move with each new
+    secret (a stale "clean" would print one), and stay put when a known secret is remembered again."""
+    mark = redaction.known_secrets()
+    redaction.remember("s3cr3tValue0001")
+    moved = redaction.known_secrets()
+    assert moved != mark
+    redaction.remember("s3cr3tValue0001")
+    assert redaction.known_secrets() == moved
+    redaction.remember("sk-" + "s3cr3tValue0001")   # a new form: the key with its prefix
+    assert redaction.known_secrets() != moved

@@ -13,6 +13,7 @@ from conftest import (
     MODEL,
     assert_clean_error,
     leaks,
+    needs_symlinks,
     oss_env,
     run_script,
     sandbox_env,
@@ -353,6 +354,72 @@ def test_a_link_re_pointed_while_it_is_judged_is_refused(env, project):
     with pytest.raises(QwenOpsError) as info:
         refuse_by_place(local, "photo.png", home, {})
     assert info.value.exit_code == INPUT_FILE and "changed while it was being checked" in info.value.message
+
+
+@needs_symlinks
+def test_one_judge_for_a_batch_answers_each_file_as_a_fresh_check_does(env, project):
+    """The batch's PlaceJudge resolves each folder once: plain files first fill its memo, and the links, stores
+    and credential names after them in the same folders still get the answer a check of their own gives."""
+    from qianwen_ops.local_files import check_file
+    from qianwen_ops.secret_files import PlaceJudge, refuse_by_place
+
+    def verdict(local, judge=None):
+        try:
+            refuse_by_place(local, "it", home, {}, judge=judge)
+        except QwenOpsError as refused:
+            return refused.message
+        return ""
+
+    home = Path(env["HOME"])
+    for store, content in STORES[:3]:
+        (home / store).parent.mkdir(parents=True, exist_ok=True)
+        (home / store).write_text(content)
+    (project / "shots").mkdir()
+    (project / "linked").symlink_to(home / ".ssh")                 # a folder that is a store, by a link
+    (project / ".bailian").mkdir()
+    for i in range(3):
+        (project / "shots" / f"p{i}.png").write_bytes(b"picture")
+    (project / "shots" / "photo.png").symlink_to(home / ".ssh" / "id_rsa")
+    (project / "shots" / "deploy.png").symlink_to(home / ".docker" / "config.json")
+    os.link(home / ".ssh" / "config", project / "shots" / "hard.png")
+    (project / "shots" / ".env").write_text("X=1\n")
+    (project / ".bailian" / "config.json").write_text("{}")
+    names = ["shots/p0.png", "shots/p1.png", "shots/photo.png", "shots/deploy.png", "shots/hard.png", "shots/.env",
+             "linked/config", "shots/p2.png", ".bailian/config.json", "shots/../shots/p0.png"]
+    judge = PlaceJudge(home, {})
+    found = {}
+    for name in names:
+        local = check_file(project / name)
+        found[name] = verdict(local, judge)
+        assert found[name] == verdict(local), name
+    assert found["shots/photo.png"] == "refusing to upload it: it holds credentials (it is ~/.ssh/id_rsa)"
+    assert found["linked/config"] == found["shots/hard.png"] == (
+        "refusing to upload it: it holds credentials (it is ~/.ssh/config, a credential store)")
+    assert [name for name in names if found[name]] == ["shots/photo.png", "shots/deploy.png", "shots/hard.png",
+                                                       "shots/.env", "linked/config", ".bailian/config.json"]
+
+
+@needs_symlinks
+def test_a_folder_re_pointed_after_the_judge_resolved_it_is_judged_by_the_file_read(env, project):
+    """The judge keeps each folder's real path for the batch; a folder swapped for a link to ~/.ssh meanwhile gets
+    its files judged by their identity (the file at the kept path is the store)."""
+    from qianwen_ops.local_files import check_file
+    from qianwen_ops.secret_files import PlaceJudge, refuse_by_place
+
+    home = Path(env["HOME"])
+    (home / ".ssh").mkdir()
+    (home / ".ssh" / "photo.png").write_text(STORES[0][1])
+    (project / "shots").mkdir()
+    (project / "shots" / "first.png").write_bytes(b"picture")
+    judge = PlaceJudge(home, {})
+    refuse_by_place(check_file(project / "shots" / "first.png"), "shots/first.png", home, {}, judge=judge)
+    (project / "shots" / "first.png").unlink()
+    (project / "shots").rmdir()
+    (project / "shots").symlink_to(home / ".ssh")
+    local = check_file(project / "shots" / "photo.png")
+    with pytest.raises(QwenOpsError) as info:
+        refuse_by_place(local, "shots/photo.png", home, {}, judge=judge)
+    assert "it holds credentials (it is ~/.ssh/photo.png, a credential store)" in info.value.message
 
 
 # ---------------------------------------------------------------- a store under another name

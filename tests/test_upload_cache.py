@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -210,3 +211,23 @@ def test_the_cache_key_is_one_hash_of_the_identity_without_resolving_a_path(tmp_
     others |= {upload_cache.entry_key(local._replace(path=tmp_path / "b.png"), MODEL, "scope"),
                upload_cache.entry_key(local, "qwen-vl-max", "scope"), upload_cache.entry_key(local, MODEL, "other")}
     assert len(others) == 8 and key not in others
+
+
+@needs_symlinks
+def test_a_url_cached_for_an_allowed_credential_file_is_no_hit_without_the_override(sb, env, project):
+    """A hit prints the URL of content already uploaded (a capability): the checks that refuse a credential file
+    run for hits too, so what --allow-credential-file let through is refused on a run without it."""
+    home = Path(env["HOME"])
+    (home / ".ssh").mkdir()
+    (home / ".ssh" / "config").write_text("Host prod\n  IdentityFile ~/.ssh/deploy\n")
+    (project / "photo.png").symlink_to(home / ".ssh" / "config")
+    (project / "plain.png").write_bytes(b"picture")
+    settings = Settings.from_process(cwd=project, env=sandbox_env(env, sb))
+    sources = [str(project / "plain.png"), str(project / "photo.png")]
+    first = upload_many(sources, MODEL, settings=settings, allow_credential_files=True)
+    assert all(o.error is None for o in first)
+    again = upload_many(sources, MODEL, settings=settings, allow_credential_files=True)
+    assert [o.upload.cached for o in again] == [True, True]
+    plain, photo = upload_many(sources, MODEL, settings=settings)
+    assert plain.upload.cached and photo.upload is None
+    assert "it holds credentials (it is ~/.ssh/config, a credential store)" in photo.error.message

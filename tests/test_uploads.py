@@ -377,3 +377,27 @@ def test_ctrl_c_with_concurrency_returns_within_two_seconds(sb, env, project):
          "--no-cache"], lambda: sb.counts()["postObject"] >= before + 4, sandbox_env(env, sb), project)
     assert code == 130 and took < 2.0, (took, err)
     assert "Traceback" not in err and "interrupted" in err
+
+
+def test_a_secret_loaded_mid_batch_is_redacted_from_the_inputs_shown_after_it(env, project, monkeypatch):
+    """The batch scans every input once for what redact would change and shows clean inputs as given; a secret
+    added after that scan (a backend loading one mid-batch) makes each later input redacted again."""
+    from qianwen_ops import redaction, uploads
+
+    secret = "Zq7mid8batch9Secret4Value"
+    (project / "a.png").write_bytes(b"picture a")
+    (project / f"{secret}.png").write_bytes(b"picture b")
+    resolve = uploads._Batch.resolve
+
+    def loading(self, source, model, cached_only=False):
+        redaction.remember(secret)
+        return resolve(self, source, model, cached_only)
+
+    monkeypatch.setattr(redaction, "_secrets", set())
+    monkeypatch.setattr(redaction, "_pieces", set())
+    monkeypatch.setattr(uploads._Batch, "resolve", loading)
+    settings = Settings.from_process(cwd=project, env=env)
+    first, second = upload_many([str(project / "a.png"), str(project / f"{secret}.png")], "", settings=settings,
+                                inline=True, concurrency=1)
+    assert first.source == str(project / "a.png") and first.error is None
+    assert secret not in second.source and second.source.endswith("<redacted>.png")

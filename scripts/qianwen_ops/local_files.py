@@ -9,7 +9,6 @@ open file's identity (device, inode, size, mtime, ctime) with the checked one.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import re
@@ -33,7 +32,7 @@ _UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
 _KEY_LIKE = re.compile(r"^\s*(?:Bearer\s+)?sk-[A-Za-z0-9_\-]{16,}\s*$")
 
 
-def display(source: str) -> str:
+def display(source: str, *, redacted: bool = True) -> str:
     """A one-line, printable, redacted form of an input or path for messages: the one place that shows one.
 
     No URL secrets, no control characters, and redacted as server text is (``redaction.redact``):
@@ -41,6 +40,8 @@ def display(source: str) -> str:
     ``sk-``) never echoes it. Backslashes are doubled so an escaped control character (``\\n``)
     cannot be confused with a name that holds a backslash; bytes that were not UTF-8 (surrogate
     escapes) show as ``\\udcXX``. Long names keep their start and end (each redacted on its own).
+    ``redacted=False``: the same form unredacted, only for text that is redacted whole before it is kept
+    (the records ``evidence.append_records`` writes).
     """
     text = source
     if "://" in source and not source.startswith("file:"):
@@ -50,7 +51,8 @@ def display(source: str) -> str:
         except ValueError:
             text = source.split("://", 1)[0] + "://(not shown)"
     text = one_line(text.replace("\\", "\\\\"))
-    return redact(text) if len(text) <= 200 else redact(text[:97]) + "…" + redact(text[-100:])
+    hide = redact if redacted else str
+    return hide(text) if len(text) <= 200 else hide(text[:97]) + "…" + hide(text[-100:])
 
 
 def looks_like_key(source: str) -> bool:
@@ -272,6 +274,8 @@ class HashedReader:
         self._local = local
         self._chunk_size = min(chunk_size, local.size) or 1
         self._buffers = buffers if local.size >= THREAD_HASH_BYTES else 1
+        import hashlib  # deferred: a rerun of cached files hashes none (and loads no OpenSSL)
+
         self._hash = hashlib.sha256()
         self._digest: str | None = None
 
@@ -393,6 +397,8 @@ class FileSlice:
 
     def md5(self) -> str:
         """The slice's MD5 in hex (an OSS part's ETag), read through the same small buffer."""
+        import hashlib
+
         digest = hashlib.md5(usedforsecurity=False)
         for view in self:
             digest.update(view)
@@ -403,6 +409,8 @@ def sha256_of(local: LocalFile, stop=None, fd: int | None = None, chunk_size: in
     """The sha256 of a checked file, read in order through one reusable buffer (``FileSlice``; ``fd`` as there),
     while other threads may send slices of it. ``stop`` (a ``threading.Event``) abandons the work: then None
     is returned. Raises when the file ends early; its caller checks it is unchanged once all is sent."""
+    import hashlib
+
     digest = hashlib.sha256()
     for view in FileSlice(local, 0, local.size, chunk_size, fd=fd):
         if stop is not None and stop.is_set():

@@ -100,10 +100,22 @@ SECRET_ENCODINGS = ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
 def is_credential_name(path: Path) -> bool:
     """True when the file's name (or ``.bailian/config.json``, ``.dashscope/api_key``) marks it as holding
     credentials."""
-    name = path.name.lower()
+    return _credential_name(path.name, path.parent.name)
+
+
+def _credential_name(name: str, folder: str) -> bool:
+    """``is_credential_name`` of a file ``name`` in a folder named ``folder``."""
+    name = name.lower()
     if name in CREDENTIAL_NAMES or name.startswith(".env.") or name.endswith(CREDENTIAL_SUFFIXES):
         return True
-    return (name, path.parent.name.lower()) in (("config.json", ".bailian"), ("api_key", ".dashscope"))
+    return (name, folder.lower()) in (("config.json", ".bailian"), ("api_key", ".dashscope"))
+
+
+def _credential_path(path: str) -> bool:
+    """``is_credential_name`` of a path as ``pathlib`` or ``realpath`` writes it (no ``.``, no doubled or
+    trailing separator), without building path objects: the check runs for every input."""
+    folder, name = os.path.split(path)
+    return _credential_name(name, os.path.basename(folder))
 
 
 @lru_cache(maxsize=8)
@@ -219,28 +231,69 @@ class _Changed(Exception):
     """The real path of an input is no longer the file checked (a link re-pointed meanwhile)."""
 
 
-def place_reason(local: LocalFile, home: Path, env: Mapping[str, str]) -> str:
-    """Why the checked file ``local`` is a credential file by its name, by what it really is (links resolved)
-    or by its identity (a store under another name), else "". Raises ``_Changed`` when the real path no
-    longer names the file ``check_file`` saw (then what was judged would not be what is read)."""
-    path = local.path
-    real = os.path.realpath(path)
+class PlaceJudge:
+    """What ``place_reason`` needs, for the inputs of one batch: what they share is found once, not per input:
+    the credential stores (``credential_stores``, refreshed as it is) and the real path of each folder the
+    inputs are in (POSIX; Windows asks the system for each file's final path).
+
+    A file's real path is its folder's real path and its name, when that name is no link (the ``lstat``
+    the identity check needs anyway says so); a link, or a name such as ``..``, is resolved whole. A folder
+    re-pointed while the batch runs changes nothing found: the identity check (device and inode of the
+    checked file at the real path) and the stores' identities judge the file itself, not its path.
+    """
+
+    def __init__(self, home: Path, env: Mapping[str, str]):
+        self.home, self.env = home, env
+        self._folders: dict = {}       # folder as written -> (its real path, its name, its real name)
+        self._stores: tuple = (None, None)   # (refresh period, credential_stores)
+
+    def stores(self) -> tuple:
+        period = int(time.monotonic() // STORE_REFRESH_SECONDS)
+        if self._stores[0] != period:
+            self._stores = (period, credential_stores(self.home, self.env))
+        return self._stores[1]
+
+    def locate(self, path: str) -> tuple:
+        """(real path of ``path``, its ``lstat``, whether ``path`` is named like a credential file
+        (``is_credential_name``), whether its real path is); OSError or ValueError when it cannot be examined."""
+        if os.name != "nt":
+            folder, name = os.path.split(path)
+            if name not in ("", ".", ".."):
+                known = self._folders.get(folder)
+                if known is None:   # (real path, the folder's name as written, its real name)
+                    real_folder = os.path.realpath(folder or os.curdir)
+                    known = (real_folder, os.path.basename(folder), os.path.basename(real_folder))
+                    self._folders[folder] = known
+                real = os.path.join(known[0], name)
+                info = os.lstat(real)
+                if not stat.S_ISLNK(info.st_mode):
+                    named = _credential_name(name, known[1])
+                    return real, info, named, named if known[1] == known[2] else _credential_name(name, known[2])
+        real = os.path.realpath(path)
+        return real, os.lstat(real), _credential_path(path), _credential_path(real)
+
+
+def place_reason(local: LocalFile, judge: PlaceJudge) -> tuple:
+    """(named like a credential file, why the checked file ``local`` is a credential file by what it really is
+    (links resolved) or by its identity (a store under another name), else ""). Raises ``_Changed`` when the
+    real path no longer names the file ``check_file`` saw (then what was judged would not be what is read)."""
+    path = str(local.path)
     try:
-        info = os.lstat(real)
+        real, info, named, real_named = judge.locate(path)
     except (OSError, ValueError):
         raise _Changed() from None
     if (info.st_dev, info.st_ino) != (local.device, local.inode):
         raise _Changed()
-    if is_credential_name(path) or is_credential_name(Path(real)):
-        return "" if real == os.path.abspath(path) else f"it is {_store_label(real, home)}"
+    if named or real_named:
+        return named, "" if real == os.path.abspath(path) else f"it is {_store_label(real, judge.home)}"
     real = os.path.normcase(real)
-    stores, below, identities = credential_stores(home, env)
+    stores, below, identities = judge.stores()
     if real in stores or real.startswith(below):
-        return f"it is {_store_label(real, home)}, a credential store"
+        return False, f"it is {_store_label(real, judge.home)}, a credential store"
     store = identities.get((local.device, local.inode))
     if store is not None:
-        return f"it is {_store_label(os.path.normcase(store), home)}, a credential store"
-    return ""
+        return False, f"it is {_store_label(os.path.normcase(store), judge.home)}, a credential store"
+    return False, ""
 
 
 @lru_cache(maxsize=4)
@@ -296,17 +349,18 @@ def _refuse(shown: str, why: str = "", verb: str = "upload") -> QwenOpsError:
 
 
 def refuse_by_place(local: LocalFile, shown: str, home: Path, env: Mapping[str, str], allow: bool = False,
-                    verb: str = "upload") -> None:
+                    verb: str = "upload", judge: PlaceJudge | None = None) -> None:
     """Raise exit 10 for a credential file by name, real path or identity; nothing is read (see the module
-    docstring). ``verb``: what would be done with it ("upload", "inline")."""
+    docstring). ``verb``: what would be done with it ("upload", "inline"); ``judge``: the batch's
+    ``PlaceJudge``."""
     if allow:
         return
     try:
-        why = place_reason(local, home, env)
+        named, why = place_reason(local, judge or PlaceJudge(home, env))
     except _Changed:
         raise QwenOpsError(f"{shown}: file changed while it was being checked (a link re-pointed?); nothing of it "
                            "was sent", errors.INPUT_FILE) from None
-    if why or is_credential_name(local.path):
+    if why or named:
         raise _refuse(shown, why, verb)
 
 

@@ -23,7 +23,6 @@ ignored and rebuilt.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,6 +30,12 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+try:  # CPython's own BLAKE2, which is what hashlib.blake2b is, without hashlib's loading of OpenSSL (a rerun of
+    # cached files hashes no file: see credentials._sha256_hex)
+    from _blake2 import blake2b
+except ImportError:  # an interpreter without it
+    from hashlib import blake2b
 
 from .fsutil import FileLock, make_dirs, open_append, open_for_reading, read_at, replace_file, user_dir
 from .local_files import LocalFile
@@ -55,7 +60,7 @@ def entry_key(local: LocalFile, model: str, scope: str) -> str:
     """
     text = (f"{local.device}\0{local.inode}\0{local.size}\0{local.mtime_ns}\0{local.ctime_ns}\0{local.name}\0"
             f"{model}\0{scope}")
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=32).hexdigest()
+    return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=32).hexdigest()
 
 
 def still_valid(entry: dict, now: float | None = None) -> bool:

@@ -10,7 +10,6 @@ without a request, unless they hold a secret (``secret_files.url_reason``: exit 
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 import time
@@ -26,8 +25,8 @@ from .limits import UPLOAD_TIMEOUT
 from .local_files import LocalFile, check_file, check_size, display, is_remote, local_path, looks_like_key
 from .named_tuple import NamedTuple
 from .oss_settings import load_config
-from .redaction import redact
-from .secret_files import refuse_by_place, refuse_credentials, refuse_name, refuse_url
+from .redaction import known_secrets, nothing_to_redact, redact
+from .secret_files import PlaceJudge, refuse_by_place, refuse_credentials, refuse_name, refuse_url
 from .settings import Settings
 from .upload_cache import UploadCache, cache_path, entry_key
 
@@ -121,7 +120,7 @@ def cache_scope(settings: Settings, temp_storage: bool = False) -> str:
     custom = _custom_config(settings, temp_storage)
     if custom is not None:
         find_api_key(settings)  # not used here, but loaded so that a file holding it is never uploaded
-        fingerprint = hashlib.sha256(("oss\0" + custom.access_key_id.reveal()).encode()).hexdigest()[:16]
+        fingerprint = custom.access_key_id.fingerprint("oss")   # sha256 of "oss\0" and the ID, 16 hex digits
         return f"oss:{custom.endpoint}/{custom.bucket}/{custom.prefix}:{fingerprint}"
     return f"temp:{resolve_endpoint(settings).root}:{_usable_key(settings).secret.fingerprint()}"
 
@@ -156,6 +155,19 @@ def check_options(model: str, concurrency: int = DEFAULT_CONCURRENCY, timeout: f
         raise QwenOpsError(f"timeout must be between 0 and {MAX_TIMEOUT:g} seconds", errors.USAGE)
 
 
+class _Shown:
+    """``display(source)``, made when a message is formatted with it: the checks that pass (every input of a
+    rerun) show nothing, so they format nothing."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def __str__(self) -> str:
+        return display(self.source)
+
+
 class _Batch:
     """Shared state of one call: backend (opened lazily), cache, HTTP session, files already done."""
 
@@ -177,6 +189,7 @@ class _Batch:
         self._done: dict = {}          # cache key -> Upload (this batch), cache or no cache
         self._large = threading.BoundedSemaphore(LARGE_IN_FLIGHT)
         self._checked: dict = {}       # source -> (LocalFile, cache key), checked by a cached_only call
+        self.judge = PlaceJudge(settings.home, settings.env)   # the credential-file checks' shared work
 
     @property
     def session(self):
@@ -239,13 +252,14 @@ class _Batch:
         checked = self._checked.pop(source, None)
         if checked is None:
             local = check_file(local_path(source, self.settings.home))
+            shown = _Shown(source)
             # by name, by what it really is (links resolved) or by identity, before the backend is opened: nothing
             # sent or read
-            refuse_by_place(local, display(source), self.settings.home, self.settings.env,
-                            self.allow_credential_files, "inline" if self.inline else "upload")
+            refuse_by_place(local, shown, self.settings.home, self.settings.env,
+                            self.allow_credential_files, "inline" if self.inline else "upload", self.judge)
             if self.inline:
                 return self._inline(source, local)
-            refuse_name(local, display(source))   # the name goes into the object's key and its URL
+            refuse_name(local, shown)   # the name goes into the object's key and its URL
             checked = local, entry_key(local, model, self.scope())
         local, key = checked
         if cached_only:
@@ -390,6 +404,9 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
     batch = _Batch(settings or Settings.from_process(), use_cache, progress, timeout, inline,
                    allow_credential_files, temp_storage)
     batch.load_secrets()  # before any input is shown in a message: redaction must know them
+    # One scan of all the inputs instead of a redact per input; valid only while no secret is added.
+    mark = known_secrets()
+    clean = nothing_to_redact(sources)
 
     def run(index: int, cached_only: bool = False) -> Outcome | None:
         source = sources[index]
@@ -397,7 +414,8 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
             return Outcome("<redacted>", error=QwenOpsError(
                 f"input {index + 1} looks like an API key, not a file; it was not sent or shown (keys belong "
                 "in .env or the environment)", errors.INPUT_FILE))
-        shown_source = redact(source)  # the input as given, minus any secret it holds
+        # the input as given, minus any secret it holds
+        shown_source = source if clean and known_secrets() == mark else redact(source)
         try:
             upload = batch.resolve(source, model, cached_only)
             if upload is None:
