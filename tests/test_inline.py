@@ -112,3 +112,15 @@ def test_library_inline(tmp_path):
     with pytest.raises(QwenOpsError) as info:
         resolve_file(tmp_path / "big.bin", "", settings, inline=True)
     assert info.value.exit_code == INPUT_FILE and "too large to inline" in info.value.message
+
+
+def test_the_library_needs_a_model_only_to_upload(tmp_path):
+    """As upload_file.py's --model: optional with inline, required (a usage error, exit 2) to upload."""
+    from qianwen_ops import errors
+
+    (tmp_path / "p.png").write_bytes(PNG)
+    settings = Settings.from_process(cwd=tmp_path, env={"HOME": str(tmp_path)})
+    assert decoded(resolve_file(tmp_path / "p.png", settings=settings, inline=True))[1] == PNG
+    with pytest.raises(QwenOpsError) as info:
+        resolve_file(tmp_path / "p.png", settings=settings)
+    assert info.value.exit_code == errors.USAGE and "model must be a model name" in info.value.message

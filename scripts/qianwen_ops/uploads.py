@@ -387,7 +387,7 @@ def _in_parallel(run: Callable[[int], Outcome], count: int, workers: int,
 
 
 @public
-def upload_many(sources: Sequence[str], model: str, settings: Settings | None = None,
+def upload_many(sources: Sequence[str], model: str = "", settings: Settings | None = None,
                 use_cache: bool = True, concurrency: int = DEFAULT_CONCURRENCY,
                 progress: Callable | None = None, timeout: float = UPLOAD_TIMEOUT, inline: bool = False, *,
                 allow_credential_files: bool = False, temp_storage: bool = False) -> list:
@@ -442,7 +442,7 @@ def upload_many(sources: Sequence[str], model: str, settings: Settings | None = 
 
 
 @public
-def upload_file(path: str | Path, model: str, settings: Settings | None = None,
+def upload_file(path: str | Path, model: str = "", settings: Settings | None = None,
                 use_cache: bool = True, inline: bool = False, *, allow_credential_files: bool = False,
                 temp_storage: bool = False) -> Upload:
     """Upload one local file (path or file:// URI); raises ``QwenOpsError`` on failure.
@@ -457,10 +457,11 @@ def upload_file(path: str | Path, model: str, settings: Settings | None = None,
 
 
 @public
-def resolve_file(source: str | Path, model: str, settings: Settings | None = None,
+def resolve_file(source: str | Path, model: str = "", settings: Settings | None = None,
                  use_cache: bool = True, inline: bool = False, *, allow_credential_files: bool = False,
                  temp_storage: bool = False) -> str:
     """A model-ready URL for ``source``: remote URLs unchanged, local files uploaded (``inline=True``:
-    returned as a ``data:`` URL, nothing sent; a file over the inline limit raises exit 10)."""
+    returned as a ``data:`` URL, nothing sent; a file over the inline limit raises exit 10).
+    ``model`` (the model that reads the file) is required unless ``inline``, as ``--model`` is."""
     return upload_file(source, model, settings, use_cache, inline, allow_credential_files=allow_credential_files,
                        temp_storage=temp_storage).url
