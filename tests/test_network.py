@@ -506,6 +506,23 @@ def test_fallback_when_the_system_store_is_empty(monkeypatch):
     assert "pip install certifi" in advice and "SSL_CERT_FILE" in advice and "\n" not in advice
 
 
+@pytest.mark.parametrize("platform,used", [("darwin", True), ("win32", True), ("linux", False)])
+def test_truststore_is_a_fallback_only_where_it_reads_no_environment(monkeypatch, platform, used):
+    """On Linux truststore loads OpenSSL's default paths, which read SSL_CERT_FILE from the real environment
+    (a tracked .env's CA copied by load_dotenv() included): there the fallback is certifi or nothing."""
+    import sys
+    import types
+
+    made = []
+    fake = types.ModuleType("truststore")
+    fake.SSLContext = lambda protocol: made.append(protocol) or "truststore context"
+    monkeypatch.setitem(sys.modules, "truststore", fake)
+    monkeypatch.setitem(sys.modules, "certifi", None)
+    monkeypatch.setattr(sys, "platform", platform)
+    assert network._fallback_context() == (("truststore context", "truststore") if used else (None, ""))
+    assert bool(made) is used
+
+
 # -- the TLS contexts load exactly the store the one trust decision chose
 
 def _hashed_folder(pki, name: str = "hashed") -> str:

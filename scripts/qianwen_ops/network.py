@@ -47,8 +47,8 @@ TLS trust, first that is set wins (and why):
        ``SSL_CERT_DIR`` from the real process environment there, including a value that this
        decision left out (a tracked ``.env``'s, copied by ``load_dotenv()``; ``provenance``).
     5. When the system store is empty (the python.org macOS build before "Install
-       Certificates.command"): ``truststore`` if installed (it asks the operating system's own
-       verifier, so a company CA pushed to the keychain works), else ``certifi`` if installed
+       Certificates.command"): on macOS and Windows ``truststore`` if installed (it asks the operating
+       system's own verifier, so a company CA pushed to the keychain works), else ``certifi`` if installed
        (Mozilla's roots; no company CAs), else the empty store (every site then fails with a
        line that says what to install or set).
     A variable that names a file or folder replaces the system store (as in curl and requests).
@@ -527,15 +527,21 @@ def _has_roots(context) -> bool:
 
 
 def _fallback_context():
-    """(context, source) for a Python without usable roots, or (None, "")."""
-    try:
-        import ssl  # deferred: start-up (module docstring)
+    """(context, source) for a Python without usable roots, or (None, "").
 
-        import truststore  # optional package: the OS verifier: Keychain / Windows store / system bundle
+    ``truststore`` only on macOS and Windows, where it hands each chain to the operating system's
+    verifier and reads no environment variable. On Linux it loads OpenSSL's default paths
+    (``set_default_verify_paths``), which read ``SSL_CERT_FILE``/``SSL_CERT_DIR`` from the real
+    environment, a value this trust decision may have left out (item 4 of the module docstring)."""
+    if sys.platform in ("darwin", "win32"):
+        try:
+            import ssl  # deferred: start-up (module docstring)
 
-        return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT), "truststore"   # reads no environment variable
-    except ImportError:
-        pass
+            import truststore  # optional package: the OS verifier: Keychain / Windows store
+
+            return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT), "truststore"
+        except ImportError:
+            pass
     try:
         import certifi  # optional package
 
