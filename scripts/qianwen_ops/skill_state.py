@@ -28,7 +28,9 @@ are siblings):
 In a git project the state never shows up in ``git status`` (``hide_from_git``): in a folder
 named ``.agents`` with no ``.gitignore``, one is written naming the state file, its lock and
 itself; when that folder holds a ``.gitignore`` of the user's (never changed), the two files
-are named in the repository's own ``.git/info/exclude`` instead (local, never committed).
+are named in the repository's own ``.git/info/exclude`` instead (local, never committed). A state
+file git tracks (``state_tracked``: a committed one, whoever commits chose its content) is never
+used, neither choices nor a cached answer, and no check result is saved into it.
 
 Values are bounded by what the program could have written: a ``last_interaction`` later
 than now is not a dismissal (a dismissal lasts at most 24 hours from now), and a
@@ -438,6 +440,63 @@ def _exclude_in_repository(path: Path) -> None:
         return
     with os.fdopen(fd, "wb") as handle:
         handle.write(lead + (_OURS + wanted).encode("utf-8"))
+
+
+_GIT_SECONDS = 5.0
+_GIT_ENV = ("PATH", "PATHEXT", "SYSTEMROOT", "SYSTEMDRIVE", "WINDIR", "COMSPEC", "TEMP", "TMP", "TMPDIR", "LANG",
+            "LC_ALL", "LC_CTYPE")
+
+
+def _in_work_tree(folder: Path) -> bool:
+    """Does ``folder`` or a folder above it hold a ``.git`` (a folder or a file)? No git needed."""
+    return any(os.path.lexists(above / ".git") for above in (folder, *folder.parents))
+
+
+def git_tracks(path: Path) -> bool | None:
+    """Does git track the file ``path``? None when git cannot say (not installed, failed, timed out).
+
+    The stdlib twin of qianwen-ops-auth's ``gitrun.tracked_state`` (this skill is standalone): asked
+    from the file's folder, about its name in any case then the entry that is this very file;
+    ``core.fsmonitor=false`` (the one setting ``ls-files`` runs a program from), no user configuration,
+    no ``GIT_*`` variable and no credential in git's environment (only the variables it needs to run).
+    """
+    import subprocess
+
+    path = Path(path)
+    env = {k: v for k, v in os.environ.items() if k.upper() in _GIT_ENV}
+    env.update(GIT_CONFIG_GLOBAL=os.devnull, GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0")
+    try:
+        done = subprocess.run(["git", "--no-pager", "-c", "core.fsmonitor=false", "-C", str(path.parent), "ls-files",
+                               "-z", "--", f":(literal,icase){path.name}"], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, timeout=_GIT_SECONDS,
+                              check=False)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    if done.returncode != 0:
+        return None
+    for entry in done.stdout.decode("utf-8", "surrogateescape").split("\0"):
+        if entry == path.name or (entry and _same_file(path.parent / entry, path)):
+            return True
+    return False
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except (OSError, ValueError):
+        return False
+
+
+def state_tracked(path: Path, ask: Callable[[Path], object] | None = None) -> bool:
+    """Is the state file ``path`` one git tracks (committed: whoever commits to that repository wrote
+    it)? Then nothing in it is used and no check result is saved there. Fail closed: inside a work tree
+    (a ``.git`` above it), a git that cannot say counts as tracking it. ``ask``: how git is asked
+    (``git_tracks`` by default; qianwen-ops-auth passes its own ``gitrun``): True, False or None.
+    """
+    path = Path(os.path.abspath(path))
+    if not _in_work_tree(path.parent):
+        return False
+    return (ask or git_tracks)(path) is not False
 
 
 _SHORTHAND = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}/[A-Za-z0-9_.-]{1,100}")
