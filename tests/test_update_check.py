@@ -996,6 +996,51 @@ def test_a_linked_worktree_uses_the_common_exclude(tmp_path):
     assert porcelain == "" and "/.agents/state.json" in (main / ".git" / "info" / "exclude").read_text()
 
 
+def test_a_dot_git_file_never_chooses_where_the_exclude_is_written(tmp_path):
+    """An unpacked archive's .git FILE (gitdir: / commondir naming any folder) does not make gossamer append
+    to <that folder>/info/exclude: only a repository's own (HEAD, objects/, refs/; this user's, no link)."""
+    from qianwen_ops.skill_state import update_state
+
+    project = tmp_path / "proj"
+    (project / ".agents").mkdir(parents=True)
+    (project / ".agents" / ".gitignore").write_text("skills/\n")  # the project's own: not ours
+    victim = tmp_path / "elsewhere" / "some-folder"
+    victim.mkdir(parents=True)
+    hop = project / "vendor" / "gd"
+    hop.mkdir(parents=True)
+    (hop / "commondir").write_text(str(victim))
+    (project / ".git").write_text("gitdir: vendor/gd\n")
+    update_state(project / ".agents" / "state.json", lambda s: s.update(never_install=True))
+    assert list(victim.iterdir()) == [] and sorted(p.name for p in hop.iterdir()) == ["commondir"]
+    (hop / "HEAD").write_text("ref: refs/heads/main\n")  # a git folder, its common one no repository: still not
+    update_state(project / ".agents" / "state.json", lambda s: s.update(never_install=True))
+    assert list(victim.iterdir()) == [] and not (hop / "info").exists()
+
+
+def test_an_exclude_file_with_another_name_is_never_appended_to(tmp_path):
+    """info/exclude hard-linked to another file (or info/ a link) is not written through."""
+    from qianwen_ops.skill_state import update_state
+
+    project = tmp_path / "proj"
+    (project / ".agents").mkdir(parents=True)
+    (project / ".agents" / ".gitignore").write_text("/other\n")
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    elsewhere = tmp_path / "profile"
+    elsewhere.write_text("keep\n")
+    exclude = project / ".git" / "info" / "exclude"
+    exclude.unlink()
+    os.link(elsewhere, exclude)
+    update_state(project / ".agents" / "state.json", lambda s: s.update(never_install=True))
+    assert elsewhere.read_text() == "keep\n"
+    if hasattr(os, "symlink"):
+        other_info = tmp_path / "other-info"
+        other_info.mkdir()
+        shutil.rmtree(project / ".git" / "info")
+        os.symlink(other_info, project / ".git" / "info")
+        update_state(project / ".agents" / "state.json", lambda s: s.update(never_install=True))
+        assert list(other_info.iterdir()) == []
+
+
 def test_every_skill_is_one_word_in_cmd_too():
     """cmd.exe passes '*' with its quotes to the installer; "*" is `*` in cmd, PowerShell and POSIX shells."""
     import shlex
