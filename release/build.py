@@ -24,8 +24,9 @@ sandbox path, a file named like a credential file (the rules ``upload_file.py`` 
 ``qianwen_ops.secret_files.is_credential_name``: ``.env*``, ``.netrc``, ``credentials``, ``*.pem``,
 ``*.key``, ``id_rsa``...), a key-shaped string (``secret_files.KEY_SHAPE``: ``sk-``, ``sk-sp-``,
 ``sk-ws-`` keys and ``LTAI...`` AccessKey IDs; ``UNPREFIXED_SHAPE``: AccessKey secrets and STS
-tokens; a private key block with its body), a Markdown link that does not resolve inside its
-skill, or a ``pyproject.toml`` that names a file the tree lacks.
+tokens; a private key as the upload check sees one, ``secret_files.private_key_in``: an encrypted PEM,
+a service-account JSON, a PuTTY key), in the file's bytes or read as UTF-16/UTF-32, a Markdown link
+that does not resolve inside its skill, or a ``pyproject.toml`` that names a file the tree lacks.
 
 ``--branch NAME`` builds in a temporary folder and records the tree as a new commit on
 ``refs/heads/NAME`` (parent: its current tip, so pushing it is a fast-forward), with the source
@@ -48,7 +49,13 @@ from pathlib import Path, PurePosixPath
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from qianwen_ops.secret_files import KEY_SHAPE, UNPREFIXED_SHAPE, is_credential_name  # noqa: E402 - the one source
+from qianwen_ops.secret_files import (  # noqa: E402 - the one source
+    KEY_SHAPE,
+    SECRET_ENCODINGS,
+    UNPREFIXED_SHAPE,
+    is_credential_name,
+    private_key_in,
+)
 
 MAIN, SIBLING = "qianwen-ops-auth", "qianwen-update-check"
 RELEASE_REF = "release"
@@ -141,6 +148,17 @@ def build(out: Path, commit: str = "HEAD", repo: Path = ROOT) -> list:
     return sorted(written)
 
 
+def readings(data: bytes):
+    """``data`` as written, then as UTF-8 for each other encoding it reads as (``SECRET_ENCODINGS``: UTF-16 and
+    UTF-32, as PowerShell 5.1 saves a note), so a key in any of them has the shape the patterns look for."""
+    yield data
+    for encoding in SECRET_ENCODINGS[1:]:
+        try:
+            yield data.decode(encoding).encode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            continue
+
+
 def check(out: Path) -> list:
     """Why ``out`` is not a releasable tree (empty when it is)."""
     problems = []
@@ -157,7 +175,7 @@ def check(out: Path) -> list:
                 problems.append(f"skills/{skill}/{rel} must not ship")
             elif is_credential_name(PurePosixPath(rel)):
                 problems.append(f"skills/{skill}/{rel} must not ship: named like a credential file")
-            if KEY_SHAPED.search(path.read_bytes()):
+            if any(KEY_SHAPED.search(text) or private_key_in(text) for text in readings(path.read_bytes())):
                 problems.append(f"skills/{skill}/{rel} holds a key-shaped string")
             if path.suffix == ".md":
                 for link in LINK.findall(path.read_text(encoding="utf-8")):

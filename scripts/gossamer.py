@@ -10,10 +10,10 @@ each. Nothing printed means nothing to tell the user now: up to date (checked no
 last 24 hours), a newer version already reported in the last 24 hours ([UPDATE_AVAILABLE] is
 repeated once a day while it is pending), or prompts the user turned off (--dismiss,
 --never-install). --status prints one JSON object whose "summary" starts with one
-of: not installed, never checked, up to date, update available, suppressed until <time>,
+of: not installed, never checked, not recorded, up to date, update available, suppressed until <time>,
 check failed: <why>. A broken or hostile state file never stops it: a state that cannot be
 saved gives one "warning:" line on stderr, and the exit code is still 0. Choices stored in a
-state file git tracks (a committed one) are not used.
+state file git tracks (a committed one) are not used, nor is its last check.
 """
 
 import sys

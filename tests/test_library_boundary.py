@@ -251,6 +251,50 @@ def test_settings_keep_the_environment_out_of_reach(env, project):
     assert leaks(shown, (CANARY_KEY, CANARY_OSS_SECRET)) == [], shown
 
 
+WRONG_TYPES = {
+    "api_settings(cwd=123)": (lambda q, f: q.api_settings(cwd=123), "cwd must be a folder"),
+    "api_settings(env=[...])": (lambda q, f: q.api_settings(env=["HOME"]), "env must be a mapping"),
+    "upload_many('abc')": (lambda q, f: q.upload_many("abc", inline=True), "sources must be a list of paths or URLs, "
+                                                                          "not str"),
+    "upload_many([None])": (lambda q, f: q.upload_many([f, None], "qwen-vl-plus"), r"sources\[1\] must be a path"),
+    "resolve_file(settings=42)": (lambda q, f: q.resolve_file(f, "qwen-vl-plus", settings=42), "settings must be"),
+    "resolve_file(123)": (lambda q, f: q.resolve_file(123, "qwen-vl-plus"), "source must be a path"),
+    "upload_file(b'...')": (lambda q, f: q.upload_file(os.fsencode(f), "qwen-vl-plus"), "path must be a path"),
+    "resolve_file(model=5)": (lambda q, f: q.resolve_file(f, 5), "model must be a model name"),
+    "upload_many(timeout='5')": (lambda q, f: q.upload_many([f], "qwen-vl-plus", timeout="5"), "timeout must be"),
+    "upload_many(progress=1)": (lambda q, f: q.upload_many([f], "qwen-vl-plus", progress=1), "progress must be"),
+}
+
+
+@pytest.mark.parametrize("name", WRONG_TYPES)
+def test_an_argument_of_the_wrong_type_is_a_typeerror_naming_it(name, env, project, monkeypatch):
+    """A caller's mistake is told as one (a TypeError naming the parameter and the type, never the value), not
+    "internal error ... please report it", and not taken as input: a str as upload_many's sources once
+    became one upload per character."""
+    import qianwen_ops
+
+    monkeypatch.setattr(os, "environ", dict(env))
+    call, message = WRONG_TYPES[name]
+    with pytest.raises(TypeError, match=message) as raised:
+        call(qianwen_ops, str(project / "f.png"))
+    assert type(raised.value) is TypeError and raised.value.__cause__ is None and raised.value.__context__ is None
+    last = raised.value.__traceback__
+    while last.tb_next is not None:
+        last = last.tb_next
+    assert last.tb_frame.f_code.co_name == "boundary"  # raised at the boundary, no frame from below
+
+
+def test_paths_are_inputs_as_strings_are(env, project):
+    from pathlib import Path
+
+    import qianwen_ops
+
+    (project / "p.txt").write_text("hello")
+    settings = Settings.from_process(cwd=project, env=env)
+    [outcome] = qianwen_ops.upload_many((Path(project / "p.txt"),), settings=settings, inline=True)
+    assert outcome.error is None and outcome.source == str(project / "p.txt") and outcome.upload.url.startswith("data:")
+
+
 def test_a_call_with_wrong_arguments_is_told_as_python_tells_it(env, project):
     """A missing or unknown argument is the caller's mistake: a plain TypeError naming the parameter (never
     "internal error ... please report it"), with nothing from below the boundary; a TypeError raised

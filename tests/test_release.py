@@ -137,6 +137,7 @@ def test_the_build_refuses_what_must_not_ship(tree, tmp_path, case, word):
     assert problems and any(word in p for p in problems), problems
 
 
+PEM_BODY = b"MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7" * 3
 # (path in the checkout, content): what a developer might commit by mistake under a shipped folder
 PLANTED = [
     ("references/troubleshooting-notes.md", b"tried with DASHSCOPE_API_KEY=sk-ws-" + b"0123456789abcdef" * 2 + b"\n"),
@@ -148,6 +149,12 @@ PLANTED = [
     ("references/oss-notes.md", b"access_key_secret = Yb7cNe5dTf9gUa1hXk3mPq8rSw2vZt\n"),
     ("references/ids.md", b"the RAM user LTAI5tQ9xYzAbCdEfGhIjK works\n"),
     ("scripts/sts.txt", b"token: CAIS" + b"Qm9yaW5nU3RzVG9rZW5Cb2R5" * 4 + b"\n"),
+    # a private key as the upload check sees one, whatever follows its header, and a key note saved as UTF-16
+    ("scripts/sa.json", b'{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\\n'
+     + PEM_BODY + b'\\n-----END PRIVATE KEY-----\\n"}\n'),
+    ("references/legacy-key.txt", b"-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n"
+     + b"DEK-Info: AES-128-CBC,3F1A\n\n" + PEM_BODY + b"\n-----END RSA PRIVATE KEY-----\n"),
+    ("references/key-note.txt", ("DASHSCOPE_API_KEY=sk-" + "0123456789abcdef" * 2 + "\n").encode("utf-16")),
 ]
 
 

@@ -21,12 +21,13 @@ can only fail with 401.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from .credentials import STANDARD, ApiKey, find_api_key, key_advice, key_exit_code
 from .endpoints import Endpoint, resolve_endpoint
-from .errors import QwenOpsError, public
+from .errors import QwenOpsError, public, wrong_type
 from .redaction import Concealed
 from .settings import Settings
 
@@ -84,6 +85,13 @@ class ApiSettings:
 
 @public
 def api_settings(cwd: str | Path | None = None, env: Mapping[str, str] | None = None) -> ApiSettings:
-    """Resolve key and endpoint as the scripts do (``cwd``/``env`` default to this process's)."""
+    """Resolve key and endpoint as the scripts do (``cwd``/``env`` default to this process's).
+
+    ``cwd``: a ``str`` or ``os.PathLike`` folder; ``env``: a mapping of names to values. Another type
+    raises ``TypeError`` naming the parameter."""
+    if cwd is not None and not isinstance(cwd, (str, os.PathLike)):
+        raise wrong_type("cwd", "a folder (str or os.PathLike) or None", cwd)
+    if env is not None and not isinstance(env, Mapping):
+        raise wrong_type("env", "a mapping of names to values or None", env)
     settings = Settings.from_process(cwd=Path(cwd) if cwd is not None else None, env=env)
     return ApiSettings(find_api_key(settings), resolve_endpoint(settings))

@@ -138,12 +138,22 @@ def public(function):
     return boundary
 
 
+class ArgumentTypeError(TypeError):
+    """An argument of the wrong type given to a public function (``wrong_type``): the caller's mistake,
+    which ``public`` raises as a plain, fresh ``TypeError`` with this message."""
+
+
+def wrong_type(name: str, expected: str, value: object) -> ArgumentTypeError:
+    """``<name> must be <expected>, not <type>``: names the parameter and the type, never the value."""
+    return ArgumentTypeError(f"{name} must be {expected}, not {type(value).__name__}")
+
+
 def _call_error(exc: TypeError) -> BaseException:
-    """A call the function's parameters could not take (a missing or unknown argument) is the caller's
-    mistake: Python's own ``TypeError`` message (names only, never a value), fresh. A ``TypeError``
-    from inside is a bug, reported as one. The binding failed in ``boundary``'s frame when its
-    traceback goes no further."""
-    if exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
+    """A call the function's parameters could not take (a missing or unknown argument, or one of the wrong
+    type: ``wrong_type``) is the caller's mistake: a ``TypeError`` with Python's or ``wrong_type``'s
+    message (names only, never a value), fresh. Any other ``TypeError`` from inside is a bug, reported
+    as one. The binding failed in ``boundary``'s frame when its traceback goes no further."""
+    if isinstance(exc, ArgumentTypeError) or (exc.__traceback__ is not None and exc.__traceback__.tb_next is None):
         return TypeError(str(exc))
     return QwenOpsError(f"internal error ({exc.__class__.__name__}); please report it", INTERNAL)
 

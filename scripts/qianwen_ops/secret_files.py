@@ -97,6 +97,12 @@ STORE_REFRESH_SECONDS = 60  # how long the stores found are trusted in one proce
 SECRET_ENCODINGS = ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
 
 
+def private_key_in(data: bytes) -> bool:
+    """Does ``data`` hold a private key as the upload check judges it (a PEM block's header, whatever follows
+    it: ``Proc-Type:`` lines, JSON's ``\\n`` escapes; a PuTTY key file)? Bytes as written, no decoding."""
+    return _PRIVATE_KEY.search(data) is not None
+
+
 def is_credential_name(path: Path) -> bool:
     """True when the file's name (or ``.bailian/config.json``, ``.dashscope/api_key``) marks it as holding
     credentials."""

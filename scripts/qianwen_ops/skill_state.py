@@ -28,7 +28,11 @@ are siblings):
 In a git project the state never shows up in ``git status`` (``hide_from_git``): in a folder
 named ``.agents`` with no ``.gitignore``, one is written naming the state file, its lock and
 itself; when that folder holds a ``.gitignore`` of the user's (never changed), the two files
-are named in the repository's own ``.git/info/exclude`` instead (local, never committed).
+are named in the repository's own ``.git/info/exclude`` instead (local, never committed), when that
+repository is one (``HEAD``, ``objects/``, ``refs/``), no link and, on POSIX, this user's; else the
+state may show in ``git status``, and nothing is written elsewhere. A state
+file git tracks (``state_tracked``: a committed one, whoever commits chose its content) is never
+used, neither choices nor a cached answer, and no check result is saved into it.
 
 Values are bounded by what the program could have written: a ``last_interaction`` later
 than now is not a dismissal (a dismissal lasts at most 24 hours from now), and a
@@ -399,28 +403,59 @@ def _read_bytes(path: Path, limit: int) -> bytes:
         return b""
 
 
+def _mine(info: os.stat_result) -> bool:
+    """Does this user own it? (POSIX; Windows reports no owner here, so there the shape checks alone decide.)"""
+    return not hasattr(os, "geteuid") or info.st_uid == os.geteuid()
+
+
+def _own_folder(folder: Path) -> bool:
+    """A folder that is no link and belongs to this user."""
+    try:
+        info = os.lstat(folder)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISDIR(info.st_mode) and _mine(info)
+
+
+def _git_dir_shape(git_dir: Path, common: Path) -> bool:
+    """What git itself takes for a repository: ``HEAD`` in the git folder, ``objects/`` and ``refs/`` in the
+    common one; both folders this user's own and no link (the ``.git`` file of an unpacked archive names any
+    folder it likes, and that folder's ``info/exclude`` must not be written unless it is a repository's)."""
+    try:
+        head = os.lstat(git_dir / "HEAD")
+    except (OSError, ValueError):
+        return False
+    return (stat.S_ISREG(head.st_mode) and _own_folder(git_dir) and _own_folder(common)
+            and all(os.path.isdir(common / name) for name in ("objects", "refs")))
+
+
 def _git_common_dir(work_tree: Path) -> Path | None:
     """The git folder whose ``info/exclude`` applies to ``work_tree`` (``.git``, or a linked
-    worktree's common folder), or None when ``work_tree`` holds no git repository."""
+    worktree's common folder), or None when ``work_tree`` holds no git repository or one that is not
+    safe to write to (``_git_dir_shape``)."""
     dot_git = work_tree / ".git"
     if dot_git.is_dir() and not dot_git.is_symlink():
-        return dot_git
+        return dot_git if _git_dir_shape(dot_git, dot_git) else None
     text = _read_bytes(dot_git, 4096).decode("utf-8", "replace")
     if not text.startswith("gitdir: "):
         return None
     git_dir = work_tree / text[len("gitdir: "):].strip()
     common = _read_bytes(git_dir / "commondir", 4096).decode("utf-8", "replace").strip()
     found = git_dir / common if common else git_dir
-    return found if found.is_dir() else None
+    return found if _git_dir_shape(git_dir, found) else None
 
 
 def _exclude_in_repository(path: Path) -> None:
-    """Name ``path`` and its lock in the ``info/exclude`` of the repository holding it (appended once)."""
+    """Name ``path`` and its lock in the ``info/exclude`` of the repository holding it (appended once): only
+    a repository of this user's (``_git_common_dir``), an ``info/`` folder that is no link, and an
+    ``exclude`` that is a regular file of this user's with no other name (a hard link); else nothing."""
     for work_tree in path.parent.parents:
-        git_dir = _git_common_dir(work_tree)
-        if git_dir is not None:
+        if os.path.lexists(work_tree / ".git"):  # the nearest, as git finds it: a broken one is not passed over
+            git_dir = _git_common_dir(work_tree)
             break
     else:
+        return
+    if git_dir is None:
         return
     relative = path.relative_to(work_tree).as_posix()
     if _UNSAFE_IN_PATTERN.search(relative):
@@ -433,11 +468,72 @@ def _exclude_in_repository(path: Path) -> None:
     lead = b"\n" if present and not present.endswith(b"\n") else b""
     try:
         exclude.parent.mkdir(exist_ok=True)
+        if not _own_folder(exclude.parent):
+            return
         fd = _open_regular(exclude, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     except (OSError, ValueError):
         return
     with os.fdopen(fd, "wb") as handle:
-        handle.write(lead + (_OURS + wanted).encode("utf-8"))
+        info = os.fstat(handle.fileno())
+        if _mine(info) and info.st_nlink == 1:
+            handle.write(lead + (_OURS + wanted).encode("utf-8"))
+
+
+_GIT_SECONDS = 5.0
+_GIT_ENV = ("PATH", "PATHEXT", "SYSTEMROOT", "SYSTEMDRIVE", "WINDIR", "COMSPEC", "TEMP", "TMP", "TMPDIR", "LANG",
+            "LC_ALL", "LC_CTYPE")
+
+
+def _in_work_tree(folder: Path) -> bool:
+    """Does ``folder`` or a folder above it hold a ``.git`` (a folder or a file)? No git needed."""
+    return any(os.path.lexists(above / ".git") for above in (folder, *folder.parents))
+
+
+def git_tracks(path: Path) -> bool | None:
+    """Does git track the file ``path``? None when git cannot say (not installed, failed, timed out).
+
+    The stdlib twin of qianwen-ops-auth's ``gitrun.tracked_state`` (this skill is standalone): asked
+    from the file's folder, about its name in any case then the entry that is this very file;
+    ``core.fsmonitor=false`` (the one setting ``ls-files`` runs a program from), no user configuration,
+    no ``GIT_*`` variable and no credential in git's environment (only the variables it needs to run).
+    """
+    import subprocess
+
+    path = Path(path)
+    env = {k: v for k, v in os.environ.items() if k.upper() in _GIT_ENV}
+    env.update(GIT_CONFIG_GLOBAL=os.devnull, GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0")
+    try:
+        done = subprocess.run(["git", "--no-pager", "-c", "core.fsmonitor=false", "-C", str(path.parent), "ls-files",
+                               "-z", "--", f":(literal,icase){path.name}"], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, timeout=_GIT_SECONDS,
+                              check=False)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    if done.returncode != 0:
+        return None
+    for entry in done.stdout.decode("utf-8", "surrogateescape").split("\0"):
+        if entry == path.name or (entry and _same_file(path.parent / entry, path)):
+            return True
+    return False
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except (OSError, ValueError):
+        return False
+
+
+def state_tracked(path: Path, ask: Callable[[Path], object] | None = None) -> bool:
+    """Is the state file ``path`` one git tracks (committed: whoever commits to that repository wrote
+    it)? Then nothing in it is used and no check result is saved there. Fail closed: inside a work tree
+    (a ``.git`` above it), a git that cannot say counts as tracking it. ``ask``: how git is asked
+    (``git_tracks`` by default; qianwen-ops-auth passes its own ``gitrun``): True, False or None.
+    """
+    path = Path(os.path.abspath(path))
+    if not _in_work_tree(path.parent):
+        return False
+    return (ask or git_tracks)(path) is not False
 
 
 _SHORTHAND = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}/[A-Za-z0-9_.-]{1,100}")

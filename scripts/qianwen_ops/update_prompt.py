@@ -11,7 +11,8 @@ version already reported in the last 24 hours (``[UPDATE_AVAILABLE]`` is repeate
 while the update is pending; ``--status`` says when it was reported), or prompts the user
 turned off (``--dismiss``, ``--never-install``). A check that could not complete says so in
 one ``[UPDATE_CHECK_FAILED]`` line (why, and that the next run retries). Choices stored in a
-state file git tracks are not used (a committed file is whoever commits' choice). Install and
+state file git tracks are not used, nor is its last check or report, and nothing is saved there (a
+committed file is whoever commits' choice: the check then runs, and reports, after every task). Install and
 update commands come from ``skill_state.add_command``: the source skills-lock.json records,
 else the default repository, at the release ref; another source than the official one is said
 so on the same line (``skill_state.source_note``).
@@ -28,7 +29,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from .gitrun import tracks
+from .gitrun import tracked_state
 from .redaction import child_env, redact, server_said
 from .skill_paths import SKILL_DIR, script_command
 from .skill_state import (
@@ -45,6 +46,7 @@ from .skill_state import (
     read_state,
     source_note,
     state_path,
+    state_tracked,
     suppression,
     update_state,
 )
@@ -128,7 +130,13 @@ def _pending(state: dict, installed: str | None = None) -> str | None:
     return None
 
 
-def _choices_not_used(path: Path, state: dict, now: float, installed: str | None = None) -> list:
+def _tracked(path: Path) -> bool:
+    """Is the state file one git tracks (or git cannot say, inside a work tree)? ``skill_state.state_tracked``,
+    asked through ``gitrun``."""
+    return state_tracked(path, lambda p: tracked_state(p)[0])
+
+
+def _choices_not_used(state: dict, now: float, installed: str | None = None) -> list:
     """The user's choices stored in a state file git tracks (a committed one: whoever commits to the
     repository made them), which are therefore not used: ``never_install``, ``dismissed``, ``reminder``."""
     found = []
@@ -138,18 +146,14 @@ def _choices_not_used(path: Path, state: dict, now: float, installed: str | None
         found.append("dismissed")
     if _reported_at(state, _pending(state, installed), now) is not None:
         found.append("reminder")
-    return found if found and tracks(path) else []
-
-
-def _without(state: dict, choices: list) -> dict:
-    dropped = {"never_install": "never_install", "dismissed": "last_interaction", "reminder": "last_reminder"}
-    return {k: v for k, v in state.items() if k not in {dropped[c] for c in choices}}
+    return found
 
 
 def summary(installed: bool, state: dict, now: float, env: Mapping[str, str] | None = None,
-            version: str | None = None) -> str:
-    """One line that starts with exactly one of: not installed, never checked, up to date,
-    update available, suppressed until <ISO time>, check failed: <why>."""
+            version: str | None = None, tracked: bool = False) -> str:
+    """One line that starts with exactly one of: not installed, never checked, not recorded, up to date,
+    update available, suppressed until <ISO time>, check failed: <why>. ``tracked``: git tracks the
+    state file, so ``state`` is empty (nothing there is used) and no check result is kept."""
     suppressed, reason, next_at = suppression(state, now)
     if not installed:
         if reason == "dismissed":
@@ -161,6 +165,9 @@ def summary(installed: bool, state: dict, now: float, env: Mapping[str, str] | N
     if reason == "dismissed":
         return f"suppressed until {_iso(next_at)}: the user dismissed update prompts (--dismiss)"
     outcome = last_outcome(state)
+    if tracked:
+        return ("not recorded: no check result is read from or saved to a state file git tracks, so the check "
+                "runs after every task and a newer version is reported each time")
     if outcome is None:
         return "never checked: gossamer.py runs the check after the next task"
     when = _iso(outcome["at"])
@@ -191,19 +198,22 @@ def status(env: Mapping[str, str] | None = None) -> dict:
     now = now_seconds(env)
     sibling = find_update_skill(SKILL_DIR)
     version = installed_version(sibling)
-    not_used = _choices_not_used(path, stored, now, version)
-    state = _without(stored, not_used)
+    tracked = _tracked(path)
+    not_used = _choices_not_used(stored, now, version) if tracked else []
+    state = {} if tracked else stored  # a committed state file: nothing in it is the user's or a real check's
     suppressed, reason, next_at = suppression(state, now)
     pending = _pending(state, version)
-    text = summary(sibling is not None, state, now, env, version)
-    if not_used:
-        text += (f"; note: git tracks {path}, so the choices stored there ({', '.join(not_used)}) are not used: "
-                 "anyone committing to the repository could have made them")
+    text = summary(sibling is not None, state, now, env, version, tracked)
+    if tracked:
+        choices = f" (incl. the choices {', '.join(not_used)})" if not_used else ""
+        text += (f"; note: git tracks {path} (or could not say whether it does), so nothing stored there{choices} is "
+                 "used: anyone committing to the repository could have written it; set QWEN_SKILLS_STATE to a "
+                 "file of your own")
     return {"update_check_installed": sibling is not None, "update_check_path": str(sibling) if sibling else None,
             "suppressed": suppressed, "reason": reason, "state_file": str(path), "next_prompt_at": next_at,
             "last_check": last_outcome(state), "update_pending": pending,
             "update_reported_at": _reported_at(state, pending, now), "choices_not_used": not_used,
-            "summary": text}
+            "state_tracked": tracked, "summary": text}
 
 
 def dismiss(env: Mapping[str, str] | None = None) -> dict:
@@ -222,7 +232,7 @@ def tracked_state_warning(env: Mapping[str, str] | None = None) -> str:
     """One warning line when git tracks the state file (a choice saved there is not used), else ""."""
     env = os.environ if env is None else env
     path = state_path(SKILL_DIR, env)
-    if not tracks(path):
+    if not _tracked(path):
         return ""
     return (f"warning: git tracks {path}, so choices saved there are not used (anyone committing to the "
             "repository could make them): set QWEN_SKILLS_STATE to a file of your own")
@@ -274,10 +284,11 @@ def update_available_lines(result: dict, info: dict, env: Mapping[str, str]) -> 
         return [failure_line(f"{UPDATE_SKILL} gave no readable answer")]
     if info["update_reported_at"] is not None and info["update_pending"] == latest:
         return []
-    try:
-        update_state(state_path(SKILL_DIR, env), lambda s: s.update(last_reminder={"at": now, "latest": latest}))
-    except OSError:
-        pass  # not saved: the next run reports it again, which is only one line too many
+    if not info["state_tracked"]:  # a committed state file stays as committed: reported again next time
+        try:
+            update_state(state_path(SKILL_DIR, env), lambda s: s.update(last_reminder={"at": now, "latest": latest}))
+        except OSError:
+            pass  # not saved: the next run reports it again, which is only one line too many
     return [f"[UPDATE_AVAILABLE] {MAIN_SKILL} {one_line(result.get('current'), 60)} -> {latest}: "
             f"{release_notes(result.get('info'))} {_with_note('Update with', env)}: {update_command(env)}"]
 

@@ -10,6 +10,7 @@ without a request, unless they hold a secret (``secret_files.url_reason``: exit 
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 from . import errors
 from .credentials import TOKEN_PLAN, find_api_key, key_advice, key_candidates, key_exit_code
 from .endpoints import resolve_endpoint
-from .errors import QwenOpsError, detached, public
+from .errors import QwenOpsError, detached, public, wrong_type
 from .inline import data_url
 from .limits import UPLOAD_TIMEOUT
 from .local_files import LocalFile, check_file, check_size, display, is_remote, local_path, looks_like_key
@@ -147,12 +148,40 @@ def check_options(model: str, concurrency: int = DEFAULT_CONCURRENCY, timeout: f
     """
     if inline and not model:
         pass
-    elif not isinstance(model, str) or not _MODEL.match(model):
+    elif not isinstance(model, str):
+        raise wrong_type("model", "a model name (str)", model)
+    elif not _MODEL.match(model):
         raise QwenOpsError("model must be a model name such as qwen-vl-plus", errors.USAGE)
-    if not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
+    if not isinstance(concurrency, int):
+        raise wrong_type("concurrency", "an int", concurrency)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise wrong_type("timeout", "a number of seconds", timeout)
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise QwenOpsError(f"concurrency must be between 1 and {MAX_CONCURRENCY}", errors.USAGE)
     if not 0 < timeout <= MAX_TIMEOUT:
         raise QwenOpsError(f"timeout must be between 0 and {MAX_TIMEOUT:g} seconds", errors.USAGE)
+
+
+def _checked_source(source: object, name: str = "source") -> str:
+    """``source`` (a path or URL: ``str`` or ``os.PathLike``) as a ``str``; a ``TypeError`` naming ``name``
+    for anything else (a caller's mistake, never read as an input)."""
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)  # a bytes path stays one, refused below
+    if not isinstance(source, str):
+        raise wrong_type(name, "a path or URL (str or os.PathLike)", source)
+    return source
+
+
+def _checked_call(sources: object, settings: object, progress: object = None) -> list:
+    """The library's arguments of a batch, type-checked: ``sources`` as a list of ``str``. A ``TypeError``
+    naming the parameter for a wrong type (a ``str`` as ``sources`` would be one input per character)."""
+    if isinstance(sources, (str, bytes, bytearray)) or not isinstance(sources, Sequence):
+        raise wrong_type("sources", "a list of paths or URLs", sources)
+    if settings is not None and not isinstance(settings, Settings):
+        raise wrong_type("settings", "a qianwen_ops.Settings or None", settings)
+    if progress is not None and not callable(progress):
+        raise wrong_type("progress", "a function or None", progress)
+    return [_checked_source(source, f"sources[{index}]") for index, source in enumerate(sources)]
 
 
 class _Shown:
@@ -393,6 +422,10 @@ def upload_many(sources: Sequence[str], model: str = "", settings: Settings | No
                 allow_credential_files: bool = False, temp_storage: bool = False) -> list:
     """Resolve every input; one ``Outcome`` per input, in input order (errors do not stop the rest).
 
+    ``sources``: a list (any sequence but a string) of paths, ``file://`` URIs or URLs, each a ``str`` or
+    ``os.PathLike``. An argument of the wrong type raises ``TypeError`` naming it (a bad value of the
+    right type: ``QwenOpsError``, exit 2).
+
     An input shaped like an API key is refused without being echoed; its ``Outcome.source`` is
     ``"<redacted>"`` (an input holding a loaded secret: that secret is ``<redacted>``). Each
     ``Outcome.error`` is a detached copy (no traceback, no chain). ``inline=True``: local files
@@ -400,6 +433,7 @@ def upload_many(sources: Sequence[str], model: str = "", settings: Settings | No
     ``secret_files``; ``temp_storage``: DashScope temporary storage even when a custom-OSS bucket
     is configured.
     """
+    sources = _checked_call(sources, settings, progress)
     check_options(model, concurrency, timeout, inline)
     batch = _Batch(settings or Settings.from_process(), use_cache, progress, timeout, inline,
                    allow_credential_files, temp_storage)
@@ -449,8 +483,10 @@ def upload_file(path: str | Path, model: str = "", settings: Settings | None = N
 
     ``inline=True``: no upload; ``.url`` is a ``data:`` URL (files up to about 7.5 MiB, see ``inline.py``).
     """
-    outcome = upload_many([str(path)], model, settings, use_cache, concurrency=1, inline=inline,
-                          allow_credential_files=allow_credential_files, temp_storage=temp_storage)[0]
+    # the unwrapped function: one boundary per call, so a caller's mistake found below stays a TypeError
+    outcome = upload_many.__wrapped__([_checked_source(path, "path")], model, settings, use_cache, concurrency=1,
+                                      inline=inline, allow_credential_files=allow_credential_files,
+                                      temp_storage=temp_storage)[0]
     if outcome.error is not None:
         raise outcome.error
     return outcome.upload
@@ -463,5 +499,5 @@ def resolve_file(source: str | Path, model: str = "", settings: Settings | None 
     """A model-ready URL for ``source``: remote URLs unchanged, local files uploaded (``inline=True``:
     returned as a ``data:`` URL, nothing sent; a file over the inline limit raises exit 10).
     ``model`` (the model that reads the file) is required unless ``inline``, as ``--model`` is."""
-    return upload_file(source, model, settings, use_cache, inline, allow_credential_files=allow_credential_files,
-                       temp_storage=temp_storage).url
+    return upload_file.__wrapped__(_checked_source(source), model, settings, use_cache, inline,
+                                   allow_credential_files=allow_credential_files, temp_storage=temp_storage).url

@@ -4,7 +4,8 @@
 Fetches version.json from the bundle's release branch (QWEN_UPDATE_URL overrides the
 whole URL; otherwise it is derived from QWEN_SKILLS_REPO, "owner/name"), within 5 seconds
 all told (connecting, TLS, a slow server: QWEN_UPDATE_TIMEOUT may shorten it), at most
-once per 24 hours unless --force (the last answer is reused in between). Never blocks
+once per 24 hours unless --force (the last answer is reused in between; never one from a
+state file git tracks, which is left as committed: then every run checks). Never blocks
 an agent: offline, HTTP errors, malformed JSON and timeouts give has_update false with
 an error, and exit code 0. Every check's
 outcome (up-to-date, update-available or failed, with a one-line reason) is recorded
@@ -42,6 +43,7 @@ from skill_state import (  # noqa: E402
     repo_name,
     source_note,
     state_path,
+    state_tracked,
     update_state,
 )
 
@@ -234,8 +236,11 @@ def describe_error(exc: BaseException, env=None, recorded: bool = False, url: st
     return f"update check failed ({exc.__class__.__name__})"
 
 
-def _save(path: Path, change) -> str | None:
-    """Apply ``change`` to the shared state; a one-line reason when it could not be saved."""
+def _save(path: Path, change, tracked: bool | None = None) -> str | None:
+    """Apply ``change`` to the shared state, never to a state file git tracks (it stays as committed);
+    a one-line reason when it could not be saved."""
+    if state_tracked(path) if tracked is None else tracked:
+        return None
     try:
         update_state(path, change)
     except OSError as exc:
@@ -258,7 +263,8 @@ def check(force: bool = False, env=None, now: float | None = None) -> dict:
         result["error"] = f"cannot read this skill's version.json ({exc.__class__.__name__})"
         _save(path, lambda s: record_outcome(s, now, "failed", result["error"]))
         return result
-    state = read_state(path)
+    tracked = state_tracked(path)  # a committed state file: its "cached answer" is whoever committed's
+    state = {} if tracked else read_state(path)
     last_check = epoch(state.get("last_check"))
     cached = state.get("last_result")
     fresh = last_check is not None and 0 <= now - last_check < DAY_SECONDS
@@ -278,7 +284,7 @@ def check(force: bool = False, env=None, now: float | None = None) -> dict:
         result["error"] = describe_error(exc, env, url=url)
         result["checked_at"] = now
         recorded = describe_error(exc, env, recorded=True, url=url)
-        _save(path, lambda s: record_outcome(s, now, "failed", recorded))
+        _save(path, lambda s: record_outcome(s, now, "failed", recorded), tracked)
         return result
     result.update(latest=latest["version"], info=one_line(latest.get("info", ""), 500), checked_at=now)
     result["has_update"] = parse_version(latest["version"]) > parse_version(result["current"])
@@ -291,7 +297,7 @@ def check(force: bool = False, env=None, now: float | None = None) -> dict:
         s.setdefault("never_install", False)
         record_outcome(s, now, outcome, detail)
 
-    problem = _save(path, remember)
+    problem = _save(path, remember, tracked)
     if problem:
         result["error"] = problem
     return result
