@@ -361,3 +361,61 @@ def test_a_key_from_a_tracked_dotenv_gets_one_warning_line_and_is_used(sb, env, 
     assert "keep yours" in own.out and "someone else's key" not in _doctor_line(own, "api key")
     git(project, "rm", "-q", "--cached", ".env")          # the user's own .env: no warning
     assert run_script("probe.py", env=run_env, cwd=project).err == ""
+
+
+SETTINGS_MODULE_APP = """
+import sys
+sys.path.insert(0, {scripts!r})
+import mysite.settings            # Django/FastAPI style: the settings module calls load_dotenv()
+from qianwen_ops import QwenOpsError, api_settings, resolve_file
+try:
+    print(api_settings().base_url)
+    print(resolve_file("pic.png", "qwen-vl-plus", use_cache=False))
+except QwenOpsError as exc:
+    print("QwenOpsError", exc.exit_code, exc)
+"""
+
+
+def test_a_dotenv_load_dotenv_finds_from_the_calling_module_is_judged_too(env, project, listener):
+    """find_dotenv() starts from the folder of the module that calls load_dotenv(), not the main script's."""
+    import subprocess
+
+    from conftest import SCRIPTS
+
+    (project / "mysite").mkdir()
+    (project / "mysite" / "__init__.py").write_text("")
+    (project / "mysite" / "settings.py").write_text("from dotenv import load_dotenv\nload_dotenv()\n")
+    (project / "mysite" / ".env").write_text(f"QWEN_BASE_URL=http://127.0.0.1:{listener.port}/compatible-mode/v1\n")
+    (project / "manage.py").write_text(SETTINGS_MODULE_APP.format(scripts=str(SCRIPTS)))
+    (project / "pic.png").write_bytes(os.urandom(300))
+    git(project, "init", "-q")
+    git(project, "add", "mysite")
+    # the user's own proxy, a closed loopback port, keeps resolve_file off the network
+    run_env = dict(_app_env(env), DASHSCOPE_API_KEY=CANARY_KEY, HTTPS_PROXY="http://127.0.0.1:9")
+    done = subprocess.run([sys.executable, "manage.py"], cwd=project, env=run_env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.splitlines()[0] == "https://dashscope.aliyuncs.com/compatible-mode/v1", (done.stdout,
+                                                                                              done.stderr)
+    assert f"QWEN_BASE_URL in the environment is the value {project / 'mysite' / '.env'} sets" in done.stderr
+    assert "refused by proxy 127.0.0.1:9" in done.stdout, done.stdout      # went for the documented host
+    assert listener.received == [] and leaks(done.stdout + done.stderr) == []
+
+
+def test_too_many_module_folders_in_the_project_fail_closed(env, project, monkeypatch, capfd):
+    import types
+
+    from qianwen_ops import provenance
+
+    git(project, "init", "-q")
+    monkeypatch.setitem(sys.modules, "__main__", types.SimpleNamespace(__file__=str(project / "pkg0" / "app.py")))
+    for i in range(3):
+        (project / f"pkg{i}").mkdir()
+        module = types.SimpleNamespace(__file__=str(project / f"pkg{i}" / "m.py"))
+        monkeypatch.setitem(sys.modules, f"_rt_pkg{i}", module)
+    monkeypatch.setattr(provenance, "MAX_MODULE_FOLDERS", 2)
+    judged = Settings.from_process(cwd=project, env=dict(_app_env(env), HTTPS_PROXY="http://corp:3128")).env
+    assert "HTTPS_PROXY" not in judged
+    assert "HTTPS_PROXY in the environment may be a value a .env sets (more than 2 folders" in capfd.readouterr().err
+    monkeypatch.setattr(provenance, "MAX_MODULE_FOLDERS", 3)
+    assert Settings.from_process(cwd=project, env=dict(_app_env(env), HTTPS_PROXY="http://corp:3128")).env[
+        "HTTPS_PROXY"] == "http://corp:3128"

@@ -36,8 +36,10 @@ write a key log (``network``).
 
 The ``.env`` files compared: those ``Settings`` reads (the working directory's, the project's),
 every ``.env`` in the folders between them, those from the main script's folder up to its
-project, and the first one ``load_dotenv()`` would find walking up from the main script's folder
-and from the working directory to the file system's root. Each is read whatever ``Settings``
+project, and the first one ``load_dotenv()`` would find walking up to the file system's root from the
+main script's folder, from the working directory, and from the folder of each loaded module that lies
+in the project (``find_dotenv()`` starts from the module that calls ``load_dotenv()``: a settings
+module, say); more than ``MAX_MODULE_FOLDERS`` such folders take every judged value. Each is read whatever ``Settings``
 thinks of it (another user's, binary, large: python-dotenv reads it all the same) up to
 ``MAX_COMPARED_BYTES``, never a FIFO or device; a larger one that is not the user's takes every
 judged value with it. git runs only when a value matches, through ``gitrun`` (a cloned
@@ -78,7 +80,9 @@ JUDGED_NAMES = ENDPOINT_NAMES + BUCKET_NAMES + ALL_PROXY_VARIABLES + CA_VARIABLE
 CASE_INSENSITIVE_ENV = os.name == "nt"
 MAX_LEVELS = 12
 MAX_COMPARED_BYTES = 8 * 1024 * 1024
+MAX_MODULE_FOLDERS = 10000  # bounds the stat calls; sys.modules holds a few thousand at most
 TOO_LARGE = object()
+TOO_MANY = Path("<the .env files of more than %d module folders>" % MAX_MODULE_FOLDERS)
 _warned: set = set()
 
 
@@ -98,12 +102,13 @@ def _main_folder() -> Path | None:
     return Path(os.path.abspath(os.path.dirname(path))) if path else None
 
 
-def _found_upwards(folder: Path) -> Path | None:
+def _found_upwards(folder: Path, levels: int | None = None) -> Path | None:
     """The ``.env`` python-dotenv's ``find_dotenv()`` picks from ``folder``: the nearest file or FIFO named
-    so in ``folder`` or a parent (a FIFO is never read here, but it ends python-dotenv's search too)."""
+    so in ``folder`` or a parent (a FIFO is never read here, but it ends python-dotenv's search too);
+    ``levels``: look in that many folders only."""
     import stat  # deferred: only when a judged value is in the environment
 
-    for candidate in (folder, *folder.parents):
+    for candidate in (folder, *folder.parents)[:levels]:
         path = candidate / ".env"
         try:
             mode = os.stat(path).st_mode
@@ -114,22 +119,71 @@ def _found_upwards(folder: Path) -> Path | None:
     return None
 
 
+def _module_folders(roots: list) -> list | None:
+    """The folders of the loaded modules that lie in one of ``roots`` (deduplicated, in load order); None
+    when there are more than ``MAX_MODULE_FOLDERS`` of them."""
+    folders: dict = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str):
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if folder in folders:
+            continue
+        if any(folder == root or folder.startswith(root.rstrip(os.sep) + os.sep) for root in roots):
+            folders[folder] = None
+            if len(folders) > MAX_MODULE_FOLDERS:
+                return None
+    return [Path(folder) for folder in folders]
+
+
+def _found_from_each(starts: list) -> list:
+    """``_found_upwards`` for each folder of ``starts``, each ``.env`` once; a folder is stat'ed once."""
+    nearest: dict = {}   # folder -> the .env find_dotenv() picks from it (or None)
+    found: dict = {}
+    for start in starts:
+        walked = []
+        for folder in (start, *start.parents):
+            if folder in nearest:
+                pick = nearest[folder]
+                break
+            walked.append(folder)
+            pick = _found_upwards(folder, levels=1)
+            if pick is not None:
+                break
+        for folder in walked:
+            nearest[folder] = pick
+        if pick is not None:
+            found[pick] = None
+    return list(found)
+
+
 def candidate_files(settings) -> list:
-    """The ``.env`` files whose values may have been copied into the environment, nearest first."""
+    """The ``.env`` files whose values may have been copied into the environment, nearest first.
+
+    ``TOO_MANY`` stands in for the ``.env`` files of the modules' folders when there are more than
+    ``MAX_MODULE_FOLDERS`` of those (``copied_from_tracked_files`` then judges every value as not the user's).
+    """
     files = list(settings.dotenv_paths())
     folders = _between(settings.layout.start, settings.layout.project)
     script = _main_folder()
+    roots = [str(settings.layout.project), os.path.abspath(settings.cwd)]
     if script is not None:
-        folders += _between(script, locate(script, skill_dir=settings.skill_dir).project)
+        script_project = locate(script, skill_dir=settings.skill_dir).project
+        folders += _between(script, script_project)
+        roots.append(str(script_project))
     found = [folder / ".env" for folder in folders]
-    for start in (script, Path(os.path.abspath(settings.cwd))):
-        nearest = _found_upwards(start) if start is not None else None
-        if nearest is not None:
-            found.append(nearest)
+    # find_dotenv() walks up from the folder of the module that calls load_dotenv() (a settings module, not
+    # only the main script), or from the working directory in a REPL, a debugger or a frozen app.
+    modules = _module_folders(roots)
+    starts = [start for start in (script, Path(os.path.abspath(settings.cwd))) if start is not None]
+    found += _found_from_each(starts + (modules or []))
+    if modules is None:
+        found.append(TOO_MANY)
     for path in found:
         if path not in files:
             files.append(path)
-    return [path for path in files if os.path.isfile(path)]
+    return [path for path in files if path is TOO_MANY or os.path.isfile(path)]
 
 
 def _fold(name: str, fold: bool) -> str:
@@ -260,6 +314,12 @@ def copied_from_tracked_files(settings, process_env: Mapping[str, str]) -> dict:
         left = {name: value for name, value in present.items() if name not in copied}
         if not left:
             break
+        if path is TOO_MANY:  # fail closed: which .env load_dotenv() found was not worked out
+            for name in left:
+                copied[name] = path
+                _warn(name, path, "", f"more than {MAX_MODULE_FOLDERS} folders of loaded modules lie in the "
+                      "project, too many to look for the .env load_dotenv() may have found from each")
+            break
         text = _compared_text(path)
         if text is None:
             continue
@@ -274,7 +334,8 @@ def copied_from_tracked_files(settings, process_env: Mapping[str, str]) -> dict:
         for name in same:
             copied[name] = path
             if not _refused_later(settings, name, path, why):
-                _warn(name, path, why, text is TOO_LARGE)
+                _warn(name, path, why, f"it is too large to compare, over {MAX_COMPARED_BYTES // (1024 * 1024)} "
+                      "MiB" if text is TOO_LARGE else "")
     return copied
 
 
@@ -337,13 +398,15 @@ _CONSEQUENCE = {
 }
 
 
-def _warn(name: str, path: Path, why: str, too_large: bool) -> None:
+def _warn(name: str, path: Path, why: str, unchecked: str) -> None:
+    """One line for ``name`` judged as ``path``'s; ``unchecked``: why it could not be compared ("": it was)."""
     if (name, str(path)) in _warned:
         return
     _warned.add((name, str(path)))
-    if too_large:
-        how = (f"{name} in the environment may be a value {path} sets (it is too large to compare, over "
-               f"{MAX_COMPARED_BYTES // (1024 * 1024)} MiB), {why}")
+    if path is TOO_MANY:
+        how = f"{name} in the environment may be a value a .env sets ({unchecked})"
+    elif unchecked:
+        how = f"{name} in the environment may be a value {path} sets ({unchecked}), {why}"
     else:
         how = f"{name} in the environment is the value {path} sets, {why}"
     consequence = _CONSEQUENCE.get(name.upper(), _REDIRECTS)
