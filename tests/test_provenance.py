@@ -419,3 +419,46 @@ def test_too_many_module_folders_in_the_project_fail_closed(env, project, monkey
     monkeypatch.setattr(provenance, "MAX_MODULE_FOLDERS", 3)
     assert Settings.from_process(cwd=project, env=dict(_app_env(env), HTTPS_PROXY="http://corp:3128")).env[
         "HTTPS_PROXY"] == "http://corp:3128"
+
+
+def test_a_users_own_dotenv_is_never_expanded(env, project, monkeypatch):
+    """Whose file it is is asked before any ${...} is expanded: the user's own .env costs linear time."""
+    from qianwen_ops import provenance
+
+    def expanded(*args, **kwargs):
+        raise AssertionError("the user's own .env was expanded")
+
+    (project / ".env").write_text("HTTPS_PROXY=http://corp:3128${X}\n")       # git does not track it
+    git(project, "init", "-q")
+    monkeypatch.setattr(provenance, "possible_values", expanded)
+    own = dict(_app_env(env), HTTPS_PROXY="http://corp:3128")
+    assert Settings.from_process(cwd=project, env=own).env["HTTPS_PROXY"] == "http://corp:3128"
+
+
+BOMB = "V0=" + "x" * 64 + "\n" + "".join(f"V{i}=" + f"${{V{i - 1}}}" * 8 + "\n" for i in range(1, 8))
+
+
+def test_a_tracked_dotenv_too_costly_to_expand_takes_the_names_it_sets(env, project, capfd):
+    import time
+
+    dotenv = tracked(project, BOMB + "HTTPS_PROXY=${V7}\nNO_PROXY=" + "${" * 20000 + "\n")
+    own = dict(_app_env(env), HTTPS_PROXY="http://corp:3128", NO_PROXY="localhost", ALL_PROXY="http://corp:1080")
+    started = time.perf_counter()
+    judged = Settings.from_process(cwd=project, env=own).env
+    assert time.perf_counter() - started < 1
+    assert "HTTPS_PROXY" not in judged and "NO_PROXY" not in judged   # failed closed: the names the file sets
+    assert judged["ALL_PROXY"] == "http://corp:1080"                  # a name it does not set is the user's
+    assert (f"warning: HTTPS_PROXY in the environment may be a value {dotenv} sets (its ${{...}} expansions are too "
+            "large to compare") in capfd.readouterr().err
+
+
+def test_probe_stays_fast_on_interpolation_bombs(sb, env, project):
+    import time
+
+    tracked(project, BOMB + "HTTPS_PROXY=${V7}\nX=" + "${" * 20000 + "\n")
+    run_env = dict(_app_env(env), QWEN_BASE_URL=sb.base_url, DASHSCOPE_API_KEY=sb.api_key,
+                   HTTPS_PROXY="http://127.0.0.1:9", NO_PROXY="127.0.0.1,localhost")
+    started = time.perf_counter()
+    result = run_script("probe.py", env=run_env, cwd=project)
+    assert time.perf_counter() - started < 3 and result.code == 0, result.err   # was 10 s, then MemoryError
+    assert "HTTPS_PROXY in the environment may be a value" in result.err

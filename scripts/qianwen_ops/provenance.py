@@ -26,7 +26,11 @@ folder others can write) could have put there is judged as coming from that file
 / ``${NAME:-default}`` expansions (``dotenv_parser.interpolate``) with the environment as it is, as
 it was before the file's own names were set, and empty, each with and without ``override``; a line
 that expands its own name (``NO_PROXY=${NO_PROXY},.corp``) matches any value holding its text in
-order. Names compare case-insensitively where the environment does (Windows upper-cases them).
+order. Only the names a file sets are compared with it, and whose file it is is asked before any
+``${...}`` is expanded: the user's own ``.env`` is never expanded (linear time), another's within a
+budget (``MAX_EXPANDED_PER_FILE``, ``dotenv_parser.MAX_EXPANDED_VALUE``); past it, every judged name
+the file sets is judged as that file's, with a warning. Names compare case-insensitively where the
+environment does (Windows upper-cases them).
 ``Settings.env`` leaves such values out, so every decision made from it (``endpoints`` for the API
 host, ``oss_settings`` for the bucket, ``network`` for proxies and CA certificates, the cache
 folder) is the one the scripts make without ``load_dotenv``. One warning line on stderr names each
@@ -80,6 +84,7 @@ JUDGED_NAMES = ENDPOINT_NAMES + BUCKET_NAMES + ALL_PROXY_VARIABLES + CA_VARIABLE
 CASE_INSENSITIVE_ENV = os.name == "nt"
 MAX_LEVELS = 12
 MAX_COMPARED_BYTES = 8 * 1024 * 1024
+MAX_EXPANDED_PER_FILE = 1024 * 1024   # characters the expansions of one .env may take (possible_values)
 MAX_MODULE_FOLDERS = 10000  # bounds the stat calls; sys.modules holds a few thousand at most
 TOO_LARGE = object()
 TOO_MANY = Path("<the .env files of more than %d module folders>" % MAX_MODULE_FOLDERS)
@@ -216,11 +221,14 @@ def _fits(value: str, segments: list) -> bool:
     return len(value) - pos >= len(tail) and value.endswith(tail)
 
 
-def possible_values(text: str, environ: Mapping[str, str], fold: bool = False) -> Possible:
-    """Every value ``load_dotenv()`` could set from ``text`` (see the module docstring)."""
-    from .dotenv_parser import VARIABLE, binding_pairs, interpolate  # only when a .env is compared
+def possible_values(text: str, environ: Mapping[str, str], fold: bool = False, pairs: list | None = None) -> Possible:
+    """Every value ``load_dotenv()`` could set from ``text`` (see the module docstring; ``pairs``: its
+    ``binding_pairs`` when known). ``dotenv_parser.ExpansionTooLarge`` when the expansions of the five
+    environments together would take more than ``MAX_EXPANDED_PER_FILE`` characters (or one value more than
+    ``dotenv_parser.MAX_EXPANDED_VALUE``): linear time in the text and that budget."""
+    from .dotenv_parser import binding_pairs, interpolate, variables  # only when a .env is compared
 
-    pairs = binding_pairs(text)
+    pairs = binding_pairs(text) if pairs is None else pairs
     values: dict = {}
     patterns: dict = {}
 
@@ -234,20 +242,21 @@ def possible_values(text: str, environ: Mapping[str, str], fold: bool = False) -
         return Possible(values, patterns)
     selfish = set()   # lines that expand their own name: the environment's value now is no clue to it
     for name, value in pairs:
-        found = list(VARIABLE.finditer(value or ""))
-        if any(_fold(m.group("name"), fold) == _fold(name, fold) for m in found):
+        found = list(variables(value or ""))
+        if any(_fold(variable, fold) == _fold(name, fold) for _, _, variable, _ in found):
             selfish.add(_fold(name, fold))
             segments, pos = [], 0
-            for match in found:
-                segments.append(value[pos:match.start()])
-                pos = match.end()
+            for start, end, _, _ in found:
+                segments.append(value[pos:start])
+                pos = end
             segments.append(value[pos:])
             if any(segments):  # "${NAME}" alone is the environment's own value, or nothing
                 patterns.setdefault(_fold(name, fold), []).append(segments)
     bound = {_fold(name, fold) for name, _ in pairs}
     before = {k: v for k, v in environ.items() if _fold(k, fold) not in bound}
+    budget = [MAX_EXPANDED_PER_FILE]
     for scope, override in ((environ, False), (environ, True), (before, False), (before, True), ({}, False)):
-        for name, value in interpolate(pairs, scope, override).items():
+        for name, value in interpolate(pairs, scope, override, budget).items():
             if scope is not environ or _fold(name, fold) not in selfish:
                 add(name, value)
     return Possible(values, patterns)
@@ -324,19 +333,44 @@ def copied_from_tracked_files(settings, process_env: Mapping[str, str]) -> dict:
         if text is None:
             continue
         if text is TOO_LARGE:
-            same = list(left)
+            same, why = list(left), _not_yours(path)
+            unchecked = f"it is too large to compare, over {MAX_COMPARED_BYTES // (1024 * 1024)} MiB"
         else:
-            possible = possible_values(text, process_env, fold)
-            same = [name for name, value in left.items() if possible.holds(_fold(name, fold), value)]
-        why = _not_yours(path) if same else None
+            same, why, unchecked = _compared(path, text, left, process_env, fold)
         if why is None:
             continue
         for name in same:
             copied[name] = path
             if not _refused_later(settings, name, path, why):
-                _warn(name, path, why, f"it is too large to compare, over {MAX_COMPARED_BYTES // (1024 * 1024)} "
-                      "MiB" if text is TOO_LARGE else "")
+                _warn(name, path, why, unchecked)
     return copied
+
+
+def _compared(path: Path, text: str, left: dict, process_env: Mapping[str, str], fold: bool) -> tuple:
+    """``(names of left that path could have set, why path is not the user's or None, why they could not be
+    compared or "")``. Whose file it is is asked first when telling would take expanding ``${...}``: the
+    user's own file is never expanded (linear time), another's within ``MAX_EXPANDED_PER_FILE``."""
+    from .dotenv_parser import MAX_EXPANDED_VALUE, ExpansionTooLarge, binding_pairs  # only when a .env is compared
+
+    pairs = binding_pairs(text)
+    bound = {_fold(name, fold) for name, _ in pairs}
+    named = [name for name in left if _fold(name, fold) in bound]   # load_dotenv() sets only these
+    wanted = {_fold(name, fold) for name in named}
+    if not any("${" in (value or "") for name, value in pairs if _fold(name, fold) in wanted):
+        literal: dict = {}
+        for name, value in pairs:
+            literal.setdefault(_fold(name, fold), set()).add(value)
+        same = [name for name in named if left[name] in literal.get(_fold(name, fold), ())]
+        return same, _not_yours(path) if same else None, ""
+    why = _not_yours(path)
+    if why is None:
+        return [], None, ""
+    try:
+        possible = possible_values(text, process_env, fold, pairs)
+    except ExpansionTooLarge:
+        return named, why, (f"its ${{...}} expansions are too large to compare, over {MAX_EXPANDED_VALUE // 1024} "
+                            f"KiB a value or {MAX_EXPANDED_PER_FILE // (1024 * 1024)} MiB in all")
+    return [name for name in named if possible.holds(_fold(name, fold), left[name])], why, ""
 
 
 def _refused_later(settings, name: str, path: Path, why: str) -> bool:
