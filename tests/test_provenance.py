@@ -462,3 +462,41 @@ def test_probe_stays_fast_on_interpolation_bombs(sb, env, project):
     result = run_script("probe.py", env=run_env, cwd=project)
     assert time.perf_counter() - started < 3 and result.code == 0, result.err   # was 10 s, then MemoryError
     assert "HTTPS_PROXY in the environment may be a value" in result.err
+
+
+def test_other_threads_never_see_the_environment_unjudged(env, project, monkeypatch):
+    """One Settings shared by threads: while one works provenance out, the others wait for its answer."""
+    import threading
+
+    from qianwen_ops import settings as settings_module
+
+    tracked(project, "QWEN_BASE_URL=http://127.0.0.1:9\n")
+    judging, release = threading.Event(), threading.Event()
+    real = settings_module.copied_from_tracked_files
+
+    def held_up(settings, process_env):
+        judging.set()
+        assert release.wait(30)            # until the other thread has had its chance to read
+        return real(settings, process_env)
+
+    monkeypatch.setattr(settings_module, "copied_from_tracked_files", held_up)
+    shared = Settings.from_process(cwd=project, env=dict(_app_env(env), QWEN_BASE_URL="http://127.0.0.1:9"))
+    seen, answered = {}, threading.Event()
+
+    def read(who):
+        seen[who] = dict(shared.env)
+        if who == "second":
+            answered.set()
+
+    first = threading.Thread(target=read, args=("first",))
+    first.start()
+    assert judging.wait(30)
+    second = threading.Thread(target=read, args=("second",))
+    second.start()
+    # a bounded window in which an unguarded read would answer (the result below does not depend on it)
+    answered_early = answered.wait(0.2)
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert not answered_early
+    assert "QWEN_BASE_URL" not in seen["first"] and "QWEN_BASE_URL" not in seen["second"], seen.keys()
