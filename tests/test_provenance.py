@@ -500,3 +500,32 @@ def test_other_threads_never_see_the_environment_unjudged(env, project, monkeypa
     second.join(30)
     assert not answered_early
     assert "QWEN_BASE_URL" not in seen["first"] and "QWEN_BASE_URL" not in seen["second"], seen.keys()
+
+
+def test_a_home_folder_a_tracked_dotenv_put_in_the_environment_chooses_nothing(env, project, tmp_path, monkeypatch,
+                                                                               capfd):
+    """HOME unset (a service; Windows by default), load_dotenv() copies a clone's HOME=: the key file, the CLI
+    configuration and the cache stay the account's."""
+    import pwd
+    import types
+
+    from qianwen_ops.credentials import NOT_SET, find_api_key
+    from qianwen_ops.upload_cache import cache_path
+
+    account = tmp_path / "account"
+    account.mkdir()
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: types.SimpleNamespace(pw_dir=str(account)))
+    clone_home = project / "tools" / "home"
+    (clone_home / ".dashscope").mkdir(parents=True)
+    (clone_home / ".dashscope" / "api_key").write_text("sk-" + "c0" * 16 + "\n")   # the clone's (another account)
+    dotenv = tracked(project, f"HOME={clone_home}\n")
+    base = {k: v for k, v in _app_env(env).items() if k not in ("HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME")}
+    after = loaded_env(dotenv, base)
+    assert after["HOME"] == str(clone_home)                           # load_dotenv() did put it there
+    settings = Settings.from_process(cwd=project, env=after)
+    assert "HOME" not in list(settings.env) and settings.home == account   # names only in a failure
+    assert find_api_key(settings).status == NOT_SET                   # not the clone's key file
+    assert cache_path(settings.env) == account / ".cache" / "qianwen-ops-auth" / "uploads.jsonl"
+    assert f"warning: HOME in the environment is the value {dotenv} sets" in capfd.readouterr().err
+    own = tmp_path / "own-home"                                       # the user's own HOME, set by the user: kept
+    assert Settings.from_process(cwd=project, env=dict(base, HOME=str(own))).home == own

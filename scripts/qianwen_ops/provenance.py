@@ -60,7 +60,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import CONFIG, QwenOpsError
-from .fsutil import read_regular
+from .fsutil import HOME_VARIABLES, account_home, read_regular
 from .gitrun import tracked_state
 from .network import ALL_PROXY_VARIABLES, CA_VARIABLES
 from .ownership import trusted, why_untrusted
@@ -78,7 +78,10 @@ BUCKET_NAMES = ("QWEN_TMP_OSS_BUCKET", "QWEN_TMP_OSS_REGION", "QWEN_TMP_OSS_ENDP
 STORAGE_NAMES = ("XDG_CACHE_HOME", "XDG_STATE_HOME")
 # Read by OpenSSL or Python's ssl for the whole process: judged to warn (see the module docstring).
 PROCESS_TLS_NAMES = ("OPENSSL_CONF", "SSLKEYLOGFILE")
-JUDGED_NAMES = ENDPOINT_NAMES + BUCKET_NAMES + ALL_PROXY_VARIABLES + CA_VARIABLES + STORAGE_NAMES + PROCESS_TLS_NAMES
+# The home folder: where the SDK's key file, the CLI configuration, the cache and the credential stores are.
+HOME_NAMES = HOME_VARIABLES
+JUDGED_NAMES = (ENDPOINT_NAMES + BUCKET_NAMES + ALL_PROXY_VARIABLES + CA_VARIABLES + STORAGE_NAMES + HOME_NAMES
+                + PROCESS_TLS_NAMES)
 # Windows keeps environment names case-insensitively (os.environ upper-cases them): a .env's
 # ``https_proxy=`` arrives there as HTTPS_PROXY.
 CASE_INSENSITIVE_ENV = os.name == "nt"
@@ -316,6 +319,8 @@ def copied_from_tracked_files(settings, process_env: Mapping[str, str]) -> dict:
     fold = CASE_INSENSITIVE_ENV
     judged = {_fold(name, fold) for name in JUDGED_NAMES}
     present = {name: value for name, value in process_env.items() if value and _fold(name, fold) in judged}
+    if present.get("HOME") and present["HOME"] == account_home():
+        del present["HOME"]   # the account's own home folder, wherever it was read from: nothing to judge
     if not present:
         return {}
     copied: dict = {}
@@ -423,6 +428,8 @@ def check_not_tracked(name: str, source: str) -> None:
 _OWN_VALUE = "; set your own value in the environment or in a .env git ignores"
 _REDIRECTS = f"so it does not choose where the key, files or traffic go{_OWN_VALUE}"
 _CONSEQUENCE = {
+    **dict.fromkeys(HOME_NAMES, "so your key file, CLI configuration, upload cache and credential stores stay in "
+                                "your own home folder" + _OWN_VALUE),
     **dict.fromkeys(STORAGE_NAMES, "so the upload cache and checkpoints (which hold signed URLs) stay in your own "
                                    "folder" + _OWN_VALUE),
     "OPENSSL_CONF": ("but OpenSSL reads it once for the whole process (it can change TLS settings and load code) "

@@ -61,12 +61,12 @@ class Settings:
     A value handed out (``get``, ``env[name]``) is a plain ``str``.
     """
 
-    __slots__ = ("_values", "cwd", "home", "skill_dir", "_layout")
+    __slots__ = ("_values", "cwd", "_home", "skill_dir", "_layout")
 
-    def __init__(self, env: Mapping[str, str], cwd: Path, home: Path, skill_dir: Path = SKILL_DIR):
+    def __init__(self, env: Mapping[str, str], cwd: Path, home: Path | None = None, skill_dir: Path = SKILL_DIR):
         self._values = _Values(env)
         self.cwd = cwd
-        self.home = home
+        self._home = home
         self.skill_dir = skill_dir
         self._layout: Layout | None = None
 
@@ -79,7 +79,19 @@ class Settings:
     @classmethod
     def from_process(cls, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
-        return cls(env=env, cwd=Path(cwd or os.getcwd()), home=home_dir(env))
+        return cls(env=env, cwd=Path(cwd or os.getcwd()))
+
+    @property
+    def home(self) -> Path:
+        """The user's home folder (``fsutil.home_dir``) from ``env``: a ``HOME`` a repository's ``.env`` put in
+        the environment does not choose where the key file, the CLI configuration or the cache are."""
+        if self._home is None:
+            self._home = home_dir(self.env)
+        return self._home
+
+    @home.setter
+    def home(self, folder: Path) -> None:
+        self._home = folder
 
     @property
     def env(self) -> Mapping[str, str]:
