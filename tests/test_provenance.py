@@ -529,3 +529,25 @@ def test_a_home_folder_a_tracked_dotenv_put_in_the_environment_chooses_nothing(e
     assert f"warning: HOME in the environment is the value {dotenv} sets" in capfd.readouterr().err
     own = tmp_path / "own-home"                                       # the user's own HOME, set by the user: kept
     assert Settings.from_process(cwd=project, env=dict(base, HOME=str(own))).home == own
+
+
+def test_a_self_expanding_line_says_the_value_could_be_its_own_and_how_to_keep_yours(env, project, pki, tls_box):
+    """SSL_CERT_FILE=/${SSL_CERT_FILE} fits any value starting with "/": the user's own CA is set aside (it cannot
+    be told from what load_dotenv(override=True) made of it), and the lines say so, not "set SSL_CERT_FILE"."""
+    dotenv = tracked(project, "SSL_CERT_FILE=/${SSL_CERT_FILE}\n")
+    run_env = dict(_app_env(env), QWEN_BASE_URL=tls_box.base_url, DASHSCOPE_API_KEY=tls_box.api_key,
+                   SSL_CERT_FILE=pki["server-ca"])
+    result = run_script("probe.py", env=run_env, cwd=project)
+    warning, error = result.err.splitlines()
+    assert result.code == 8 and f"SSL_CERT_FILE in the environment could have been made by {dotenv}'s " \
+        "SSL_CERT_FILE line" in warning and "is the value" not in warning, result.err
+    assert f"SSL_CERT_FILE is set, but was set aside ({dotenv}'s SSL_CERT_FILE line could have made it" in error
+    assert f"to keep your SSL_CERT_FILE, delete or fix that line of {dotenv}" in error
+    assert "set SSL_CERT_FILE to" not in error
+    # a line set before it that the environment lacks: load_dotenv(override=True) of that file never ran
+    dotenv.write_text("APP_MODE=dev\nSSL_CERT_FILE=/${SSL_CERT_FILE}\n")
+    result = run_script("probe.py", env=run_env, cwd=project)
+    assert result.code == 0 and result.err == "", result.err
+    loaded = loaded_env(dotenv, run_env, override=True)          # it did run: the wrapped value is the file's
+    assert loaded["SSL_CERT_FILE"] == "/" + pki["server-ca"]
+    assert "SSL_CERT_FILE" not in Settings.from_process(cwd=project, env=loaded).env

@@ -26,7 +26,10 @@ folder others can write) could have put there is judged as coming from that file
 / ``${NAME:-default}`` expansions (``dotenv_parser.interpolate``) with the environment as it is, as
 it was before the file's own names were set, and empty, each with and without ``override``; a line
 that expands its own name (``NO_PROXY=${NO_PROXY},.corp``) matches any value holding its text in
-order. Only the names a file sets are compared with it, and whose file it is is asked before any
+order (what ``load_dotenv(override=True)`` makes of the user's own value), unless a plain name the file
+sets before it is missing from the environment (that load then never ran); its warning and a certificate
+failure's advice (``certificate_note``) say the value could have come from that line and how to keep it.
+Only the names a file sets are compared with it, and whose file it is is asked before any
 ``${...}`` is expanded: the user's own ``.env`` is never expanded (linear time), another's within a
 budget (``MAX_EXPANDED_PER_FILE``, ``dotenv_parser.MAX_EXPANDED_VALUE``); past it, every judged name
 the file sets is judged as that file's, with a warning. Names compare case-insensitively where the
@@ -92,6 +95,27 @@ MAX_MODULE_FOLDERS = 10000  # bounds the stat calls; sys.modules holds a few tho
 TOO_LARGE = object()
 TOO_MANY = Path("<the .env files of more than %d module folders>" % MAX_MODULE_FOLDERS)
 _warned: set = set()
+
+
+class Copied(dict):
+    """``{name: path}`` (``copied_from_tracked_files``); ``fitted``: the names only a self-expanding line fits."""
+
+    __slots__ = ("fitted",)
+
+    def __init__(self):
+        super().__init__()
+        self.fitted: set = set()
+
+
+class JudgedEnv(dict):
+    """The environment without the values ``copied`` names (``Settings.env``), remembering what was set aside
+    and why (``certificate_note``)."""
+
+    __slots__ = ("copied",)
+
+    def __init__(self, process_env: Mapping[str, str], copied: Copied):
+        super().__init__((k, v) for k, v in process_env.items() if k not in copied)
+        self.copied = copied
 
 
 def _between(start: Path, stop: Path) -> list:
@@ -207,7 +231,11 @@ class Possible:
         self.patterns = patterns
 
     def holds(self, name: str, value: str) -> bool:
-        return value in self.values.get(name, ()) or any(_fits(value, p) for p in self.patterns.get(name, ()))
+        return self.exactly(name, value) or any(_fits(value, p) for p in self.patterns.get(name, ()))
+
+    def exactly(self, name: str, value: str) -> bool:
+        """``value`` is one the file sets, not only one a self-expanding line could make of another."""
+        return value in self.values.get(name, ())
 
 
 def _fits(value: str, segments: list) -> bool:
@@ -244,6 +272,7 @@ def possible_values(text: str, environ: Mapping[str, str], fold: bool = False, p
     if not any(value and "${" in value for _, value in pairs):
         return Possible(values, patterns)
     selfish = set()   # lines that expand their own name: the environment's value now is no clue to it
+    unloaded = _not_loaded_with_override(pairs, environ, fold)
     for name, value in pairs:
         found = list(variables(value or ""))
         if any(_fold(variable, fold) == _fold(name, fold) for _, _, variable, _ in found):
@@ -253,7 +282,7 @@ def possible_values(text: str, environ: Mapping[str, str], fold: bool = False, p
                 segments.append(value[pos:start])
                 pos = end
             segments.append(value[pos:])
-            if any(segments):  # "${NAME}" alone is the environment's own value, or nothing
+            if any(segments) and _fold(name, fold) not in unloaded:   # "${NAME}" alone: the environment's own
                 patterns.setdefault(_fold(name, fold), []).append(segments)
     bound = {_fold(name, fold) for name, _ in pairs}
     before = {k: v for k, v in environ.items() if _fold(k, fold) not in bound}
@@ -263,6 +292,24 @@ def possible_values(text: str, environ: Mapping[str, str], fold: bool = False, p
             if scope is not environ or _fold(name, fold) not in selfish:
                 add(name, value)
     return Possible(values, patterns)
+
+
+def _not_loaded_with_override(pairs: list, environ: Mapping[str, str], fold: bool) -> set:
+    """The (folded) names ``load_dotenv(override=True)`` of these ``pairs`` cannot have set in ``environ``.
+
+    It sets every name that has a value, in python-dotenv's order (where each name first appears), whatever
+    the environment held: when a plain name (an ASCII identifier, which ``os.environ`` always takes) is missing
+    from ``environ``, that load did not happen, so no name set after it came from it either.
+    """
+    present = {_fold(name, fold) for name in environ}
+    final: dict = {}
+    for name, value in pairs:
+        final[_fold(name, fold)] = value   # python-dotenv's dict: first position, last value
+    unloaded: set = set()
+    for name, value in final.items():
+        if unloaded or (value is not None and name.isidentifier() and name.isascii() and name not in present):
+            unloaded.add(name)
+    return unloaded
 
 
 def _compared_text(path: Path):
@@ -323,7 +370,7 @@ def copied_from_tracked_files(settings, process_env: Mapping[str, str]) -> dict:
         del present["HOME"]   # the account's own home folder, wherever it was read from: nothing to judge
     if not present:
         return {}
-    copied: dict = {}
+    copied = Copied()
     for path in candidate_files(settings):
         left = {name: value for name, value in present.items() if name not in copied}
         if not left:
@@ -338,23 +385,26 @@ def copied_from_tracked_files(settings, process_env: Mapping[str, str]) -> dict:
         if text is None:
             continue
         if text is TOO_LARGE:
-            same, why = list(left), _not_yours(path)
+            same, why, fitted = list(left), _not_yours(path), set()
             unchecked = f"it is too large to compare, over {MAX_COMPARED_BYTES // (1024 * 1024)} MiB"
         else:
-            same, why, unchecked = _compared(path, text, left, process_env, fold)
+            same, why, unchecked, fitted = _compared(path, text, left, process_env, fold)
         if why is None:
             continue
         for name in same:
             copied[name] = path
+            if name in fitted:
+                copied.fitted.add(name)
             if not _refused_later(settings, name, path, why):
-                _warn(name, path, why, unchecked)
+                _warn(name, path, why, unchecked, name in fitted)
     return copied
 
 
 def _compared(path: Path, text: str, left: dict, process_env: Mapping[str, str], fold: bool) -> tuple:
     """``(names of left that path could have set, why path is not the user's or None, why they could not be
-    compared or "")``. Whose file it is is asked first when telling would take expanding ``${...}``: the
-    user's own file is never expanded (linear time), another's within ``MAX_EXPANDED_PER_FILE``."""
+    compared or "", those of the names only a self-expanding line fits)``. Whose file it is is asked first
+    when telling would take expanding ``${...}``: the user's own file is never expanded (linear time),
+    another's within ``MAX_EXPANDED_PER_FILE``."""
     from .dotenv_parser import MAX_EXPANDED_VALUE, ExpansionTooLarge, binding_pairs  # only when a .env is compared
 
     pairs = binding_pairs(text)
@@ -366,16 +416,17 @@ def _compared(path: Path, text: str, left: dict, process_env: Mapping[str, str],
         for name, value in pairs:
             literal.setdefault(_fold(name, fold), set()).add(value)
         same = [name for name in named if left[name] in literal.get(_fold(name, fold), ())]
-        return same, _not_yours(path) if same else None, ""
+        return same, _not_yours(path) if same else None, "", set()
     why = _not_yours(path)
     if why is None:
-        return [], None, ""
+        return [], None, "", set()
     try:
         possible = possible_values(text, process_env, fold, pairs)
     except ExpansionTooLarge:
         return named, why, (f"its ${{...}} expansions are too large to compare, over {MAX_EXPANDED_VALUE // 1024} "
-                            f"KiB a value or {MAX_EXPANDED_PER_FILE // (1024 * 1024)} MiB in all")
-    return [name for name in named if possible.holds(_fold(name, fold), left[name])], why, ""
+                            f"KiB a value or {MAX_EXPANDED_PER_FILE // (1024 * 1024)} MiB in all"), set()
+    same = [name for name in named if possible.holds(_fold(name, fold), left[name])]
+    return same, why, "", {name for name in same if not possible.exactly(_fold(name, fold), left[name])}
 
 
 def _refused_later(settings, name: str, path: Path, why: str) -> bool:
@@ -439,11 +490,18 @@ _CONSEQUENCE = {
 }
 
 
-def _warn(name: str, path: Path, why: str, unchecked: str) -> None:
-    """One line for ``name`` judged as ``path``'s; ``unchecked``: why it could not be compared ("": it was)."""
+def _warn(name: str, path: Path, why: str, unchecked: str, fitted: bool = False) -> None:
+    """One line for ``name`` judged as ``path``'s; ``unchecked``: why it could not be compared ("": it was);
+    ``fitted``: only a line of ``path`` that expands ``name`` itself fits the value."""
     if (name, str(path)) in _warned:
         return
     _warned.add((name, str(path)))
+    if fitted:
+        print(one_line(f"warning: {name} in the environment could have been made by {path}'s {name} line, {why}: "
+                       f"that line expands {name} itself (load_dotenv(override=True) would wrap your own value in its "
+                       f"text), and your value holds its text, so it is set aside as that file's and not used; "
+                       f"{_keep_yours(name, path)}"), file=sys.stderr)
+        return
     if path is TOO_MANY:
         how = f"{name} in the environment may be a value a .env sets ({unchecked})"
     elif unchecked:
@@ -453,3 +511,20 @@ def _warn(name: str, path: Path, why: str, unchecked: str) -> None:
     consequence = _CONSEQUENCE.get(name.upper(), _REDIRECTS)
     print(one_line(f"warning: {how} (load_dotenv() copied it?): judged as that file's and not used, {consequence}"),
           file=sys.stderr)
+
+
+def _keep_yours(name: str, path: Path) -> str:
+    return f"to keep your {name}, delete or fix that line of {path} (or rename {name} there)"
+
+
+def certificate_note(env: Mapping[str, str]) -> str:
+    """For a certificate failure: which CA variable was set in the environment but set aside (``env``: a
+    ``JudgedEnv``) and how to keep it; "" when none was."""
+    copied = getattr(env, "copied", {})
+    for name in copied:
+        if name.upper() in CA_VARIABLES:
+            path, fitted = copied[name], name in copied.fitted
+            could = f"{path}'s {name} line could have made it" if fitted else f"it is the value {path} sets"
+            return (f"{name} is set, but was set aside ({could}, and that file is not yours): "
+                    f"{_keep_yours(name, path) if fitted else f'to use a CA bundle, set your own {name}'}")
+    return ""

@@ -24,7 +24,7 @@ from .fsutil import home_dir
 from .named_tuple import NamedTuple
 from .ownership import trusted
 from .project import Layout, locate
-from .provenance import copied_from_tracked_files
+from .provenance import JudgedEnv, copied_from_tracked_files
 from .skill_paths import SKILL_DIR
 
 
@@ -105,8 +105,7 @@ class Settings:
             with held.judging:
                 if held.env is None:
                     copied = copied_from_tracked_files(self, held.process_env)
-                    held.env = {k: v for k, v in held.process_env.items() if k not in copied} if copied \
-                        else held.process_env
+                    held.env = JudgedEnv(held.process_env, copied) if copied else held.process_env
         return held.env
 
     @property
