@@ -14,11 +14,14 @@ from hypothesis import strategies as st
 from conftest import CANARY_KEY, leaks
 from qianwen_ops.dotenv_parser import (
     LINE_BREAK,
+    MAX_EXPANDED_VALUE,
+    ExpansionTooLarge,
     binding_pairs,
     bindings,
     interpolate,
     parse_dotenv_text,
     read_dotenv_file,
+    variables,
 )
 from qianwen_ops.errors import CONFIG, QwenOpsError
 
@@ -208,3 +211,42 @@ def test_generated_interpolations_are_python_dotenvs(pairs, override):
     finally:
         os.environ = saved  # noqa: B003
     assert interpolate(pairs, environ, override) == expected
+
+
+# python-dotenv's own expression (dotenv/variables.py), quadratic on unclosed "${"; ``variables`` must find the same.
+DOTENV_VARIABLE = r"\$\{(?P<name>[^}:]*)(?::-(?P<default>[^}]*))?\}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["${", "}", ":-", ":", "-", "$", "{", "a", "B"]), max_size=14).map("".join))
+def test_variables_are_what_python_dotenvs_expression_finds(value):
+    import re
+
+    expected = [(m.start(), m.end(), m.group("name"), m.group("default"))
+                for m in re.finditer(DOTENV_VARIABLE, value)]
+    assert list(variables(value)) == expected
+
+
+@pytest.mark.parametrize("shape", ["${", "${a:-", "${a${"])
+def test_unclosed_braces_cost_linear_time(shape):
+    """40 KB of unclosed "${": python-dotenv's expression rescans the rest from each one (seconds)."""
+    import time
+
+    value = shape * (40000 // len(shape)) + (":x}" if shape == "${a${" else "")
+    started = time.perf_counter()
+    assert interpolate([("X", value)], {}) == {"X": value}
+    assert time.perf_counter() - started < 0.5
+
+
+def test_expansions_are_bounded_by_value_and_by_budget():
+    bomb = [("V0", "x" * 64)] + [(f"V{i}", f"${{V{i - 1}}}" * 8) for i in range(1, 8)]   # 64 * 8**7 characters
+    with pytest.raises(ExpansionTooLarge):
+        interpolate(bomb, {})
+    big = [("A", "x" * 1000), ("B", "${A}" * (MAX_EXPANDED_VALUE // 1000))]
+    assert len(interpolate(big, {})["B"]) <= MAX_EXPANDED_VALUE
+    with pytest.raises(ExpansionTooLarge):
+        interpolate(big + [("C", "${B}${A}")], {})                       # one value past the limit
+    budget = [3 * MAX_EXPANDED_VALUE // 2]
+    interpolate(big, {}, budget=budget)
+    with pytest.raises(ExpansionTooLarge):
+        interpolate(big, {}, budget=budget)                           # the second pass exceeds what is left

@@ -361,3 +361,193 @@ def test_a_key_from_a_tracked_dotenv_gets_one_warning_line_and_is_used(sb, env, 
     assert "keep yours" in own.out and "someone else's key" not in _doctor_line(own, "api key")
     git(project, "rm", "-q", "--cached", ".env")          # the user's own .env: no warning
     assert run_script("probe.py", env=run_env, cwd=project).err == ""
+
+
+SETTINGS_MODULE_APP = """
+import sys
+sys.path.insert(0, {scripts!r})
+import mysite.settings            # Django/FastAPI style: the settings module calls load_dotenv()
+from qianwen_ops import QwenOpsError, api_settings, resolve_file
+try:
+    print(api_settings().base_url)
+    print(resolve_file("pic.png", "qwen-vl-plus", use_cache=False))
+except QwenOpsError as exc:
+    print("QwenOpsError", exc.exit_code, exc)
+"""
+
+
+def test_a_dotenv_load_dotenv_finds_from_the_calling_module_is_judged_too(env, project, listener):
+    """find_dotenv() starts from the folder of the module that calls load_dotenv(), not the main script's."""
+    import subprocess
+
+    from conftest import SCRIPTS
+
+    (project / "mysite").mkdir()
+    (project / "mysite" / "__init__.py").write_text("")
+    (project / "mysite" / "settings.py").write_text("from dotenv import load_dotenv\nload_dotenv()\n")
+    (project / "mysite" / ".env").write_text(f"QWEN_BASE_URL=http://127.0.0.1:{listener.port}/compatible-mode/v1\n")
+    (project / "manage.py").write_text(SETTINGS_MODULE_APP.format(scripts=str(SCRIPTS)))
+    (project / "pic.png").write_bytes(os.urandom(300))
+    git(project, "init", "-q")
+    git(project, "add", "mysite")
+    # the user's own proxy, a closed loopback port, keeps resolve_file off the network
+    run_env = dict(_app_env(env), DASHSCOPE_API_KEY=CANARY_KEY, HTTPS_PROXY="http://127.0.0.1:9")
+    done = subprocess.run([sys.executable, "manage.py"], cwd=project, env=run_env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.splitlines()[0] == "https://dashscope.aliyuncs.com/compatible-mode/v1", (done.stdout,
+                                                                                              done.stderr)
+    assert f"QWEN_BASE_URL in the environment is the value {project / 'mysite' / '.env'} sets" in done.stderr
+    assert "refused by proxy 127.0.0.1:9" in done.stdout, done.stdout      # went for the documented host
+    assert listener.received == [] and leaks(done.stdout + done.stderr) == []
+
+
+def test_too_many_module_folders_in_the_project_fail_closed(env, project, monkeypatch, capfd):
+    import types
+
+    from qianwen_ops import provenance
+
+    git(project, "init", "-q")
+    monkeypatch.setitem(sys.modules, "__main__", types.SimpleNamespace(__file__=str(project / "pkg0" / "app.py")))
+    for i in range(3):
+        (project / f"pkg{i}").mkdir()
+        module = types.SimpleNamespace(__file__=str(project / f"pkg{i}" / "m.py"))
+        monkeypatch.setitem(sys.modules, f"_rt_pkg{i}", module)
+    monkeypatch.setattr(provenance, "MAX_MODULE_FOLDERS", 2)
+    judged = Settings.from_process(cwd=project, env=dict(_app_env(env), HTTPS_PROXY="http://corp:3128")).env
+    assert "HTTPS_PROXY" not in judged
+    assert "HTTPS_PROXY in the environment may be a value a .env sets (more than 2 folders" in capfd.readouterr().err
+    monkeypatch.setattr(provenance, "MAX_MODULE_FOLDERS", 3)
+    assert Settings.from_process(cwd=project, env=dict(_app_env(env), HTTPS_PROXY="http://corp:3128")).env[
+        "HTTPS_PROXY"] == "http://corp:3128"
+
+
+def test_a_users_own_dotenv_is_never_expanded(env, project, monkeypatch):
+    """Whose file it is is asked before any ${...} is expanded: the user's own .env costs linear time."""
+    from qianwen_ops import provenance
+
+    def expanded(*args, **kwargs):
+        raise AssertionError("the user's own .env was expanded")
+
+    (project / ".env").write_text("HTTPS_PROXY=http://corp:3128${X}\n")       # git does not track it
+    git(project, "init", "-q")
+    monkeypatch.setattr(provenance, "possible_values", expanded)
+    own = dict(_app_env(env), HTTPS_PROXY="http://corp:3128")
+    assert Settings.from_process(cwd=project, env=own).env["HTTPS_PROXY"] == "http://corp:3128"
+
+
+BOMB = "V0=" + "x" * 64 + "\n" + "".join(f"V{i}=" + f"${{V{i - 1}}}" * 8 + "\n" for i in range(1, 8))
+
+
+def test_a_tracked_dotenv_too_costly_to_expand_takes_the_names_it_sets(env, project, capfd):
+    import time
+
+    dotenv = tracked(project, BOMB + "HTTPS_PROXY=${V7}\nNO_PROXY=" + "${" * 20000 + "\n")
+    own = dict(_app_env(env), HTTPS_PROXY="http://corp:3128", NO_PROXY="localhost", ALL_PROXY="http://corp:1080")
+    started = time.perf_counter()
+    judged = Settings.from_process(cwd=project, env=own).env
+    assert time.perf_counter() - started < 1
+    assert "HTTPS_PROXY" not in judged and "NO_PROXY" not in judged   # failed closed: the names the file sets
+    assert judged["ALL_PROXY"] == "http://corp:1080"                  # a name it does not set is the user's
+    assert (f"warning: HTTPS_PROXY in the environment may be a value {dotenv} sets (its ${{...}} expansions are too "
+            "large to compare") in capfd.readouterr().err
+
+
+def test_probe_stays_fast_on_interpolation_bombs(sb, env, project):
+    import time
+
+    tracked(project, BOMB + "HTTPS_PROXY=${V7}\nX=" + "${" * 20000 + "\n")
+    run_env = dict(_app_env(env), QWEN_BASE_URL=sb.base_url, DASHSCOPE_API_KEY=sb.api_key,
+                   HTTPS_PROXY="http://127.0.0.1:9", NO_PROXY="127.0.0.1,localhost")
+    started = time.perf_counter()
+    result = run_script("probe.py", env=run_env, cwd=project)
+    assert time.perf_counter() - started < 3 and result.code == 0, result.err   # was 10 s, then MemoryError
+    assert "HTTPS_PROXY in the environment may be a value" in result.err
+
+
+def test_other_threads_never_see_the_environment_unjudged(env, project, monkeypatch):
+    """One Settings shared by threads: while one works provenance out, the others wait for its answer."""
+    import threading
+
+    from qianwen_ops import settings as settings_module
+
+    tracked(project, "QWEN_BASE_URL=http://127.0.0.1:9\n")
+    judging, release = threading.Event(), threading.Event()
+    real = settings_module.copied_from_tracked_files
+
+    def held_up(settings, process_env):
+        judging.set()
+        assert release.wait(30)            # until the other thread has had its chance to read
+        return real(settings, process_env)
+
+    monkeypatch.setattr(settings_module, "copied_from_tracked_files", held_up)
+    shared = Settings.from_process(cwd=project, env=dict(_app_env(env), QWEN_BASE_URL="http://127.0.0.1:9"))
+    seen, answered = {}, threading.Event()
+
+    def read(who):
+        seen[who] = dict(shared.env)
+        if who == "second":
+            answered.set()
+
+    first = threading.Thread(target=read, args=("first",))
+    first.start()
+    assert judging.wait(30)
+    second = threading.Thread(target=read, args=("second",))
+    second.start()
+    # a bounded window in which an unguarded read would answer (the result below does not depend on it)
+    answered_early = answered.wait(0.2)
+    release.set()
+    first.join(30)
+    second.join(30)
+    assert not answered_early
+    assert "QWEN_BASE_URL" not in seen["first"] and "QWEN_BASE_URL" not in seen["second"], seen.keys()
+
+
+def test_a_home_folder_a_tracked_dotenv_put_in_the_environment_chooses_nothing(env, project, tmp_path, monkeypatch,
+                                                                               capfd):
+    """HOME unset (a service; Windows by default), load_dotenv() copies a clone's HOME=: the key file, the CLI
+    configuration and the cache stay the account's."""
+    import pwd
+    import types
+
+    from qianwen_ops.credentials import NOT_SET, find_api_key
+    from qianwen_ops.upload_cache import cache_path
+
+    account = tmp_path / "account"
+    account.mkdir()
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: types.SimpleNamespace(pw_dir=str(account)))
+    clone_home = project / "tools" / "home"
+    (clone_home / ".dashscope").mkdir(parents=True)
+    (clone_home / ".dashscope" / "api_key").write_text("sk-" + "c0" * 16 + "\n")   # the clone's (another account)
+    dotenv = tracked(project, f"HOME={clone_home}\n")
+    base = {k: v for k, v in _app_env(env).items() if k not in ("HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME")}
+    after = loaded_env(dotenv, base)
+    assert after["HOME"] == str(clone_home)                           # load_dotenv() did put it there
+    settings = Settings.from_process(cwd=project, env=after)
+    assert "HOME" not in list(settings.env) and settings.home == account   # names only in a failure
+    assert find_api_key(settings).status == NOT_SET                   # not the clone's key file
+    assert cache_path(settings.env) == account / ".cache" / "qianwen-ops-auth" / "uploads.jsonl"
+    assert f"warning: HOME in the environment is the value {dotenv} sets" in capfd.readouterr().err
+    own = tmp_path / "own-home"                                       # the user's own HOME, set by the user: kept
+    assert Settings.from_process(cwd=project, env=dict(base, HOME=str(own))).home == own
+
+
+def test_a_self_expanding_line_says_the_value_could_be_its_own_and_how_to_keep_yours(env, project, pki, tls_box):
+    """SSL_CERT_FILE=/${SSL_CERT_FILE} fits any value starting with "/": the user's own CA is set aside (it cannot
+    be told from what load_dotenv(override=True) made of it), and the lines say so, not "set SSL_CERT_FILE"."""
+    dotenv = tracked(project, "SSL_CERT_FILE=/${SSL_CERT_FILE}\n")
+    run_env = dict(_app_env(env), QWEN_BASE_URL=tls_box.base_url, DASHSCOPE_API_KEY=tls_box.api_key,
+                   SSL_CERT_FILE=pki["server-ca"])
+    result = run_script("probe.py", env=run_env, cwd=project)
+    warning, error = result.err.splitlines()
+    assert result.code == 8 and f"SSL_CERT_FILE in the environment could have been made by {dotenv}'s " \
+        "SSL_CERT_FILE line" in warning and "is the value" not in warning, result.err
+    assert f"SSL_CERT_FILE is set, but was set aside ({dotenv}'s SSL_CERT_FILE line could have made it" in error
+    assert f"to keep your SSL_CERT_FILE, delete or fix that line of {dotenv}" in error
+    assert "set SSL_CERT_FILE to" not in error
+    # a line set before it that the environment lacks: load_dotenv(override=True) of that file never ran
+    dotenv.write_text("APP_MODE=dev\nSSL_CERT_FILE=/${SSL_CERT_FILE}\n")
+    result = run_script("probe.py", env=run_env, cwd=project)
+    assert result.code == 0 and result.err == "", result.err
+    loaded = loaded_env(dotenv, run_env, override=True)          # it did run: the wrapped value is the file's
+    assert loaded["SSL_CERT_FILE"] == "/" + pki["server-ca"]
+    assert "SSL_CERT_FILE" not in Settings.from_process(cwd=project, env=loaded).env

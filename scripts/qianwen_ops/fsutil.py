@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 APP_DIR = "qianwen-ops-auth"
+HOME_VARIABLES = ("HOME", "USERPROFILE", "HOMEDRIVE", "HOMEPATH")   # where the environment names the home folder
 # The open flags of the whole bundle (0 where the platform lacks one); skill_state.py keeps its own copies,
 # as it must work in the sibling skill without this package.
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)   # never through a link
@@ -45,9 +46,39 @@ class UnsafeTarget(OSError):
     """A write was refused: the target is a link, not a regular file, or lies behind a link."""
 
 
+def account_home() -> str | None:
+    """The home folder the system's account database gives this user (POSIX ``pwd``); None where there is none."""
+    try:
+        import pwd  # deferred: only when the environment names no home folder
+    except ImportError:
+        return None
+    try:
+        return pwd.getpwuid(os.getuid()).pw_dir or None
+    except KeyError:
+        return None
+
+
 def home_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The user's home folder: ``HOME`` in ``env`` (on Windows then ``USERPROFILE``, then ``HOMEDRIVE`` +
+    ``HOMEPATH``, as ``ntpath.expanduser`` reads them), else the account's own (``account_home``).
+
+    Give it ``Settings.env``, where ``provenance`` has judged these names: never ``os.path.expanduser``,
+    which reads ``os.environ``, where ``load_dotenv()`` may have copied a repository's ``HOME``. When the
+    environment held a home folder that was set aside and the system names none, ``QwenOpsError`` (CONFIG).
+    """
     env = os.environ if env is None else env
-    return Path(env.get("HOME") or os.path.expanduser("~"))
+    named = env.get("HOME")
+    if not named and os.name == "nt":
+        named = env.get("USERPROFILE") or (env.get("HOMEDRIVE", "") + env["HOMEPATH"] if env.get("HOMEPATH") else "")
+    named = named or account_home()
+    if named:
+        return Path(named)
+    if not any(os.environ.get(name) for name in HOME_VARIABLES):
+        return Path(os.path.expanduser("~"))   # nothing names it anywhere: what Python makes of that
+    from .errors import CONFIG, QwenOpsError
+
+    raise QwenOpsError("cannot tell your home folder: the one in the environment was set aside (see the warning "
+                       "above) and the system names none for your account; set HOME yourself", CONFIG)
 
 
 def user_dir(kind: str, env: Mapping[str, str] | None = None) -> Path:

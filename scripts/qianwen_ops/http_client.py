@@ -193,6 +193,15 @@ class _Connection(http.client.HTTPConnection):
             raise _ProxyRefused(status)
 
 
+def _with_set_aside(advice: str, env) -> str:
+    """``network.certificate_advice``'s line, its fix replaced when a CA variable the user set was set aside
+    (``provenance.certificate_note``): "set SSL_CERT_FILE" would be wrong advice then."""
+    from .provenance import certificate_note  # only on a certificate failure
+
+    note = certificate_note(env)
+    return f"{advice.split('; ', 1)[0]}; {note}" if note else advice
+
+
 def _network_error(exc: BaseException, where: str, timeout: float, stage: str = "request") -> QwenOpsError:
     if isinstance(exc, (socket.timeout, TimeoutError)) and stage != "request":
         text = f"timed out after {timeout:g}s connecting to {where}"   # TCP, CONNECT reply or TLS handshake
@@ -289,7 +298,8 @@ class HttpSession:
 
         if isinstance(exc, ssl.SSLCertVerificationError):
             reason = getattr(exc, "verify_message", "") or ""
-            return QwenOpsError(network.certificate_advice(host, self._tls()[1], reason, conn.proxy, self.env), NETWORK)
+            advice = network.certificate_advice(host, self._tls()[1], reason, conn.proxy, self.env)
+            return QwenOpsError(_with_set_aside(advice, self.env), NETWORK)
         if isinstance(exc, _ProxyRefused):
             label = conn.proxy.label if conn.proxy else "the proxy"
             if exc.status == 407:

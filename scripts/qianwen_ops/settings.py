@@ -9,11 +9,13 @@ directory, ``.env`` at the user's project root. Which folders those are (and whi
 broken ``.env`` never gets in the way of a variable that is set. ``env`` is the process
 environment minus the base URL, bucket, proxy, CA and cache-folder values a ``.env`` that is not
 the user's (git tracks it, or another user's) put there (``load_dotenv()`` in the user's app; see
-``provenance``): every decision made from it is the one the scripts make without ``load_dotenv``.
+``provenance``): every decision made from it is the one the scripts make without ``load_dotenv``. It is
+worked out once, under a lock: no thread sees the environment before it is judged.
 """
 
 from __future__ import annotations
 
+import _thread
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +24,7 @@ from .fsutil import home_dir
 from .named_tuple import NamedTuple
 from .ownership import trusted
 from .project import Layout, locate
-from .provenance import copied_from_tracked_files
+from .provenance import JudgedEnv, copied_from_tracked_files
 from .skill_paths import SKILL_DIR
 
 
@@ -36,12 +38,13 @@ class SourcedValue(NamedTuple):
 class _Values:
     """The environment and the ``.env`` values a ``Settings`` holds: shown, copied or pickled as nothing."""
 
-    __slots__ = ("process_env", "env", "dotenv")
+    __slots__ = ("process_env", "env", "dotenv", "judging")
 
     def __init__(self, process_env: Mapping[str, str]):
         self.process_env = process_env
         self.env: Mapping[str, str] | None = None
         self.dotenv: dict = {}
+        self.judging = _thread.allocate_lock()   # one thread works ``env`` out; the others wait for it
 
     def __repr__(self) -> str:
         return "<hidden>"
@@ -58,12 +61,12 @@ class Settings:
     A value handed out (``get``, ``env[name]``) is a plain ``str``.
     """
 
-    __slots__ = ("_values", "cwd", "home", "skill_dir", "_layout")
+    __slots__ = ("_values", "cwd", "_home", "skill_dir", "_layout")
 
-    def __init__(self, env: Mapping[str, str], cwd: Path, home: Path, skill_dir: Path = SKILL_DIR):
+    def __init__(self, env: Mapping[str, str], cwd: Path, home: Path | None = None, skill_dir: Path = SKILL_DIR):
         self._values = _Values(env)
         self.cwd = cwd
-        self.home = home
+        self._home = home
         self.skill_dir = skill_dir
         self._layout: Layout | None = None
 
@@ -76,17 +79,33 @@ class Settings:
     @classmethod
     def from_process(cls, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
-        return cls(env=env, cwd=Path(cwd or os.getcwd()), home=home_dir(env))
+        return cls(env=env, cwd=Path(cwd or os.getcwd()))
+
+    @property
+    def home(self) -> Path:
+        """The user's home folder (``fsutil.home_dir``) from ``env``: a ``HOME`` a repository's ``.env`` put in
+        the environment does not choose where the key file, the CLI configuration or the cache are."""
+        if self._home is None:
+            self._home = home_dir(self.env)
+        return self._home
+
+    @home.setter
+    def home(self, folder: Path) -> None:
+        self._home = folder
 
     @property
     def env(self) -> Mapping[str, str]:
-        """The process environment without the values a git-tracked ``.env`` put there (see ``provenance``)."""
+        """The process environment without the values a git-tracked ``.env`` put there (see ``provenance``).
+
+        Thread-safe: the first reader works it out under a lock and publishes it once; the other threads wait
+        and never see the environment unjudged.
+        """
         held = self._values
         if held.env is None:
-            held.env = held.process_env  # what the .env lookups below see while this is worked out
-            copied = copied_from_tracked_files(self, held.process_env)
-            if copied:
-                held.env = {k: v for k, v in held.process_env.items() if k not in copied}
+            with held.judging:
+                if held.env is None:
+                    copied = copied_from_tracked_files(self, held.process_env)
+                    held.env = JudgedEnv(held.process_env, copied) if copied else held.process_env
         return held.env
 
     @property
