@@ -49,6 +49,7 @@ from .skill_state import (
     state_tracked,
     suppression,
     update_state,
+    version_key,
 )
 
 CHECK_TIMEOUT_SECONDS = 10  # check_update.py's own deadline (5 s) plus interpreter start, with room to spare
@@ -107,10 +108,6 @@ def installed_version(sibling: Path | None) -> str | None:
     return version if isinstance(version, str) and re.fullmatch(VERSION, version) else None
 
 
-def _release(version: str) -> tuple:
-    return tuple(int(part) for part in re.match(r"v?([0-9]+)\.([0-9]+)\.([0-9]+)", version).groups())
-
-
 def _pending(state: dict, installed: str | None = None) -> str | None:
     """The newer version the last successful check found (its answer, cached by check_update.py), or None.
 
@@ -125,7 +122,7 @@ def _pending(state: dict, installed: str | None = None) -> str | None:
         return None
     if outcome["outcome"] == "update-available":
         return latest
-    if outcome["outcome"] == "failed" and installed is not None and _release(latest) > _release(installed):
+    if outcome["outcome"] == "failed" and installed is not None and version_key(latest) > version_key(installed):
         return latest
     return None
 

@@ -86,6 +86,21 @@ OUTCOMES = ("up-to-date", "update-available", "failed")
 # A version as version.json may give it (semantic versioning, ASCII only, bounded): the raw value must
 # match whole, so a line break, a Unicode digit or a separator can never come through.
 VERSION = r"v?[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}(?:-[0-9A-Za-z.-]{1,40})?(?:\+[0-9A-Za-z.-]{1,40})?"
+_VERSION_PARTS = re.compile(r"v?([0-9]+)\.([0-9]+)\.([0-9]+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?")
+
+
+def version_key(text: object) -> tuple | None:
+    """A sort key for a version (``VERSION`` whole, nothing stripped), None for anything else: 1.10.0 > 1.9.0,
+    and 1.0.0-rc.1 < 1.0.0 (semantic-versioning order)."""
+    if not (isinstance(text, str) and re.fullmatch(VERSION, text)):
+        return None
+    match = _VERSION_PARTS.fullmatch(text)
+    release = tuple(int(match.group(i)) for i in (1, 2, 3))
+    pre = match.group(4)
+    if pre is None:
+        return release + ((1,),)
+    idents = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
+    return release + ((0,) + idents,)
 # Every ``detail`` check_update.py records, as patterns: a stored detail in other words was not
 # written by this program (an edited or committed state file) and is never shown as its words.
 _CA_SOURCES = "SSL_CERT_FILE|SSL_CERT_DIR|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|the system store"
