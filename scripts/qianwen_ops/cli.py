@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from .errors import EXIT_CODES, INTERNAL, USAGE, QwenOpsError, error_object
+from .errors import EXIT_CODES, INTERNAL, USAGE, QwenOpsError, bug_message, error_object
 from .redaction import one_line, redact
 
 # True once a script's arguments asked for --json: failures then also print the one JSON error
@@ -161,9 +161,9 @@ def run(main: Callable[[], int]) -> None:
     except BrokenPipeError:
         code = 0
     except Exception as exc:  # a bug: still one line, never a traceback or a value
-        fail(f"internal error ({exc.__class__.__name__}); please report it")
+        fail(bug_message(exc))
         code = INTERNAL
-        _print_json_error(code, f"internal error ({exc.__class__.__name__}); please report it")
+        _print_json_error(code, bug_message(exc))
     _flush()
     sys.exit(code)
 

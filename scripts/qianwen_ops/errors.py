@@ -101,6 +101,12 @@ def detached(exc: QwenOpsError) -> QwenOpsError:
     return QwenOpsError(exc.message, exc.exit_code, code=exc.code, status=exc.status, retryable=exc.retryable)
 
 
+def bug_message(exc: BaseException) -> str:
+    """How an unexpected exception (a bug) is reported, by scripts and library alike: its class only,
+    never its text (which may hold a value)."""
+    return f"internal error ({exc.__class__.__name__}); please report it"
+
+
 def public(function):
     """Decorator for the library's entry points: errors leave through a boundary that keeps no frame.
 
@@ -129,7 +135,7 @@ def public(function):
         except TypeError as exc:
             error = _call_error(exc)
         except Exception as exc:
-            error = QwenOpsError(f"internal error ({exc.__class__.__name__}); please report it", INTERNAL)
+            error = QwenOpsError(bug_message(exc), INTERNAL)
         except BaseException as exc:  # noqa: B036 - re-raised below, as it is, without what it carried
             error = stripped(exc)
         del args, kwargs  # the caller's arguments (a Settings, an env mapping) stay out of the traceback
@@ -155,7 +161,7 @@ def _call_error(exc: TypeError) -> BaseException:
     as one. The binding failed in ``boundary``'s frame when its traceback goes no further."""
     if isinstance(exc, ArgumentTypeError) or (exc.__traceback__ is not None and exc.__traceback__.tb_next is None):
         return TypeError(str(exc))
-    return QwenOpsError(f"internal error ({exc.__class__.__name__}); please report it", INTERNAL)
+    return QwenOpsError(bug_message(exc), INTERNAL)
 
 
 def stripped(exc: BaseException) -> BaseException:
