@@ -149,7 +149,6 @@ def test_no_chmod_advice_where_mode_bits_mean_nothing(tmp_path, monkeypatch):
     dotenv.write_text("X=1\n", encoding="utf-8")
     os.chmod(dotenv, 0o644)   # on Windows every file reads as 0o666 (or 0o444): always "readable by others"
     monkeypatch.setattr(project_findings, "posix_permissions", lambda: False)
-    monkeypatch.setenv("USERPROFILE", str(tmp_path))
-    assert project_findings._dotenv_findings(dotenv, tmp_path, in_git=False) == []
-    monkeypatch.setenv("USERPROFILE", str(tmp_path / "elsewhere"))
-    assert [f[1] for f in project_findings._dotenv_findings(dotenv, tmp_path, in_git=False)] == ["info"]
+    assert project_findings._dotenv_findings(dotenv, tmp_path, in_git=False, home=tmp_path) == []
+    elsewhere = tmp_path / "elsewhere"
+    assert [f[1] for f in project_findings._dotenv_findings(dotenv, tmp_path, in_git=False, home=elsewhere)] == ["info"]

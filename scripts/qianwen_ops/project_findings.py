@@ -31,7 +31,7 @@ from .ownership import posix_permissions, trusted
 from .provenance import JUDGED_NAMES
 
 
-def _dotenv_findings(path: Path, project: Path, in_git: bool) -> list:
+def _dotenv_findings(path: Path, project: Path, in_git: bool, home: Path) -> list:
     findings = []
     if in_git and is_within(path, project):
         relative = str(path.relative_to(project))
@@ -41,7 +41,7 @@ def _dotenv_findings(path: Path, project: Path, in_git: bool) -> list:
             findings.append((".env in git", "warn", f"{path} is not ignored by git: add the line "
                              f"'{relative}' to {project / '.gitignore'} so it is never committed"))
     if not posix_permissions():
-        return findings + _windows_access_findings(path)
+        return findings + _windows_access_findings(path, home)
     try:
         mode = os.stat(path).st_mode
     except OSError:
@@ -101,10 +101,11 @@ def committed_credentials(values: Mapping) -> list:
     return found
 
 
-def _windows_access_findings(path: Path, home: Path | None = None) -> list:
+def _windows_access_findings(path: Path, home: Path) -> list:
     """Windows: a ``.env`` under the user's profile is private by the profile's ACL; elsewhere (a folder
-    made under ``C:\\``, a shared drive) the inherited ACL may let every local user read it."""
-    profile = Path(os.path.abspath(home or os.environ.get("USERPROFILE") or os.path.expanduser("~")))
+    made under ``C:\\``, a shared drive) the inherited ACL may let every local user read it. ``home``: the
+    user's folder as ``Settings.home`` decides it."""
+    profile = Path(os.path.abspath(home))
     if is_within(Path(os.path.abspath(path)), profile):
         return []
     return [(".env permissions", "info", f"{path} is outside your user folder ({profile}): on Windows its "
@@ -121,5 +122,5 @@ def project_findings(settings) -> list:
                  f"{layout.project / EVIDENCE_SUBDIR})")]
     in_git = trusted(layout.project / ".git")
     for path in read:
-        findings += _dotenv_findings(path, layout.project, in_git)
+        findings += _dotenv_findings(path, layout.project, in_git, settings.home)
     return findings
